@@ -1,0 +1,113 @@
+"""Turn ``generate`` flags into a GenerationRequest (files become content-addressed asset references)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from studio.assetstore import AssetStore
+from studio.errors import InvalidRequest
+from studio.request import CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
+
+
+def parse_schedule(text: str | None) -> dict[str, Any] | None:
+    """``--schedule`` JSON, or ``@file`` holding JSON."""
+    if not text:
+        return None
+    source = "--schedule"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read schedule file {path} ({exc.strerror}) — check the path") from None
+        source = str(path)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"{source} is not valid JSON ({exc}) — e.g. '{{\"guidance\": [[0, 4], [1, 2]]}}'"
+        ) from None
+    return value
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidRequest(f"{what} {text!r} is not a number") from None
+
+
+def parse_control(text: str, assets: AssetStore) -> ControlSpec:
+    """``KIND:IMAGE[:STRENGTH[:START:END]]``; KIND-map means the image already is the map."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3, 5):
+        raise InvalidRequest(f"--control {text!r} must look like KIND:IMAGE[:STRENGTH[:START:END]], e.g. canny:edges.png:0.8")
+    kind, image = parts[0], parts[1]
+    strength = _float(parts[2], "control strength") if len(parts) >= 3 else 1.0
+    start, end = (_float(parts[3], "control start"), _float(parts[4], "control end")) if len(parts) == 5 else (0.0, 1.0)
+    preprocess = not kind.endswith("-map")
+    return ControlSpec(kind, assets.put_file(Path(image)), preprocess, strength, start, end)
+
+
+def parse_region(text: str, assets: AssetStore) -> RegionSpec:
+    """``MASK_PNG:PROMPT`` (white = region)."""
+    mask, sep, prompt = text.partition(":")
+    if not sep or not prompt.strip():
+        raise InvalidRequest(f"--region {text!r} must look like MASK_PNG:PROMPT, e.g. left.png:a red circle")
+    return RegionSpec(assets.put_file(Path(mask)), prompt)
+
+
+def parse_lora(text: str) -> LoraSpec:
+    """``NAME_OR_PATH[:WEIGHT]``."""
+    name, sep, weight = text.rpartition(":")
+    if not sep or not _is_number(weight):
+        return LoraSpec(text, "", 1.0)
+    return LoraSpec(name, "", float(weight))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_cache(text: str | None) -> CacheSpec:
+    """``KIND[:THRESHOLD]``."""
+    if not text:
+        return CacheSpec()
+    kind, _, threshold = text.partition(":")
+    return CacheSpec(kind, _float(threshold, "cache threshold") if threshold else None)
+
+
+def request_from_args(args: argparse.Namespace, prompt: str, assets: AssetStore) -> GenerationRequest:
+    """The request the flags describe, validated."""
+    init_image = assets.put_file(args.init_image) if args.init_image else None
+    mask = assets.put_file(args.mask) if args.mask else None
+    mode = "inpaint" if mask else ("img2img" if init_image else "txt2img")
+    return GenerationRequest(
+        prompt=prompt,
+        model=args.model or "",
+        mode=mode,
+        prompt_2=args.prompt_2,
+        negative_prompt=args.negative_prompt,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        seed=args.seed,
+        batch_size=args.batch,
+        guidance=args.guidance,
+        true_cfg=args.true_cfg,
+        schedule=parse_schedule(args.schedule),
+        controls=tuple(parse_control(c, assets) for c in args.control),
+        regions=tuple(parse_region(r, assets) for r in args.region),
+        loras=tuple(parse_lora(x) for x in args.lora),
+        init_image=init_image,
+        mask=mask,
+        strength=args.strength,
+        cache=parse_cache(args.cache),
+    ).validate()

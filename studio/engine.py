@@ -1,0 +1,355 @@
+"""The Engine: one resident Flux pipeline, one generation at a time, progress and cancel.
+
+Only the Engine holds model state. ``ensure`` is keyed and idempotent: it loads nothing when the model and
+quantization are unchanged; other Flux pipelines (img2img, inpaint) are derived with ``from_pipe``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from studio import sampling
+from studio import schedule as schedule_mod
+from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
+from studio.memory import apply_memory_mode, resolve_device
+from studio.models import ModelDefaults, ModelLocation, defaults_for, locate
+from studio.request import MAX_SEED, GenerationRequest
+from studio.settings import Settings
+
+log = logging.getLogger(__name__)
+TEXT_CACHE_SIZE = 64
+PREVIEW_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """What a progress listener sees after each step: step (1-based), total and an optional preview."""
+
+    step: int
+    total: int
+    preview: Any | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished generation: the resolved request, its images (PIL) with their seeds, and timings."""
+
+    request: GenerationRequest
+    images: list[Any]
+    seeds: list[int]
+    timings: dict[str, float]
+
+
+class Engine:
+    """Owns the pipeline. Thread-safe: one generation at a time behind a lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self._lock = threading.Lock()
+        self._pipe: Any = None
+        self._key: tuple[str, str] | None = None
+        self._location: ModelLocation | None = None
+        self._defaults: ModelDefaults | None = None
+        self._derived: dict[str, Any] = {}
+        self._text_cache: OrderedDict[tuple, sampling.TextConditioning] = OrderedDict()
+        self._current_cancel: threading.Event | None = None
+        self.load_count = 0
+        if self.device.type == "cpu":
+            torch.set_num_threads(settings.threads or max(1, os.cpu_count() or 1))
+        if settings.memory not in ("none", "auto") and self.device.type != "cuda":
+            raise UnsupportedOnDevice(
+                f"STUDIO_MEMORY={settings.memory} offloads to a CUDA GPU, but the device is {self.device} — "
+                "unset STUDIO_MEMORY (or use none) on this machine"
+            )
+
+    # ---- model -------------------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        """The loaded model's name (or the configured one before the first load)."""
+        return self._location.name if self._location else self.settings.model
+
+    def ensure(self, model: str = "", quant: str = "") -> ModelLocation:
+        """Load the model once; a no-op when it is already resident with the same quantization."""
+        location = locate(model or self.settings.model, self.settings)
+        quant = quant or self.settings.quant
+        key = (location.source, quant)
+        if self._key == key:
+            return location
+        self._unload()
+        self._pipe = self._load(location, quant)
+        self._key, self._location = key, location
+        self._defaults = defaults_for(location, bool(self._pipe.transformer.config.guidance_embeds))
+        self.load_count += 1
+        return location
+
+    def _load(self, location: ModelLocation, quant: str) -> Any:
+        from diffusers import FluxPipeline
+
+        from studio.quant import quantization_config
+
+        kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
+        config = quantization_config(quant, self.device)
+        if config is not None:
+            kwargs["quantization_config"] = config
+        started = time.perf_counter()
+        try:
+            pipe = FluxPipeline.from_pretrained(location.source, **kwargs)
+        except StudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated into a message naming the fix
+            raise _load_error(location, exc) from exc
+        pipe.set_progress_bar_config(disable=True)
+        apply_memory_mode(pipe, self.settings.memory, self.device)
+        log.info("loaded %s in %.1fs", location.name, time.perf_counter() - started)
+        return pipe
+
+    def _unload(self) -> None:
+        self._pipe, self._key, self._location, self._defaults = None, None, None, None
+        self._derived.clear()
+        self._text_cache.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def defaults(self, model: str = "") -> ModelDefaults:
+        """The model's defaults (loads the model if needed)."""
+        with self._lock:
+            self.ensure(model)
+            assert self._defaults is not None
+            return self._defaults
+
+    @property
+    def pipe(self) -> Any:
+        """The resident base pipeline (None before the first load)."""
+        return self._pipe
+
+    def pipeline_for(self, mode: str) -> Any:
+        """The pipeline for a mode, derived from the resident one with ``from_pipe`` (weights shared)."""
+        if mode == "txt2img":
+            return self._pipe
+        if mode not in self._derived:
+            from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline
+
+            cls = {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline}[mode]
+            derived = cls.from_pipe(self._pipe)
+            derived.set_progress_bar_config(disable=True)
+            self._derived[mode] = derived
+        return self._derived[mode]
+
+    # ---- requests ----------------------------------------------------------------------------------
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """Fill unset values from the loaded model's defaults and draw a seed if none is given."""
+        assert self._defaults is not None and self._location is not None
+        d = self._defaults
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED - request.batch_size + 1)
+        return request.replace(
+            model=self._location.name,
+            width=request.width or d.width,
+            height=request.height or d.height,
+            steps=request.steps or d.steps,
+            guidance=d.guidance if request.guidance is None else request.guidance,
+            seed=seed,
+            quant=self._key[1] if self._key else request.quant,
+        )
+
+    def cancel(self) -> bool:
+        """Ask the running generation to stop at its next step; True if one was running."""
+        event = self._current_cancel
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """True while a generation runs."""
+        return self._lock.locked()
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[StepUpdate], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Result:
+        """Run one generation. Raises StudioError for user errors and Cancelled (with ``.request``) on cancel."""
+        request.validate()
+        cancel = cancel or threading.Event()
+        with self._lock:
+            self._current_cancel = cancel
+            try:
+                return self._generate_locked(request, on_step, cancel)
+            finally:
+                self._current_cancel = None
+
+    def _generate_locked(
+        self, request: GenerationRequest, on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
+    ) -> Result:
+        started = time.perf_counter()
+        self.ensure(request.model, request.quant)
+        load_s = time.perf_counter() - started
+        resolved = self.resolve(request).validate()
+        _refuse_unavailable(resolved)
+        try:
+            if cancel.is_set():
+                raise Cancelled("generation cancelled before it started")
+            denoise_started = time.perf_counter()
+            if resolved.mode == "txt2img":
+                images = self._txt2img(resolved, on_step, cancel)
+            else:
+                images = self._edit(resolved, on_step, cancel)
+        except Cancelled as exc:
+            exc.request = resolved  # type: ignore[attr-defined]
+            raise
+        total_s = time.perf_counter() - started
+        timings = {
+            "load_s": round(load_s, 4),
+            "denoise_s": round(time.perf_counter() - denoise_started, 4),
+            "total_s": round(total_s, 4),
+        }
+        return Result(resolved, images, resolved.seeds(), timings)
+
+    # ---- txt2img: our own loop ---------------------------------------------------------------------
+    def encode(self, prompt: str, prompt_2: str | None) -> sampling.TextConditioning:
+        """Text encodings from an LRU cache keyed by (model, quant, text)."""
+        assert self._defaults is not None
+        key = (self._key, prompt, prompt_2, self._defaults.max_sequence_length)
+        cached = self._text_cache.get(key)
+        if cached is not None:
+            self._text_cache.move_to_end(key)
+            return cached
+        cond = sampling.encode_prompt(self._pipe, prompt, prompt_2, self._defaults.max_sequence_length)
+        self._text_cache[key] = cond
+        while len(self._text_cache) > TEXT_CACHE_SIZE:
+            self._text_cache.popitem(last=False)
+        return cond
+
+    def plan(self, request: GenerationRequest) -> sampling.StepPlan:
+        """Per-step guidance and CFG values from the request's scalars and schedule curves."""
+        curves = request.schedule or {}
+        steps = int(request.steps or 1)
+        return sampling.StepPlan(
+            guidance=schedule_mod.per_step(curves.get("guidance"), steps, float(request.guidance or 0.0)),
+            true_cfg=schedule_mod.per_step(curves.get("true_cfg"), steps, float(request.true_cfg)),
+            extras={
+                name: schedule_mod.per_step(curves.get(name), steps, 1.0) for name in ("control", "regions")
+            },
+        )
+
+    def _txt2img(
+        self, req: GenerationRequest, on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
+    ) -> list[Any]:
+        pipe = self._pipe
+        assert req.width and req.height and req.steps
+        plan = self.plan(req)
+        batch = req.batch_size
+        cond = self.encode(req.prompt, req.prompt_2).repeat(batch)
+        negative = None
+        if any(scale > 1 for scale in plan.true_cfg):
+            negative = self.encode(req.negative_prompt or "", None).repeat(batch)
+        latents, img_ids = sampling.prepare_noise(pipe, req.seeds(), req.height, req.width, cond.prompt_embeds.dtype)
+        scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1])
+        callback = self._step_callback(on_step, req.height, req.width)
+        latents = sampling.denoise(
+            pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel
+        )
+        if cancel.is_set():
+            raise Cancelled("generation cancelled before decoding")
+        return sampling.decode(pipe, latents, req.height, req.width)
+
+    def _step_callback(
+        self, on_step: Callable[[StepUpdate], None] | None, height: int, width: int
+    ) -> Callable[[sampling.StepInfo], None] | None:
+        if on_step is None:
+            return None
+        last = [0.0]
+
+        def callback(info: sampling.StepInfo) -> None:
+            preview = None
+            now = time.perf_counter()
+            if info.step + 1 < info.total and now - last[0] >= PREVIEW_INTERVAL_S:
+                preview = sampling.decode(self._pipe, info.x0[:1], height, width)[0]
+                last[0] = now
+            on_step(StepUpdate(info.step + 1, info.total, preview, info.elapsed_s))
+
+        return callback
+
+    # ---- img2img / inpaint: diffusers' pipelines derived with from_pipe -----------------------------
+    def _edit(
+        self, req: GenerationRequest, on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
+    ) -> list[Any]:
+        if req.schedule:
+            raise StudioError("schedules apply to txt2img only for now — clear the schedule for img2img/inpaint")
+        from studio.inputs import load_asset_image
+
+        pipe = self.pipeline_for(req.mode)
+        init = load_asset_image(self.settings, req.init_image, "RGB", (req.width, req.height))
+        kwargs: dict[str, Any] = {}
+        if req.mode == "inpaint":
+            kwargs["mask_image"] = load_asset_image(self.settings, req.mask, "L", (req.width, req.height))
+
+        def callback(p: Any, i: int, t: Any, tensors: dict) -> dict:
+            if cancel.is_set():
+                p._interrupt = True
+            if on_step is not None:
+                on_step(StepUpdate(i + 1, p.num_timesteps))
+            return tensors
+
+        out = pipe(
+            prompt=req.prompt,
+            prompt_2=req.prompt_2,
+            negative_prompt=req.negative_prompt if req.true_cfg > 1 else None,
+            true_cfg_scale=req.true_cfg,
+            image=init,
+            strength=req.strength if req.strength is not None else 0.6,
+            height=req.height,
+            width=req.width,
+            num_inference_steps=req.steps,
+            guidance_scale=req.guidance,
+            num_images_per_prompt=req.batch_size,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in req.seeds()],
+            max_sequence_length=self._defaults.max_sequence_length if self._defaults else 512,
+            callback_on_step_end=callback,
+            **kwargs,
+        )
+        if cancel.is_set():
+            raise Cancelled("generation cancelled")
+        return list(out.images)
+
+
+def _refuse_unavailable(request: GenerationRequest) -> None:
+    """Features whose engine part is not built yet are refused, never silently ignored."""
+    missing = [
+        name for name, used in (
+            ("LoRAs", bool(request.loras)),
+            ("controls", bool(request.controls)),
+            ("regions", bool(request.regions)),
+            ("step caching", request.cache.kind != "none"),
+        ) if used
+    ]
+    if missing:
+        raise StudioError(f"{', '.join(missing)} are not supported by this engine yet — remove them from the request")
+
+
+def _load_error(location: ModelLocation, exc: Exception) -> ModelMissing:
+    detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    if location.is_hub:
+        return ModelMissing(
+            f"could not load {location.name} from the Hugging Face Hub ({detail}) — check the network and, for "
+            "FLUX.1-dev, accept its licence and run `hf auth login`; or download it and set STUDIO_MODEL to the folder"
+        )
+    return ModelMissing(
+        f"the model at {location.source} could not be loaded ({detail}) — its weights are missing or corrupt; "
+        "re-download it, or rebuild the embedded model with `python -m training.build`"
+    )

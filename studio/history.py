@@ -1,0 +1,483 @@
+"""History: generation records and share tokens in SQL (SQLite by default), PNGs on disk.
+
+``Store(url, data_dir)`` opens the database, applies numbered migrations, and keeps files under ``data_dir``:
+``images/<id>-<k>.png`` (generated, with metadata) and ``assets/<sha256>.png`` (inputs). One Session per call, so
+a Store is shared by Gradio's worker threads. SQLite runs in WAL mode with foreign keys and a busy timeout; write
+transactions take the write lock up front (``BEGIN IMMEDIATE``). A record is its PNGs first, then one row: a
+crash in between leaves only files without a row, which ``sweep_orphans`` removes.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import sqlalchemy as sa
+from PIL import Image
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Field, Session, SQLModel, col, func, select
+
+from studio import pngmeta
+from studio.assetstore import AssetStore
+from studio.errors import InvalidRequest, NotFound, StudioError
+
+STATUSES = ("done", "cancelled", "failed")
+MAX_LIMIT = 500
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+MAX_ID_CHARS = 64
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Generation(SQLModel, table=True):
+    """One generation: its request, outcome and image files (JSON columns are text)."""
+
+    id: str = Field(primary_key=True, max_length=MAX_ID_CHARS)
+    created_at: datetime = Field(index=True)
+    status: str
+    request: str = Field(sa_type=sa.Text)
+    prompt: str = Field(sa_type=sa.Text)
+    search_text: str = Field(sa_type=sa.Text)
+    model: str = Field(sa_type=sa.Text)
+    images: str = Field(default="[]", sa_type=sa.Text)
+    timings: str = Field(default="{}", sa_type=sa.Text)
+    replay_of: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    favourite: bool = False
+    tags: str = Field(default="[]", sa_type=sa.Text)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class Share(SQLModel, table=True):
+    """A public share token of one generation; revoked tokens stay, marked by ``revoked_at``."""
+
+    token: str = Field(primary_key=True, max_length=64)
+    generation_id: str = Field(foreign_key="generation.id", index=True, ondelete="CASCADE")
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+# ---- migrations: append only; each gets a Connection inside the start-up transaction ------------------
+def _migration_1(conn: sa.Connection) -> None:
+    """Create ``generation`` and ``share`` (a frozen copy of the version-1 schema)."""
+    md, text, when = sa.MetaData(), sa.Text, sa.DateTime(timezone=True)
+    sa.Table(
+        "generation", md,
+        sa.Column("id", sa.String(MAX_ID_CHARS), primary_key=True),
+        sa.Column("created_at", when, nullable=False, index=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        *(sa.Column(name, text, nullable=False)
+          for name in ("request", "prompt", "search_text", "model", "images", "timings")),
+        sa.Column("replay_of", sa.String(MAX_ID_CHARS)),
+        sa.Column("favourite", sa.Boolean, nullable=False),
+        sa.Column("tags", text, nullable=False),
+        sa.Column("error", text),
+    )  # fmt: skip
+    sa.Table(
+        "share", md,
+        sa.Column("token", sa.String(64), primary_key=True),
+        sa.Column("generation_id", sa.String(MAX_ID_CHARS), sa.ForeignKey("generation.id", ondelete="CASCADE"),
+                  nullable=False, index=True),
+        sa.Column("created_at", when, nullable=False),
+        sa.Column("revoked_at", when),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1,)
+_VERSIONS = sa.table("schema_migrations", sa.column("version"), sa.column("applied_at"))
+
+
+def _migrate(engine: sa.Engine) -> int:
+    """Apply the migrations not yet recorded in ``schema_migrations``, in order, in one transaction."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        md = sa.MetaData()
+        sa.Table(
+            "schema_migrations",
+            md,
+            sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("applied_at", sa.String(40), nullable=False),
+        )
+        md.create_all(conn)
+        done = set(conn.scalars(sa.select(_VERSIONS.c.version)))
+        if done and max(done) > len(MIGRATIONS):
+            raise StudioError(
+                f"the history database has schema version {max(done)}, newer than this Flux Studio "
+                f"({len(MIGRATIONS)}) — update Flux Studio or choose another STUDIO_DATA_DIR"
+            )
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version not in done:
+                migration(conn)
+                conn.execute(sa.insert(_VERSIONS).values(version=version, applied_at=_iso(_now())))
+        return len(MIGRATIONS)
+
+
+# ---- engine -----------------------------------------------------------------------------------------
+def default_url(data_dir: Path) -> str:
+    """``sqlite:///<data_dir>/studio.db`` (the default of STUDIO_DB_URL)."""
+    return f"sqlite:///{(Path(data_dir) / 'studio.db').absolute()}"
+
+
+def _make_engine(url: str, busy_timeout_s: float) -> sa.Engine:
+    """An engine; for SQLite with WAL, foreign keys, busy timeout and explicit BEGIN [IMMEDIATE]."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    memory = parsed.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        parsed,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
+        poolclass=StaticPool if memory else None,
+    )
+    busy_ms = int(busy_timeout_s * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+def new_id(moment: datetime) -> str:
+    """A time-sortable, hard-to-guess record id, e.g. ``20250101-120000-1a2b3c4d``."""
+    return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _search_text(request: dict[str, Any]) -> str:
+    parts = (request.get(k) for k in ("prompt", "prompt_2", "negative_prompt"))
+    return "\n".join(p for p in parts if isinstance(p, str) and p).casefold()
+
+
+def _clean_tags(tags: Any) -> list[str]:
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise InvalidRequest("tags must be a list of words, e.g. ['portrait', 'best']")
+    cleaned = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    if len(cleaned) > MAX_TAGS:
+        raise InvalidRequest(f"{len(cleaned)} tags given — use at most {MAX_TAGS}")
+    for tag in cleaned:
+        if len(tag) > MAX_TAG_CHARS or _CONTROL_CHARS.search(tag):
+            raise InvalidRequest(
+                f"tag {tag[:20]!r}… is too long or has control characters — use ≤ {MAX_TAG_CHARS} plain characters"
+            )
+    return cleaned
+
+
+_READ_ONLY = "the data folder {data_dir} is read-only — choose a writable STUDIO_DATA_DIR"
+_FULL = "the disk holding {data_dir} is full — free some space or choose another STUDIO_DATA_DIR"
+_DB_PROBLEMS = (
+    (
+        ("locked", "busy"),
+        "the history database {db} is busy (another Flux Studio or program) — try again or stop it",
+    ),
+    (("readonly", "read-only"), _READ_ONLY),
+    (("disk is full", "disk full", "no space"), _FULL),
+    (
+        ("unable to open database",),
+        "cannot open the database {db} — use a writable STUDIO_DATA_DIR or STUDIO_DB_URL",
+    ),
+    (
+        ("not a database", "malformed"),
+        "{db} is not a valid history database — move it away or use another STUDIO_DATA_DIR",
+    ),
+    (
+        ("could not connect", "connection refused"),
+        "cannot reach the database {db} — start it or fix STUDIO_DB_URL",
+    ),
+)
+_OS_PROBLEMS = (((errno.EROFS, errno.EACCES, errno.EPERM), _READ_ONLY), ((errno.ENOSPC, errno.EDQUOT), _FULL))
+
+
+class Store:
+    """Generation history and share tokens; files under ``data_dir``. Safe to share between threads."""
+
+    def __init__(self, url: str, data_dir: Path, busy_timeout_s: float = 5.0) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.images_dir = self.data_dir / "images"
+        self.assets = AssetStore(self.data_dir / "assets")
+        self._where = sa.make_url(url).render_as_string(hide_password=True)
+        with self._os_errors():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._engine = _make_engine(url, busy_timeout_s)
+        self._write_engine = self._engine.execution_options(sqlite_begin="IMMEDIATE")
+        try:
+            with self._db_errors():
+                self.schema_version = _migrate(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # ---- plumbing -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close all pooled connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _db_errors(self) -> Iterator[None]:
+        """Database failures a user can fix (locked, read-only, full, ...) become StudioError."""
+        try:
+            yield
+        except sa_exc.DatabaseError as exc:
+            text = str(exc.orig or exc).lower()
+            for needles, message in _DB_PROBLEMS:
+                if any(needle in text for needle in needles):
+                    raise StudioError(message.format(data_dir=self.data_dir, db=self._where)) from exc
+            raise
+
+    @contextmanager
+    def _os_errors(self) -> Iterator[None]:
+        """A read-only or full data folder becomes StudioError."""
+        try:
+            yield
+        except OSError as exc:
+            for codes, message in _OS_PROBLEMS:
+                if exc.errno in codes:
+                    raise StudioError(message.format(data_dir=self.data_dir)) from exc
+            raise
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        with self._db_errors(), Session(self._write_engine if write else self._engine) as session:
+            if write:
+                with session.begin():
+                    yield session
+            else:
+                yield session
+
+    def _record(self, row: Generation) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "created_at": _iso(row.created_at),
+            "status": row.status,
+            "request": json.loads(row.request),
+            "images": self._images(json.loads(row.images)),
+            "timings": json.loads(row.timings),
+            "replay_of": row.replay_of,
+            "favourite": bool(row.favourite),
+            "tags": json.loads(row.tags),
+            "error": row.error,
+        }
+
+    def _images(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"path": str(self.data_dir / f["file"]), "sha256": f["sha256"], "seed": f["seed"]} for f in files]
+
+    def _row(self, session: Session, gen_id: Any) -> Generation:
+        row = session.get(Generation, gen_id) if isinstance(gen_id, str) and len(gen_id) <= MAX_ID_CHARS else None
+        if row is None:
+            raise NotFound(
+                f"no generation with id {str(gen_id)[:80]!r} — list them with `python -m studio history`"
+            )
+        return row
+
+    def _remove_files(self, files: list[dict[str, Any]]) -> None:
+        for image in files:
+            (self.data_dir / image["file"]).unlink(missing_ok=True)
+
+    # ---- records ------------------------------------------------------------------------------------
+    def add(
+        self,
+        request: dict[str, Any],
+        images: list[Image.Image],
+        seeds: list[int],
+        timings: dict[str, Any],
+        status: str = "done",
+        error: str | None = None,
+        replay_of: str | None = None,
+    ) -> dict[str, Any]:
+        """Write the PNGs, then insert the row in one transaction; return the record (INTERFACES.md)."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        if status != "done" and images:
+            raise ValueError("a cancelled or failed record has no images")
+        if len(images) != len(seeds):
+            raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
+        moment = _now()
+        meta: dict[str, Any] = {
+            "id": new_id(moment),
+            "created_at": _iso(moment),
+            "status": status,
+            "request": request,
+            "timings": timings,
+            "replay_of": replay_of,
+            "favourite": False,
+            "tags": [],
+            "error": error,
+        }
+        row = Generation(
+            id=meta["id"],
+            created_at=moment,
+            status=status,
+            request=json.dumps(request),
+            prompt=str(request.get("prompt") or ""),
+            search_text=_search_text(request),
+            model=str(request.get("model") or ""),
+            timings=json.dumps(timings),
+            replay_of=replay_of,
+            error=error,
+        )
+        # PNGs carry only what is deterministic, so the same request gives the same bytes.
+        png_meta = {"request": request, "status": status}
+        files: list[dict[str, Any]] = []
+        try:
+            with self._os_errors():
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                for k, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+                    name = f"images/{meta['id']}-{k}.png"
+                    files.append({"file": name, "sha256": "", "seed": int(seed)})
+                    files[-1]["sha256"] = pngmeta.save_png(image, self.data_dir / name, png_meta, int(seed))
+            row.images = json.dumps(files)
+            with self._session(write=True) as session:
+                session.add(row)
+        except BaseException:
+            self._remove_files(files)
+            raise
+        head = {k: meta.pop(k) for k in ("id", "created_at", "status", "request")}
+        return {**head, "images": self._images(files), **meta}
+
+    def get(self, gen_id: str) -> dict[str, Any]:
+        """The record ``gen_id``; NotFound when there is none."""
+        with self._session() as session:
+            return self._record(self._row(session, gen_id))
+
+    def list(
+        self, search: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """(records newest first, total matching); ``search`` is a case-insensitive substring of the prompts."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidRequest(f"limit must be from 1 to {MAX_LIMIT} (got {limit!r}) — try 50")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidRequest(f"offset must be a whole number ≥ 0 (got {offset!r}) — try 0")
+        query = select(Generation)
+        count = select(func.count()).select_from(Generation)
+        if search is not None and search.strip():
+            if len(search) > 4000:
+                raise InvalidRequest("the search text is too long — use a few words")
+            pattern = f"%{_escape_like(search.strip().casefold())}%"
+            condition = col(Generation.search_text).like(pattern, escape="\\")
+            query, count = query.where(condition), count.where(condition)
+        query = query.order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
+        with self._session() as session:
+            total = session.exec(count).one()
+            rows = session.exec(query.offset(offset).limit(limit)).all()
+            return [self._record(row) for row in rows], int(total)
+
+    def delete(self, gen_id: str) -> None:
+        """Remove the record, its share tokens and its image files."""
+        with self._session(write=True) as session:
+            row = self._row(session, gen_id)
+            files = json.loads(row.images)
+            session.exec(sa.delete(Share).where(col(Share.generation_id) == row.id))
+            session.delete(row)
+        self._remove_files(files)
+
+    def set_favourite(self, gen_id: str, favourite: bool) -> dict[str, Any]:
+        """Mark or unmark the record as a favourite; return it."""
+        with self._session(write=True) as session:
+            row = self._row(session, gen_id)
+            row.favourite = bool(favourite)
+            session.flush()
+            return self._record(row)
+
+    def set_tags(self, gen_id: str, tags: builtins.list[str]) -> dict[str, Any]:
+        """Replace the record's tags (trimmed, de-duplicated); return it."""
+        cleaned = _clean_tags(tags)
+        with self._session(write=True) as session:
+            row = self._row(session, gen_id)
+            row.tags = json.dumps(cleaned)
+            session.flush()
+            return self._record(row)
+
+    def sweep_orphans(self, min_age_s: float = 60.0) -> builtins.list[Path]:
+        """Remove image files (and stale temp files) older than ``min_age_s`` that no record owns."""
+        if not self.images_dir.is_dir():
+            return []
+        with self._session() as session:
+            owned = {im["file"] for images in session.exec(select(Generation.images)) for im in json.loads(images)}
+        cutoff = time.time() - min_age_s
+        removed = []
+        candidates = [
+            *self.images_dir.iterdir(),
+            *(self.assets.root.glob(".tmp-*") if self.assets.root.is_dir() else []),
+        ]
+        for path in candidates:
+            owner = f"images/{path.name}"
+            if owner in owned or not path.is_file() or path.stat().st_mtime > cutoff:
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
+    # ---- shares -------------------------------------------------------------------------------------
+    def share(self, gen_id: str) -> str:
+        """A public token for the record (its active one if it has one)."""
+        with self._session(write=True) as session:
+            row = self._row(session, gen_id)
+            if row.status != "done" or row.images == "[]":
+                raise InvalidRequest(
+                    f"generation {row.id} is {row.status} and has no image — share a finished one"
+                )
+            active = select(Share).where(col(Share.generation_id) == row.id, col(Share.revoked_at).is_(None))
+            existing = session.exec(active.order_by(col(Share.created_at))).first()
+            if existing is not None:
+                return existing.token
+            token = secrets.token_urlsafe(24)
+            session.add(Share(token=token, generation_id=row.id, created_at=_now()))
+            return token
+
+    def _share_row(self, session: Session, token: Any) -> Share:
+        row = session.get(Share, token) if isinstance(token, str) and _TOKEN.fullmatch(token) else None
+        if row is None or row.revoked_at is not None:
+            raise NotFound("this share link is unknown or was revoked — ask its owner for a new link")
+        return row
+
+    def unshare(self, token: str) -> None:
+        """Revoke a share token; NotFound when unknown or already revoked."""
+        with self._session(write=True) as session:
+            self._share_row(session, token).revoked_at = _now()
+
+    def resolve_share(self, token: str) -> dict[str, Any]:
+        """The record behind an active share token; NotFound otherwise."""
+        with self._session() as session:
+            share = self._share_row(session, token)
+            return self._record(self._row(session, share.generation_id))

@@ -1,0 +1,75 @@
+"""Studio: the Engine and the history Store together — run a request, keep its record."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from studio import pngmeta
+from studio.engine import Engine, StepUpdate
+from studio.errors import Cancelled, StudioError
+from studio.history import Store
+from studio.request import GenerationRequest
+from studio.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Studio:
+    """What the UI, CLI and API call: one Engine (the model) and one Store (the history)."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None, store: Store | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+        self.store = store or Store(settings.db_url, settings.data_dir)
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[StepUpdate], None] | None = None,
+        cancel: threading.Event | None = None,
+        replay_of: str | None = None,
+    ) -> dict[str, Any]:
+        """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised)."""
+        started = time.perf_counter()
+        try:
+            result = self.engine.generate(request, on_step=on_step, cancel=cancel)
+        except Cancelled as exc:
+            resolved = getattr(exc, "request", None) or request
+            timings = {"total_s": round(time.perf_counter() - started, 4)}
+            return self.store.add(resolved.to_dict(), [], [], timings, "cancelled", str(exc), replay_of)
+        except StudioError:
+            raise
+        except Exception as exc:
+            log.exception("generation failed")
+            timings = {"total_s": round(time.perf_counter() - started, 4)}
+            self.store.add(request.to_dict(), [], [], timings, "failed", f"{type(exc).__name__}: {exc}", replay_of)
+            raise
+        timings = dict(result.timings)
+        save_started = time.perf_counter()
+        record = self.store.add(result.request.to_dict(), result.images, result.seeds, timings, replay_of=replay_of)
+        record["timings"]["save_s"] = round(time.perf_counter() - save_started, 4)
+        return record
+
+    def replay(
+        self,
+        record_id: str,
+        on_step: Callable[[StepUpdate], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Regenerate a stored record exactly (same request, same seed)."""
+        record = self.store.get(record_id)
+        request = GenerationRequest.from_dict(record["request"])
+        return self.generate(request, on_step=on_step, cancel=cancel, replay_of=record_id)
+
+    def import_png(self, source: Path | bytes) -> dict[str, Any]:
+        """The request stored in a PNG's metadata (ours or A1111-style)."""
+        return pngmeta.read_png_request(source)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.close()

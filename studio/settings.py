@@ -1,0 +1,85 @@
+"""Settings resolved once at start: command-line flags > environment variables > defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from studio.errors import StudioError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "assets/models/flux-mini"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MEMORY_MODES = ("none", "model", "sequential", "group", "auto")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data lives and how the model runs. Paths are absolute."""
+
+    model: str = DEFAULT_MODEL
+    data_dir: Path = PROJECT_ROOT / "gallery"
+    db_url: str = ""
+    lora_dirs: tuple[Path, ...] = ()
+    device: str = "auto"
+    memory: str = "auto"
+    quant: str = "none"
+    annotators: Path | None = None
+    threads: int = 0
+    queue_size: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_dir(self) -> Path:
+        """Generated images."""
+        return self.data_dir / "images"
+
+    @property
+    def model_roots(self) -> tuple[Path, ...]:
+        """Folders a request may name models from (beyond the configured STUDIO_MODEL)."""
+        return (PROJECT_ROOT / "assets" / "models", self.data_dir / "models")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some values replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _path(value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path)
+
+
+def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from STUDIO_* variables (INTERFACES.md), then explicit overrides (flags)."""
+    env = dict(os.environ if env is None else env)
+    data_dir = _path(env["STUDIO_DATA_DIR"]) if env.get("STUDIO_DATA_DIR") else PROJECT_ROOT / "gallery"
+    if overrides.get("data_dir") is not None:
+        data_dir = _path(str(overrides.pop("data_dir")))
+    if env.get("STUDIO_DATA_DIR") is None and Path("/data").is_dir() and env.get("SPACE_ID"):
+        data_dir = Path("/data/flux-studio")  # persistent storage on Hugging Face Spaces
+    lora_env = env.get("STUDIO_LORA_DIRS")
+    lora_dirs = (
+        tuple(_path(p) for p in lora_env.split(":") if p)
+        if lora_env
+        else (PROJECT_ROOT / "assets" / "loras", data_dir / "loras")
+    )
+    device = env.get("STUDIO_DEVICE", "auto")
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise StudioError(f"STUDIO_DEVICE={device!r} is unknown — use auto, cpu, cuda, cuda:N or mps")
+    memory = env.get("STUDIO_MEMORY", "auto")
+    if memory not in MEMORY_MODES:
+        raise StudioError(f"STUDIO_MEMORY={memory!r} is unknown — use one of {', '.join(MEMORY_MODES)}")
+    settings = Settings(
+        model=env.get("STUDIO_MODEL") or DEFAULT_MODEL,
+        data_dir=data_dir,
+        db_url=env.get("STUDIO_DB_URL") or f"sqlite:///{data_dir / 'studio.db'}",
+        lora_dirs=lora_dirs,
+        device=device,
+        memory=memory,
+        quant=env.get("STUDIO_QUANT", "none"),
+        annotators=_path(env["STUDIO_ANNOTATORS"]) if env.get("STUDIO_ANNOTATORS") else None,
+        threads=int(env.get("STUDIO_THREADS", "0") or 0),
+    )
+    return settings.with_overrides(**overrides)

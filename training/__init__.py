@@ -1,0 +1,1 @@
+"""Reproducible construction and training of the embedded flux-mini model family."""
