@@ -100,7 +100,7 @@ class Engine:
 
         from studio.quant import quantization_config
 
-        kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
         config = quantization_config(quant, self.device)
         if config is not None:
             kwargs["quantization_config"] = config

@@ -31,16 +31,14 @@ def step_positions(steps: int) -> list[float]:
 
 
 def evaluate(curve: Sequence[Sequence[float]], p: float) -> float:
-    """Value of the curve at position p (linear in between, flat outside)."""
+    """Value of the curve at position p (linear in between, flat outside; at a repeated p the later point)."""
     points = [(float(a), float(b)) for a, b in curve]
     if p <= points[0][0]:
         return points[0][1]
     if p >= points[-1][0]:
         return points[-1][1]
     for (p0, v0), (p1, v1) in zip(points, points[1:]):
-        if p0 <= p <= p1:
-            if p1 == p0:
-                return v1
+        if p0 <= p < p1:  # at a repeated p the later point wins (a step)
             return v0 + (v1 - v0) * (p - p0) / (p1 - p0)
     return points[-1][1]  # unreachable for sorted points
 

@@ -1,0 +1,92 @@
+"""Flux Studio: ``python app.py [--host H] [--port P] [--auth user:pass]`` serves the studio.
+
+Parses flags → Settings → Studio (engine + history) → Gradio UI mounted on a FastAPI app with /healthz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+log = logging.getLogger("studio.app")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Launch options (INTERFACES.md); GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured too."""
+    parser = argparse.ArgumentParser(description="Flux Studio")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--auth", default=None, help="user:pass")
+    parser.add_argument("--multi-user", action="store_true", default=bool(os.environ.get("SPACE_ID")))
+    parser.add_argument("--share-base-url", default=None)
+    parser.add_argument("--model", default=None, help="overrides STUDIO_MODEL")
+    parser.add_argument("--data-dir", default=None, help="overrides STUDIO_DATA_DIR")
+    parser.add_argument("--queue-size", type=int, default=16, help="waiting generations before 'queue full'")
+    return parser.parse_args(argv)
+
+
+def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
+    """The FastAPI app with the studio mounted at ``/``."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from studio import settings as settings_mod
+    from studio.service import Studio
+    from studio.ui import build
+    from studio.ui.studio_ui import UIContext
+
+    settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size)
+    studio = Studio(settings)
+    defaults = studio.engine.defaults()
+    ctx = UIContext(
+        studio=studio,
+        model=studio.engine.model_name,
+        width=defaults.width,
+        height=defaults.height,
+        steps=defaults.steps,
+        guidance=defaults.guidance,
+        guidance_embeds=bool(studio.engine.pipe.transformer.config.guidance_embeds),
+    )
+    demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
+    app = FastAPI(title="Flux Studio")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model": studio.engine.model_name}
+
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit("--auth must look like user:pass")
+        auth = (user, password)
+    settings.images_dir.mkdir(parents=True, exist_ok=True)
+    return gr.mount_gradio_app(
+        app, demo, path="", auth=auth, allowed_paths=[str(settings.images_dir)], show_error=True,
+        footer_links=["api"], css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until interrupted."""
+    import uvicorn
+
+    from studio.errors import StudioError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.auth and not args.multi_user:
+        log.warning("serving on %s without --auth: anyone who can reach this port can use the studio", args.host)
+    try:
+        app = create_app(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"Flux Studio on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""The studio page: prompt panel, Generate/Cancel with live progress and previews, results, history strip.
+
+Extension slots (regions, structure, schedule, LoRA) are placed here and filled by their own panel modules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from studio.errors import StudioError
+from studio.ui import adapters
+from studio.ui.jobs import CancelRegistry, stream_job
+
+if TYPE_CHECKING:
+    from studio.service import Studio
+
+log = logging.getLogger(__name__)
+GPU = "gpu"  # one concurrency id for every listener that runs the model
+HISTORY_SIZE = 24
+CSS = """
+#status {min-height: 1.5em}
+#history .thumbnail-item {max-height: 96px}
+"""
+
+
+@dataclass(frozen=True)
+class UIContext:
+    """What the UI needs: the studio backend and the model's defaults."""
+
+    studio: Studio
+    model: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    guidance_embeds: bool = True
+
+
+def _history_items(studio: Studio) -> tuple[list[tuple[str, str]], list[str]]:
+    records, _ = studio.store.list(limit=HISTORY_SIZE * 2)
+    done = [r for r in records if r["status"] == "done" and r["images"]][:HISTORY_SIZE]
+    return [(r["images"][0]["path"], r["request"]["prompt"][:80]) for r in done], [r["id"] for r in done]
+
+
+def _user_error(exc: BaseException) -> gr.Error:
+    if isinstance(exc, StudioError):
+        return gr.Error(str(exc))
+    log.error("internal error", exc_info=exc)
+    return gr.Error(f"internal error ({type(exc).__name__}) — the studio keeps running; see the server log")
+
+
+def build(ctx: UIContext) -> gr.Blocks:
+    """The whole studio as Gradio Blocks (queue it and launch/mount it in app.py)."""
+    studio = ctx.studio
+    cancels = CancelRegistry()
+    with gr.Blocks(title="Flux Studio") as demo:
+        gr.Markdown(f"## Flux Studio · `{ctx.model}`")
+        with gr.Row():
+            with gr.Column(scale=2):
+                panel = _prompt_panel(ctx)
+                with gr.Row():
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                _extension_slots()
+            with gr.Column(scale=3):
+                status = gr.Markdown("", elem_id="status")
+                preview = gr.Image(label="Preview", type="pil", interactive=False, height=256, elem_id="preview")
+                results = gr.Gallery(label="Result", columns=2, height=320, elem_id="results")
+                with gr.Accordion("Record", open=False):
+                    record_json = gr.JSON(label="record")
+        with gr.Row():
+            history = gr.Gallery(label="History", columns=12, height=140, allow_preview=False, elem_id="history")
+        history_ids = gr.State([])
+        selected_id = gr.State("")
+        with gr.Row():
+            reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="reuse")
+            replay_btn = gr.Button("Replay", size="sm", elem_id="replay")
+            refresh_btn = gr.Button("Refresh history", size="sm")
+
+        panel_inputs = [panel[name] for name in adapters.FIELDS]
+
+        def refresh() -> tuple[Any, list[str]]:
+            items, ids = _history_items(studio)
+            return items, ids
+
+        def run_stream(run: Any, request: gr.Request, progress: gr.Progress) -> Any:
+            session = request.session_hash or "local"
+            cancel = cancels.start(session)
+            try:
+                for event in stream_job(lambda on_step: run(on_step, cancel), cancel):
+                    if event.kind == "step":
+                        update = event.payload
+                        progress((update.step, update.total), desc=f"step {update.step}/{update.total}")
+                        yield (f"Step {update.step}/{update.total} · {update.elapsed_s:.1f}s", update.preview
+                               if update.preview is not None else gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                               gr.skip())
+                    elif event.kind == "error":
+                        raise _user_error(event.payload)
+                    else:
+                        record = event.payload
+                        items, ids = _history_items(studio)
+                        images = [(img["path"], f"seed {img['seed']}") for img in record["images"]]
+                        if record["status"] == "cancelled":
+                            message = "Cancelled — stored in history as cancelled."
+                        else:
+                            message = f"Done in {record['timings'].get('total_s', 0):.2f}s · id `{record['id']}`"
+                        yield message, None, images, record, items, ids
+            finally:
+                cancels.finish(session, cancel)
+
+        def on_generate(*args: Any, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
+            values = adapters.PromptPanelValues(*args)
+            try:
+                req = adapters.request_from_panel(values)
+            except StudioError as exc:
+                raise gr.Error(str(exc)) from None
+            yield from run_stream(lambda on_step, cancel: studio.generate(req, on_step, cancel), request, progress)
+
+        def on_replay(record_id: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
+            if not record_id:
+                raise gr.Error("select an image in the history strip first")
+            yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel), request, progress)
+
+        def on_cancel(request: gr.Request) -> str:
+            running = cancels.cancel(request.session_hash or "local")
+            return "Cancelling…" if running else "Nothing is running."
+
+        def on_select(ids: list[str], evt: gr.SelectData) -> tuple[str, Any]:
+            record_id = ids[evt.index] if evt.index is not None and evt.index < len(ids) else ""
+            return record_id, studio.store.get(record_id) if record_id else None
+
+        def on_reuse(record_id: str) -> list[Any]:
+            if not record_id:
+                raise gr.Error("select an image in the history strip first")
+            values = adapters.panel_from_request(studio.store.get(record_id)["request"])
+            return [getattr(values, name) for name in adapters.FIELDS]
+
+        outputs = [status, preview, results, record_json, history, history_ids]
+        gen_event = generate_btn.click(
+            on_generate, panel_inputs, outputs, concurrency_id=GPU, concurrency_limit=1, api_visibility="private"
+        )
+        replay_event = replay_btn.click(
+            on_replay, [selected_id], outputs, concurrency_id=GPU, concurrency_limit=1, api_visibility="private"
+        )
+        cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
+        history.select(on_select, [history_ids], [selected_id, record_json], api_visibility="private")
+        reuse_btn.click(on_reuse, [selected_id], panel_inputs, api_visibility="private")
+        refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
+        demo.load(refresh, None, [history, history_ids], api_visibility="private")
+        del gen_event, replay_event
+        _api_endpoints(studio)
+    return demo
+
+
+def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
+    """Prompt, negative prompt, T5 prompt, size, steps, seed, guidance, true CFG, batch."""
+    w: dict[str, Any] = {}
+    w["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
+                             placeholder="a red circle in the top left on a white background")
+    w["negative_prompt"] = gr.Textbox(label="Negative prompt (used when true CFG > 1)", lines=1,
+                                      elem_id="negative_prompt")
+    with gr.Accordion("T5 prompt (optional; defaults to the prompt)", open=False):
+        w["prompt_2"] = gr.Textbox(label="T5 prompt", lines=2, elem_id="prompt_2")
+    with gr.Row():
+        w["width"] = gr.Number(label="Width", value=ctx.width, precision=0, step=16, minimum=16, elem_id="width")
+        w["height"] = gr.Number(label="Height", value=ctx.height, precision=0, step=16, minimum=16, elem_id="height")
+        w["steps"] = gr.Number(label="Steps", value=ctx.steps, precision=0, minimum=1, maximum=200, elem_id="steps")
+    with gr.Row():
+        w["seed"] = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="seed")
+        dice = gr.Button("🎲", size="sm", min_width=40, elem_id="random_seed")
+        w["batch"] = gr.Number(label="Batch", value=1, precision=0, minimum=1, maximum=16, elem_id="batch")
+    guidance_label = "Distilled guidance" if ctx.guidance_embeds else "Distilled guidance (this model ignores it)"
+    with gr.Row():
+        w["guidance"] = gr.Slider(0, 15, value=ctx.guidance, step=0.1, label=guidance_label, elem_id="guidance")
+        w["true_cfg"] = gr.Slider(1, 15, value=1.0, step=0.1, label="True CFG (1 = off; > 1 runs a negative pass)",
+                                  elem_id="true_cfg")
+    w["schedule_json"] = gr.Textbox(visible=False, elem_id="schedule_json")
+    dice.click(lambda: adapters.random_seed_value(), None, w["seed"], queue=False, api_visibility="private")
+    return w
+
+
+def _extension_slots() -> None:
+    """Empty-by-design places for the panels that other parts of the studio fill."""
+    with gr.Tabs():
+        for name, text in (
+            ("Regions", "Paint regions and give each its own prompt."),
+            ("Structure", "Pose, depth and edge conditioning."),
+            ("Schedule", "Guidance curves over the denoising steps."),
+            ("LoRA", "Pick LoRAs and weights."),
+        ):
+            with gr.Tab(name):
+                gr.Markdown(f"_{text} Not available in this build yet._")
+
+
+def _api_endpoints(studio: Studio) -> None:
+    """Gradio API names of INTERFACES.md: generate, replay, history (gradio_client)."""
+
+    def generate(
+        prompt: str,
+        prompt_2: str | None = None,
+        negative_prompt: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        guidance: float | None = None,
+        true_cfg: float = 1.0,
+        schedule: str | None = None,
+        batch: int = 1,
+        model: str | None = None,
+    ) -> dict:
+        """Generate images; returns the CLI's generate JSON."""
+        from studio.request import GenerationRequest
+
+        try:
+            req = GenerationRequest(
+                prompt=prompt, model=model or "", prompt_2=prompt_2 or None, negative_prompt=negative_prompt or None,
+                width=width, height=height, steps=steps, seed=seed, batch_size=batch or 1, guidance=guidance,
+                true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
+            ).validate()
+            return _generate_json(studio.generate(req))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def replay(id: str) -> dict:  # noqa: A002 - the contract's name
+        """Regenerate a record exactly."""
+        try:
+            return _generate_json(studio.replay(id))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def history(search: str | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """Records, newest first."""
+        try:
+            records, total = studio.store.list(search=search or None, limit=limit, offset=offset)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"records": records, "total": total}
+
+    gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=1)
+    gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=1)
+    gr.api(history, api_name="history")
+
+
+def _generate_json(record: dict[str, Any]) -> dict[str, Any]:
+    result = {
+        "id": record["id"],
+        "status": record["status"],
+        "images": [img["path"] for img in record["images"]],
+        "seed": record["request"]["seed"],
+        "request": record["request"],
+        "timings": record["timings"],
+    }
+    if record.get("replay_of"):
+        result["replay_of"] = record["replay_of"]
+    return json.loads(json.dumps(result))

@@ -1,0 +1,126 @@
+"""The Engine and Studio on the embedded model: resident pipeline, records, cancel, replay, errors."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio import settings as settings_mod
+from studio.engine import Engine
+from studio.errors import ModelMissing, StudioError, UnsupportedOnDevice
+from studio.request import GenerationRequest
+
+PROMPT = "a red circle in the top left on a white background"
+
+
+def pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_defaults_come_from_the_model(studio):
+    record = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
+    request = record["request"]
+    assert (request["width"], request["height"], request["steps"], request["guidance"]) == (64, 64, 4, 3.5)
+    assert record["status"] == "done" and len(record["images"]) == 1
+    assert Path(record["images"][0]["path"]).is_file()
+
+
+def test_second_generation_does_not_reload_weights(studio):
+    before = studio.engine.load_count
+    weights = studio.engine.pipe.transformer.x_embedder.weight
+    studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
+    studio.generate(GenerationRequest(prompt="a blue square in the center on a black background", seed=2))
+    assert studio.engine.load_count == before
+    assert studio.engine.pipe.transformer.x_embedder.weight is weights
+
+
+def test_same_request_gives_same_png_bytes_and_replay_same_pixels(studio):
+    first = studio.generate(GenerationRequest(prompt=PROMPT, seed=11, batch_size=2))
+    second = studio.generate(GenerationRequest(prompt=PROMPT, seed=11, batch_size=2))
+    assert [i["sha256"] for i in first["images"]] == [i["sha256"] for i in second["images"]]
+    assert [i["seed"] for i in first["images"]] == [11, 12]
+    replay = studio.replay(first["id"])
+    assert replay["replay_of"] == first["id"]
+    for a, b in zip(first["images"], replay["images"]):
+        assert np.array_equal(pixels(a["path"]), pixels(b["path"]))
+
+
+def test_random_seed_is_resolved_and_stored(studio):
+    record = studio.generate(GenerationRequest(prompt=PROMPT))
+    assert isinstance(record["request"]["seed"], int)
+
+
+def test_cancel_stops_within_one_step_and_stores_a_cancelled_record(studio):
+    cancel = threading.Event()
+    steps_seen = []
+
+    def on_step(update):
+        steps_seen.append(update.step)
+        cancel.set()
+
+    record = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, steps=20), on_step=on_step, cancel=cancel)
+    assert record["status"] == "cancelled" and record["images"] == []
+    assert steps_seen == [1]
+    stored = studio.store.get(record["id"])
+    assert stored["status"] == "cancelled" and stored["request"]["seed"] == 3
+
+
+def test_progress_previews_arrive(studio):
+    updates = []
+    studio.generate(GenerationRequest(prompt=PROMPT, seed=3, steps=4), on_step=updates.append)
+    assert [u.step for u in updates] == [1, 2, 3, 4]
+    assert updates[0].preview is not None and updates[0].preview.size == (64, 64)
+
+
+def test_true_cfg_with_negative_prompt_changes_the_image(studio):
+    plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=5))
+    cfg = studio.generate(GenerationRequest(prompt=PROMPT, seed=5, true_cfg=3.0, negative_prompt="blue"))
+    assert plain["images"][0]["sha256"] != cfg["images"][0]["sha256"]
+
+
+def test_unsupported_features_are_refused_not_ignored(studio):
+    from studio.request import LoraSpec
+
+    with pytest.raises(StudioError, match="not supported"):
+        studio.generate(GenerationRequest(prompt=PROMPT, seed=1, loras=(LoraSpec("outlined"),)))
+
+
+def test_unknown_model_path_names_the_fix(tmp_path):
+    settings = settings_mod.from_env({"STUDIO_MODEL": str(tmp_path / "nothing")})
+    with pytest.raises(ModelMissing, match="STUDIO_MODEL"):
+        Engine(settings).ensure()
+
+
+def test_model_outside_the_model_folders_is_refused(engine, tmp_path):
+    with pytest.raises(ModelMissing, match="outside the model folders"):
+        engine.ensure(str(tmp_path))
+
+
+def test_missing_weights_name_the_fix(tmp_path):
+    import shutil
+
+    from tests.conftest import MODEL
+
+    broken = tmp_path / "broken"
+    shutil.copytree(MODEL, broken)
+    (broken / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    settings = settings_mod.from_env({"STUDIO_MODEL": str(broken)})
+    with pytest.raises(ModelMissing, match="missing or corrupt"):
+        Engine(settings).ensure()
+
+
+def test_hub_id_without_network_names_the_fix(tmp_path):
+    env = {"STUDIO_MODEL": "black-forest-labs/FLUX.1-schnell", "HF_HUB_OFFLINE": "1"}
+    settings = settings_mod.from_env(env)
+    with pytest.raises(ModelMissing, match="Hugging Face Hub"):
+        Engine(settings).ensure()
+
+
+def test_cuda_only_memory_mode_is_refused_on_cpu():
+    settings = settings_mod.from_env({"STUDIO_MEMORY": "sequential", "STUDIO_DEVICE": "cpu"})
+    with pytest.raises(UnsupportedOnDevice, match="CUDA"):
+        Engine(settings)
