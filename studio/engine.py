@@ -20,6 +20,7 @@ import torch
 
 from studio import sampling
 from studio import schedule as schedule_mod
+from studio.assetstore import AssetStore
 from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
 from studio.memory import apply_memory_mode, resolve_device
 from studio.models import ModelDefaults, ModelLocation, defaults_for, locate
@@ -66,9 +67,11 @@ class Engine:
         self._derived: dict[str, Any] = {}
         self._text_cache: OrderedDict[tuple, sampling.TextConditioning] = OrderedDict()
         self._current_cancel: threading.Event | None = None
+        self._exec_device: torch.device = self.device
+        self._assets = AssetStore(settings.data_dir / "assets")
         self.load_count = 0
         if self.device.type == "cpu":
-            torch.set_num_threads(settings.threads or max(1, os.cpu_count() or 1))
+            torch.set_num_threads(settings.threads or default_threads())
         if settings.memory not in ("none", "auto") and self.device.type != "cuda":
             raise UnsupportedOnDevice(
                 f"STUDIO_MEMORY={settings.memory} offloads to a CUDA GPU, but the device is {self.device} — "
@@ -90,6 +93,7 @@ class Engine:
             return location
         self._unload()
         self._pipe = self._load(location, quant)
+        self._exec_device = self._pipe._execution_device
         self._key, self._location = key, location
         self._defaults = defaults_for(location, bool(self._pipe.transformer.config.guidance_embeds))
         self.load_count += 1
@@ -182,12 +186,17 @@ class Engine:
         request: GenerationRequest,
         on_step: Callable[[StepUpdate], None] | None = None,
         cancel: threading.Event | None = None,
+        assets: AssetStore | None = None,
     ) -> Result:
-        """Run one generation. Raises StudioError for user errors and Cancelled (with ``.request``) on cancel."""
+        """Run one generation. Raises StudioError for user errors and Cancelled (with ``.request``) on cancel.
+
+        ``assets`` resolves the request's input references (init image, mask, control maps).
+        """
         request.validate()
         cancel = cancel or threading.Event()
         with self._lock:
             self._current_cancel = cancel
+            self._assets = assets or AssetStore(self.settings.data_dir / "assets")
             try:
                 return self._generate_locked(request, on_step, cancel)
             finally:
@@ -229,7 +238,9 @@ class Engine:
         if cached is not None:
             self._text_cache.move_to_end(key)
             return cached
-        cond = sampling.encode_prompt(self._pipe, prompt, prompt_2, self._defaults.max_sequence_length)
+        cond = sampling.encode_prompt(
+            self._pipe, prompt, prompt_2, self._defaults.max_sequence_length, self._exec_device
+        )
         self._text_cache[key] = cond
         while len(self._text_cache) > TEXT_CACHE_SIZE:
             self._text_cache.popitem(last=False)
@@ -258,8 +269,10 @@ class Engine:
         negative = None
         if any(scale > 1 for scale in plan.true_cfg):
             negative = self.encode(req.negative_prompt or "", None).repeat(batch)
-        latents, img_ids = sampling.prepare_noise(pipe, req.seeds(), req.height, req.width, cond.prompt_embeds.dtype)
-        scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1])
+        latents, img_ids = sampling.prepare_noise(
+            pipe, req.seeds(), req.height, req.width, cond.prompt_embeds.dtype, self._exec_device
+        )
+        scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
         callback = self._step_callback(on_step, req.height, req.width)
         latents = sampling.denoise(
             pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel
@@ -291,13 +304,11 @@ class Engine:
     ) -> list[Any]:
         if req.schedule:
             raise StudioError("schedules apply to txt2img only for now — clear the schedule for img2img/inpaint")
-        from studio.inputs import load_asset_image
-
         pipe = self.pipeline_for(req.mode)
-        init = load_asset_image(self.settings, req.init_image, "RGB", (req.width, req.height))
+        init = self._input_image(req.init_image, "RGB", req.width, req.height)
         kwargs: dict[str, Any] = {}
         if req.mode == "inpaint":
-            kwargs["mask_image"] = load_asset_image(self.settings, req.mask, "L", (req.width, req.height))
+            kwargs["mask_image"] = self._input_image(req.mask, "L", req.width, req.height)
 
         def callback(p: Any, i: int, t: Any, tensors: dict) -> dict:
             if cancel.is_set():
@@ -326,6 +337,21 @@ class Engine:
         if cancel.is_set():
             raise Cancelled("generation cancelled")
         return list(out.images)
+
+
+    def _input_image(self, ref: str | None, mode: str, width: int | None, height: int | None) -> Any:
+        """A stored input in ``mode``, resized to the output size when it differs."""
+        from PIL import Image
+
+        image = self._assets.load(ref or "").convert(mode)
+        if width and height and image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+        return image
+
+
+def default_threads() -> int:
+    """Half the cores (at least one): torch's spinning workers slow down badly when a core is taken."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def _refuse_unavailable(request: GenerationRequest) -> None:

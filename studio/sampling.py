@@ -9,6 +9,7 @@ bag of components (transformer, VAE, text encoders, scheduler config); its ``__c
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,9 +68,11 @@ class Extension(Protocol):
 
 
 @torch.no_grad()
-def encode_prompt(pipe: Any, prompt: str, prompt_2: str | None, max_sequence_length: int) -> TextConditioning:
+def encode_prompt(
+    pipe: Any, prompt: str, prompt_2: str | None, max_sequence_length: int, device: torch.device | None = None
+) -> TextConditioning:
     """Encode one prompt with CLIP (pooled) and T5 (sequence), exactly as FluxPipeline does."""
-    device = pipe._execution_device
+    device = device or pipe._execution_device  # the property walks every module: pass it when known
     seq, pooled, text_ids = pipe.encode_prompt(
         prompt=prompt,
         prompt_2=prompt_2,
@@ -82,17 +85,21 @@ def encode_prompt(pipe: Any, prompt: str, prompt_2: str | None, max_sequence_len
 
 @torch.no_grad()
 def prepare_noise(
-    pipe: Any, seeds: Sequence[int], height: int, width: int, dtype: torch.dtype
+    pipe: Any, seeds: Sequence[int], height: int, width: int, dtype: torch.dtype, device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed starting noise from one CPU generator per image (seed + k), and the image position ids."""
     generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     channels = pipe.transformer.config.in_channels // 4
-    return pipe.prepare_latents(len(seeds), channels, height, width, dtype, pipe._execution_device, generators)
+    device = device or pipe._execution_device
+    return pipe.prepare_latents(len(seeds), channels, height, width, dtype, device, generators)
 
 
-def make_scheduler(pipe: Any, steps: int, image_seq_len: int) -> tuple[FlowMatchEulerDiscreteScheduler, torch.Tensor]:
+def make_scheduler(
+    pipe: Any, steps: int, image_seq_len: int, device: torch.device | None = None
+) -> tuple[FlowMatchEulerDiscreteScheduler, torch.Tensor]:
     """A private scheduler (the resident one is never mutated) and its timesteps, FLUX shift applied."""
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    scheduler = copy.deepcopy(pipe.scheduler)
+    device = device or pipe._execution_device
     sigmas = np.linspace(1.0, 1 / steps, steps)
     if getattr(scheduler.config, "use_flow_sigmas", False):
         sigmas = None
@@ -103,7 +110,7 @@ def make_scheduler(pipe: Any, steps: int, image_seq_len: int) -> tuple[FlowMatch
         scheduler.config.get("base_shift", 0.5),
         scheduler.config.get("max_shift", 1.15),
     )
-    timesteps, _ = retrieve_timesteps(scheduler, steps, pipe._execution_device, sigmas=sigmas, mu=mu)
+    timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=mu)
     scheduler.set_begin_index(0)
     return scheduler, timesteps
 

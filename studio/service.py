@@ -37,7 +37,7 @@ class Studio:
         """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised)."""
         started = time.perf_counter()
         try:
-            result = self.engine.generate(request, on_step=on_step, cancel=cancel)
+            result = self.engine.generate(request, on_step=on_step, cancel=cancel, assets=self.store.assets)
         except Cancelled as exc:
             resolved = getattr(exc, "request", None) or request
             timings = {"total_s": round(time.perf_counter() - started, 4)}

@@ -31,7 +31,7 @@ def engine():
     from studio import settings as settings_mod
     from studio.engine import Engine
 
-    settings = settings_mod.from_env({"STUDIO_MODEL": str(MODEL)}, threads=2)
+    settings = settings_mod.from_env({"STUDIO_MODEL": str(MODEL)}, threads=1)
     eng = Engine(settings)
     eng.ensure()
     return eng

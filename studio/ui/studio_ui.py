@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -59,7 +60,7 @@ def build(ctx: UIContext) -> gr.Blocks:
     studio = ctx.studio
     cancels = CancelRegistry()
     with gr.Blocks(title="Flux Studio") as demo:
-        gr.Markdown(f"## Flux Studio · `{ctx.model}`")
+        gr.Markdown(f"## Flux Studio · `{Path(ctx.model).name or ctx.model}`")
         with gr.Row():
             with gr.Column(scale=2):
                 panel = _prompt_panel(ctx)
@@ -74,7 +75,8 @@ def build(ctx: UIContext) -> gr.Blocks:
                 with gr.Accordion("Record", open=False):
                     record_json = gr.JSON(label="record")
         with gr.Row():
-            history = gr.Gallery(label="History", columns=12, height=140, allow_preview=False, elem_id="history")
+            history = gr.Gallery(label="History (click to select)", columns=12, rows=1, height=150, allow_preview=False,
+                                 object_fit="contain", elem_id="history")
         history_ids = gr.State([])
         selected_id = gr.State("")
         with gr.Row():
@@ -113,8 +115,14 @@ def build(ctx: UIContext) -> gr.Blocks:
             finally:
                 cancels.finish(session, cancel)
 
-        def on_generate(*args: Any, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
-            values = adapters.PromptPanelValues(*args)
+        def on_generate(
+            prompt: str, prompt_2: str, negative_prompt: str, width: float, height: float, steps: float,
+            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str,
+            request: gr.Request, progress: gr.Progress = gr.Progress(),
+        ) -> Any:
+            values = adapters.PromptPanelValues(
+                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json
+            )
             try:
                 req = adapters.request_from_panel(values)
             except StudioError as exc:
@@ -141,13 +149,17 @@ def build(ctx: UIContext) -> gr.Blocks:
             return [getattr(values, name) for name in adapters.FIELDS]
 
         outputs = [status, preview, results, record_json, history, history_ids]
-        gen_event = generate_btn.click(
-            on_generate, panel_inputs, outputs, concurrency_id=GPU, concurrency_limit=1, api_visibility="private"
-        )
-        replay_event = replay_btn.click(
-            on_replay, [selected_id], outputs, concurrency_id=GPU, concurrency_limit=1, api_visibility="private"
-        )
+        run_options = {"concurrency_id": GPU, "concurrency_limit": 1, "api_visibility": "private",
+                       "show_progress_on": [results]}
+        gen_event = generate_btn.click(on_generate, panel_inputs, outputs, **run_options)
+        replay_event = replay_btn.click(on_replay, [selected_id], outputs, **run_options)
         cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
+        def on_reuse_seed(record: Any) -> Any:
+            if not record or "request" not in record:
+                raise gr.Error("no generation yet — generate or select one in the history strip")
+            return record["request"]["seed"]
+
+        panel["reuse_seed"].click(on_reuse_seed, record_json, panel["seed"], queue=False, api_visibility="private")
         history.select(on_select, [history_ids], [selected_id, record_json], api_visibility="private")
         reuse_btn.click(on_reuse, [selected_id], panel_inputs, api_visibility="private")
         refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
@@ -172,7 +184,9 @@ def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
         w["steps"] = gr.Number(label="Steps", value=ctx.steps, precision=0, minimum=1, maximum=200, elem_id="steps")
     with gr.Row():
         w["seed"] = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="seed")
-        dice = gr.Button("🎲", size="sm", min_width=40, elem_id="random_seed")
+        with gr.Column(min_width=80):
+            dice = gr.Button("Random", size="sm", min_width=60, elem_id="random_seed")
+            w["reuse_seed"] = gr.Button("Last seed", size="sm", min_width=60, elem_id="reuse_seed")
         w["batch"] = gr.Number(label="Batch", value=1, precision=0, minimum=1, maximum=16, elem_id="batch")
     guidance_label = "Distilled guidance" if ctx.guidance_embeds else "Distilled guidance (this model ignores it)"
     with gr.Row():

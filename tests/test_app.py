@@ -1,0 +1,85 @@
+"""The served studio: /healthz, the Gradio API through gradio_client, and a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.server import AppServer
+
+PROMPT = "a red circle in the top left on a white background"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("app-data")
+    srv = AppServer(data_dir)
+    yield srv
+    srv.close()
+
+
+def test_healthz_names_the_model(server):
+    with urllib.request.urlopen(server.url + "/healthz") as resp:
+        body = json.load(resp)
+    assert body["status"] == "ok" and body["model"].endswith("flux-mini")
+
+
+def test_gradio_client_generate_history_replay(server):
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    out = client.predict(prompt=PROMPT, seed=3, api_name="/generate")
+    assert out["seed"] == 3 and out["request"]["width"] == 64 and Path(out["images"][0]).is_file()
+    history = client.predict(search="red circle", api_name="/history")
+    assert out["id"] in [r["id"] for r in history["records"]]
+    replay = client.predict(id=out["id"], api_name="/replay")
+    assert replay["replay_of"] == out["id"]
+
+
+def test_gradio_client_bad_input_gets_the_message_and_app_keeps_serving(server):
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    with pytest.raises(Exception, match="multiple of 16"):
+        client.predict(prompt=PROMPT, width=100, api_name="/generate")
+    with urllib.request.urlopen(server.url + "/healthz") as resp:
+        assert resp.status == 200
+
+
+def chromium_or_skip():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is required under CI (apt-get install -y chromium)")
+        pytest.skip("Chromium not installed (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+@pytest.mark.browser
+def test_browser_generate_then_reload_shows_history(server, tmp_path):
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        try:
+            page.goto(server.url + "/")
+            page.locator("#prompt textarea").fill("a blue square in the center on a yellow background")
+            page.locator("#generate").click()
+            expect(page.locator("#results img").first).to_be_visible(timeout=90_000)
+            expect(page.locator("#status")).to_contain_text("Done", timeout=30_000)
+            page.reload()
+            expect(page.locator("#history img").first).to_be_visible(timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            browser.close()
