@@ -33,7 +33,9 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     from fastapi import FastAPI
 
     from studio import settings as settings_mod
+    from studio.gallery_page import register_gallery_routes
     from studio.service import Studio
+    from studio.share import register_share_routes
     from studio.ui import build
     from studio.ui.studio_ui import UIContext
 
@@ -62,6 +64,8 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         if not sep or not user or not password:
             raise SystemExit("--auth must look like user:pass")
         auth = (user, password)
+    register_share_routes(app, studio, args.share_base_url)
+    register_gallery_routes(app, studio, auth)
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     return gr.mount_gradio_app(
         app, demo, path="", auth=auth, allowed_paths=[str(settings.images_dir)], show_error=True,

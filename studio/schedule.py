@@ -121,3 +121,17 @@ def presets(guidance: float = 3.5, true_cfg: float = 3.0) -> dict[str, dict[str,
         "dev default": {"guidance": _flat(3.5)},
         "CFG first third": {"true_cfg": [[0.0, true_cfg], [0.33, true_cfg], [0.34, 1.0], [1.0, 1.0]]},
     }
+
+
+def step_values(
+    schedule: dict[str, Curve] | None, steps: int, guidance: float, true_cfg: float
+) -> dict[str, list[float]]:
+    """Every channel's value at every step: the curve where given, else the scalar (control/regions: 1)."""
+    curves = schedule or {}
+    scalars = {"guidance": guidance, "true_cfg": true_cfg, "control": 1.0, "regions": 1.0}
+    return {name: per_step(curves.get(name), steps, scalars[name]) for name in CHANNELS}
+
+
+def flat_curve(value: float) -> Curve:
+    """A constant curve (what enabling a channel starts from)."""
+    return _flat(value)

@@ -83,3 +83,52 @@ def test_browser_generate_then_reload_shows_history(server, tmp_path):
             raise
         finally:
             browser.close()
+
+
+def latest_records(server, n: int) -> list[dict]:
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False).predict(limit=n, api_name="/history")["records"]
+
+
+@pytest.mark.browser
+def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_image(server, tmp_path):
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(server.url + "/")
+            page.locator("#prompt textarea").fill(PROMPT)
+            page.locator("#seed input").fill("5")
+            page.get_by_label("Preset").click()
+            page.get_by_role("option", name="compose early").click()
+            handle = page.locator('#schedule_editor circle[data-ch="guidance"][data-i="0"]')
+            expect(handle).to_be_visible(timeout=10_000)
+            page.locator("#generate").click()
+            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+            before = latest_records(server, 1)[0]
+
+            box = handle.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 5, box["y"] + 90, steps=5)
+            page.mouse.up()
+            expect(page.locator("#schedule_passes")).to_contain_text("Transformer passes")
+            page.wait_for_timeout(1000)
+            page.locator("#generate").click()
+            expect(page.locator("#status")).not_to_contain_text(before["id"], timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+            after = latest_records(server, 1)[0]
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            browser.close()
+    first, second = before["request"]["schedule"]["guidance"], after["request"]["schedule"]["guidance"]
+    assert first[0][1] > second[0][1]  # dragged down: less guidance at the start
+    assert first[1:] == second[1:]
+    # gradio_client hands record images over as downloaded files
+    assert Path(before["images"][0]).read_bytes() != Path(after["images"][0]).read_bytes()

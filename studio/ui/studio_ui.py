@@ -16,6 +16,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.ui import adapters
 from studio.ui.jobs import CancelRegistry, stream_job
+from studio.ui.schedule_panel import render as schedule_panel_render
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -67,7 +68,7 @@ def build(ctx: UIContext) -> gr.Blocks:
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                _extension_slots()
+                schedule_widgets = _extension_slots(panel, ctx)
             with gr.Column(scale=3):
                 status = gr.Markdown("", elem_id="status")
                 preview = gr.Image(label="Preview", type="pil", interactive=False, height=256, elem_id="preview")
@@ -164,6 +165,12 @@ def build(ctx: UIContext) -> gr.Blocks:
         reuse_btn.click(on_reuse, [selected_id], panel_inputs, api_visibility="private")
         refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
         demo.load(refresh, None, [history, history_ids], api_visibility="private")
+        demo.load(
+            lambda text, steps, g, cfg, neg: schedule_panel_render(text, steps, g, cfg, neg, ctx.guidance_embeds),
+            [panel["schedule_json"], panel["steps"], panel["guidance"], panel["true_cfg"], panel["negative_prompt"]],
+            [schedule_widgets[k] for k in ("editor", "points", "steps_table", "passes", "channels")],
+            api_visibility="private",
+        )
         del gen_event, replay_event
         _api_endpoints(studio)
     return demo
@@ -193,22 +200,26 @@ def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
         w["guidance"] = gr.Slider(0, 15, value=ctx.guidance, step=0.1, label=guidance_label, elem_id="guidance")
         w["true_cfg"] = gr.Slider(1, 15, value=1.0, step=0.1, label="True CFG (1 = off; > 1 runs a negative pass)",
                                   elem_id="true_cfg")
-    w["schedule_json"] = gr.Textbox(visible=False, elem_id="schedule_json")
+    w["schedule_json"] = gr.Textbox(label="schedule (JSON)", elem_id="schedule_json", visible="hidden")
     dice.click(lambda: adapters.random_seed_value(), None, w["seed"], queue=False, api_visibility="private")
     return w
 
 
-def _extension_slots() -> None:
-    """Empty-by-design places for the panels that other parts of the studio fill."""
+def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
+    """The panels that extend a generation; empty-by-design slots for those not built yet."""
+    from studio.ui import schedule_panel
+
     with gr.Tabs():
+        with gr.Tab("Schedule", id="schedule"):
+            widgets = schedule_panel.build(panel, ctx.guidance_embeds)
         for name, text in (
             ("Regions", "Paint regions and give each its own prompt."),
             ("Structure", "Pose, depth and edge conditioning."),
-            ("Schedule", "Guidance curves over the denoising steps."),
             ("LoRA", "Pick LoRAs and weights."),
         ):
             with gr.Tab(name):
                 gr.Markdown(f"_{text} Not available in this build yet._")
+    return widgets
 
 
 def _api_endpoints(studio: Studio) -> None:
