@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from studio import xyplot
 from studio.errors import StudioError
 from studio.ui import adapters
 from studio.ui.jobs import CancelRegistry, stream_job
@@ -69,6 +70,16 @@ def build(ctx: UIContext) -> gr.Blocks:
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 schedule_widgets = _extension_slots(panel, ctx)
+                with gr.Accordion("X/Y plot: compare values on one grid (same seed)", open=False):
+                    with gr.Row():
+                        x_axis = gr.Dropdown(list(xyplot.AXES), value="schedule preset", label="X axis",
+                                             elem_id="xy_x_axis")
+                        x_values = gr.Textbox(value="constant, compose early, detail late", label="X values",
+                                              elem_id="xy_x_values")
+                    with gr.Row():
+                        y_axis = gr.Dropdown(["none", *xyplot.AXES], value="none", label="Y axis", elem_id="xy_y_axis")
+                        y_values = gr.Textbox(value="", label="Y values", elem_id="xy_y_values")
+                    xy_btn = gr.Button("Run X/Y plot", elem_id="xy_run")
             with gr.Column(scale=3):
                 status = gr.Markdown("", elem_id="status")
                 preview = gr.Image(label="Preview", type="pil", interactive=False, height=256, elem_id="preview")
@@ -135,6 +146,46 @@ def build(ctx: UIContext) -> gr.Blocks:
                 raise gr.Error("select an image in the history strip first")
             yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel), request, progress)
 
+        def on_xy(
+            prompt: str, prompt_2: str, negative_prompt: str, width: float, height: float, steps: float,
+            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str,
+            xa: str, xv: str, ya: str, yv: str, request: gr.Request, progress: gr.Progress = gr.Progress(),
+        ) -> Any:
+            values = adapters.PromptPanelValues(
+                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json
+            )
+            try:
+                base = adapters.request_from_panel(values)
+                x = xyplot.parse_axis(xa, xv)
+                y = None if ya == "none" else xyplot.parse_axis(ya, yv)
+                xyplot.cell_requests(base, x, y)
+            except StudioError as exc:
+                raise gr.Error(str(exc)) from None
+            session = request.session_hash or "local"
+            cancel = cancels.start(session)
+            try:
+                grid, records = xyplot.run(studio, base, x, y, lambda k, n: progress((k, n), desc="X/Y cells"),
+                                           cancel)
+            except StudioError as exc:
+                raise _user_error(exc) from None
+            finally:
+                cancels.finish(session, cancel)
+            items, ids = _history_items(studio)
+            note = f"X/Y plot: {len(records)} records ({', '.join(r['id'] for r in records[:3])}…)"
+            return note, None, [(grid, f"{x.name}" + (f" × {y.name}" if y else ""))], records[-1], items, ids
+
+        def on_remix(request: gr.Request) -> list[Any]:
+            token = request.query_params.get("remix") if request else None
+            if not token:
+                return [gr.skip() for _ in adapters.FIELDS]
+            try:
+                record = studio.store.resolve_share(token)
+            except StudioError:
+                gr.Warning("this remix link is no longer shared")
+                return [gr.skip() for _ in adapters.FIELDS]
+            values = adapters.panel_from_request(record["request"])
+            return [getattr(values, name) for name in adapters.FIELDS]
+
         def on_cancel(request: gr.Request) -> str:
             running = cancels.cancel(request.session_hash or "local")
             return "Cancelling…" if running else "Nothing is running."
@@ -154,6 +205,8 @@ def build(ctx: UIContext) -> gr.Blocks:
                        "show_progress_on": [results]}
         gen_event = generate_btn.click(on_generate, panel_inputs, outputs, **run_options)
         replay_event = replay_btn.click(on_replay, [selected_id], outputs, **run_options)
+        xy_btn.click(on_xy, [*panel_inputs, x_axis, x_values, y_axis, y_values], outputs, **run_options)
+        demo.load(on_remix, None, panel_inputs, api_visibility="private")
         cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
         def on_reuse_seed(record: Any) -> Any:
             if not record or "request" not in record:
@@ -267,7 +320,16 @@ def _api_endpoints(studio: Studio) -> None:
             raise gr.Error(str(exc)) from None
         return {"records": records, "total": total}
 
+    def share(id: str) -> dict:  # noqa: A002 - the contract's name
+        """A share link for a record: {"token", "url"}."""
+        try:
+            token = studio.store.share(id)
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return {"token": token, "url": f"/share/{token}"}
+
     gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=1)
+    gr.api(share, api_name="share")
     gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=1)
     gr.api(history, api_name="history")
 

@@ -1,0 +1,39 @@
+"""X/Y plot on the embedded model: cells are records, the grid is labelled, bad axes are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio import xyplot
+from studio.errors import InvalidRequest
+from studio.request import GenerationRequest
+
+PROMPT = "a red circle in the top left on a white background"
+
+
+def test_grid_over_presets_and_seeds_stores_each_cell(studio):
+    x = xyplot.parse_axis("schedule preset", "constant, compose early")
+    y = xyplot.parse_axis("seed", "1, 2")
+    grid, records = xyplot.run(studio, GenerationRequest(prompt=PROMPT, guidance=3.5, seed=9), x, y)
+    assert len(records) == 4 and grid.size == (110 + 2 * 64, 18 + 2 * 64)
+    assert [r["request"]["seed"] for r in records] == [1, 1, 2, 2]
+    assert records[0]["request"]["schedule"] is None and records[1]["request"]["schedule"]["guidance"]
+    _, total = studio.store.list()
+    assert total == 4
+    # same seed, different schedule → different image; the constant preset equals no schedule
+    assert records[0]["images"][0]["sha256"] != records[1]["images"][0]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "axis, text, fragment",
+    [("speed", "1", "unknown"), ("guidance", "", "separated by commas"), ("steps", "a, b", "int numbers"),
+     ("schedule preset", "turbo", "unknown preset")],
+)
+def test_bad_axes_name_the_fix(axis, text, fragment):
+    with pytest.raises(InvalidRequest, match=fragment):
+        xyplot.parse_axis(axis, text)
+
+
+def test_invalid_cell_values_are_refused_before_generating():
+    with pytest.raises(InvalidRequest, match="steps"):
+        xyplot.cell_requests(GenerationRequest(prompt=PROMPT), xyplot.parse_axis("steps", "4, 0"), None)
