@@ -41,6 +41,8 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
 
     settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size)
     studio = Studio(settings)
+    if args.multi_user:
+        log.warning("--multi-user: private per-visitor histories are not built yet; every visitor sees one history")
     defaults = studio.engine.defaults()
     ctx = UIContext(
         studio=studio,
@@ -53,6 +55,18 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
     app = FastAPI(title="Flux Studio")
+
+    @app.middleware("http")
+    async def share_query(request, call_next):  # noqa: ANN001, ANN202 - Starlette middleware
+        # On Hugging Face Spaces only the query string reaches the app: /?share=<token> → the share page.
+        token = request.query_params.get("share") if request.url.path == "/" else None
+        if token:
+            from urllib.parse import quote
+
+            from fastapi.responses import RedirectResponse
+
+            return RedirectResponse(f"/share/{quote(token, safe='')}", status_code=307)
+        return await call_next(request)
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -21,6 +21,7 @@ import torch
 from studio import sampling
 from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
+from studio.caching import step_cache
 from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
 from studio.memory import apply_memory_mode, resolve_device
 from studio.models import ModelDefaults, ModelLocation, defaults_for, locate
@@ -274,9 +275,10 @@ class Engine:
         )
         scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
         callback = self._step_callback(on_step, req.height, req.width)
-        latents = sampling.denoise(
-            pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel
-        )
+        with step_cache(pipe.transformer, req.cache, req.steps):
+            latents = sampling.denoise(
+                pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel
+            )
         if cancel.is_set():
             raise Cancelled("generation cancelled before decoding")
         return sampling.decode(pipe, latents, req.height, req.width)
@@ -302,8 +304,10 @@ class Engine:
     def _edit(
         self, req: GenerationRequest, on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
     ) -> list[Any]:
-        if req.schedule:
-            raise StudioError("schedules apply to txt2img only for now — clear the schedule for img2img/inpaint")
+        if req.schedule or req.cache.kind != "none":
+            raise StudioError(
+                "schedules and step caching apply to txt2img only for now — clear them for img2img/inpaint"
+            )
         pipe = self.pipeline_for(req.mode)
         init = self._input_image(req.init_image, "RGB", req.width, req.height)
         kwargs: dict[str, Any] = {}
@@ -361,7 +365,6 @@ def _refuse_unavailable(request: GenerationRequest) -> None:
             ("LoRAs", bool(request.loras)),
             ("controls", bool(request.controls)),
             ("regions", bool(request.regions)),
-            ("step caching", request.cache.kind != "none"),
         ) if used
     ]
     if missing:

@@ -15,6 +15,7 @@ from studio.errors import Cancelled, StudioError
 from studio.history import Store
 from studio.request import GenerationRequest
 from studio.settings import Settings
+from studio.spaces_support import gpu
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class Studio:
         self.settings = settings
         self.engine = engine or Engine(settings)
         self.store = store or Store(settings.db_url, settings.data_dir)
+        self._run = gpu(self.engine.generate)  # ZeroGPU on Spaces; the plain method elsewhere
 
     def generate(
         self,
@@ -37,7 +39,7 @@ class Studio:
         """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised)."""
         started = time.perf_counter()
         try:
-            result = self.engine.generate(request, on_step=on_step, cancel=cancel, assets=self.store.assets)
+            result = self._run(request, on_step=on_step, cancel=cancel, assets=self.store.assets)
         except Cancelled as exc:
             resolved = getattr(exc, "request", None) or request
             timings = {"total_s": round(time.perf_counter() - started, 4)}

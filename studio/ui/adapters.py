@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import InvalidRequest
-from studio.request import MAX_SEED, GenerationRequest
+from studio.request import MAX_SEED, CacheSpec, GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class PromptPanelValues:
     true_cfg: float | None
     batch: float | None
     schedule_json: str = ""
+    cache_kind: str = "none"
+    cache_threshold: float | None = None
 
 
 FIELDS = tuple(PromptPanelValues.__dataclass_fields__)
@@ -70,7 +72,12 @@ def request_from_panel(values: PromptPanelValues, model: str = "") -> Generation
         guidance=None if values.guidance is None else float(values.guidance),
         true_cfg=1.0 if values.true_cfg is None else float(values.true_cfg),
         schedule=parse_schedule_json(values.schedule_json),
+        cache=CacheSpec(values.cache_kind or "none", _threshold(values.cache_threshold)),
     ).validate()
+
+
+def _threshold(value: Any) -> float | None:
+    return None if value is None or value == "" or float(value) <= 0 else float(value)
 
 
 def panel_from_request(request: dict[str, Any]) -> PromptPanelValues:
@@ -88,6 +95,8 @@ def panel_from_request(request: dict[str, Any]) -> PromptPanelValues:
         true_cfg=request.get("true_cfg", 1.0),
         batch=request.get("batch_size", 1),
         schedule_json=json.dumps(schedule) if schedule else "",
+        cache_kind=(request.get("cache") or {}).get("kind", "none"),
+        cache_threshold=(request.get("cache") or {}).get("threshold"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from studio import xyplot
+from studio.caching_hints import HINTS
 from studio.errors import StudioError
 from studio.ui import adapters
 from studio.ui.jobs import CancelRegistry, stream_job
@@ -129,11 +130,12 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         def on_generate(
             prompt: str, prompt_2: str, negative_prompt: str, width: float, height: float, steps: float,
-            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str,
-            request: gr.Request, progress: gr.Progress = gr.Progress(),
+            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str, cache_kind: str,
+            cache_threshold: float, request: gr.Request, progress: gr.Progress = gr.Progress(),
         ) -> Any:
             values = adapters.PromptPanelValues(
-                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json
+                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json,
+                cache_kind, cache_threshold,
             )
             try:
                 req = adapters.request_from_panel(values)
@@ -148,11 +150,13 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         def on_xy(
             prompt: str, prompt_2: str, negative_prompt: str, width: float, height: float, steps: float,
-            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str,
-            xa: str, xv: str, ya: str, yv: str, request: gr.Request, progress: gr.Progress = gr.Progress(),
+            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str, cache_kind: str,
+            cache_threshold: float, xa: str, xv: str, ya: str, yv: str, request: gr.Request,
+            progress: gr.Progress = gr.Progress(),
         ) -> Any:
             values = adapters.PromptPanelValues(
-                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json
+                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json,
+                cache_kind, cache_threshold,
             )
             try:
                 base = adapters.request_from_panel(values)
@@ -254,6 +258,11 @@ def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
         w["true_cfg"] = gr.Slider(1, 15, value=1.0, step=0.1, label="True CFG (1 = off; > 1 runs a negative pass)",
                                   elem_id="true_cfg")
     w["schedule_json"] = gr.Textbox(label="schedule (JSON)", elem_id="schedule_json", visible="hidden")
+    with gr.Accordion("Speed: step caching (off by default)", open=False):
+        with gr.Row():
+            w["cache_kind"] = gr.Dropdown(["none", *HINTS], value="none", label="Step cache", elem_id="cache_kind")
+            w["cache_threshold"] = gr.Number(value=None, label="Threshold (empty = default)", elem_id="cache_threshold")
+        gr.Markdown("Fidelity vs speed — " + " · ".join(f"**{k}**: {v}" for k, v in HINTS.items()))
     dice.click(lambda: adapters.random_seed_value(), None, w["seed"], queue=False, api_visibility="private")
     return w
 
@@ -291,8 +300,10 @@ def _api_endpoints(studio: Studio) -> None:
         schedule: str | None = None,
         batch: int = 1,
         model: str | None = None,
+        cache: str | None = None,
     ) -> dict:
         """Generate images; returns the CLI's generate JSON."""
+        from studio.cli_requests import parse_cache
         from studio.request import GenerationRequest
 
         try:
@@ -300,6 +311,7 @@ def _api_endpoints(studio: Studio) -> None:
                 prompt=prompt, model=model or "", prompt_2=prompt_2 or None, negative_prompt=negative_prompt or None,
                 width=width, height=height, steps=steps, seed=seed, batch_size=batch or 1, guidance=guidance,
                 true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
+                cache=parse_cache(cache),
             ).validate()
             return _generate_json(studio.generate(req))
         except StudioError as exc:
