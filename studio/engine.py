@@ -275,13 +275,36 @@ class Engine:
         )
         scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
         callback = self._step_callback(on_step, req.height, req.width)
+        extensions = [ext for ext in (self._regions(req, cond, plan),) if ext is not None]
         with step_cache(pipe.transformer, req.cache, req.steps):
             latents = sampling.denoise(
-                pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel
+                pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel, extensions
             )
         if cancel.is_set():
             raise Cancelled("generation cancelled before decoding")
         return sampling.decode(pipe, latents, req.height, req.width)
+
+    def _regions(
+        self, req: GenerationRequest, cond: sampling.TextConditioning, plan: sampling.StepPlan
+    ) -> Any | None:
+        """Regional conditioning for the request's painted regions (None without regions or when all are empty)."""
+        if not req.regions:
+            return None
+        import numpy as np
+        from PIL import Image
+
+        from studio.conditioning import regions
+
+        masks = []
+        for region in req.regions:
+            mask = self._assets.load(region.mask).convert("L")
+            if mask.size != (req.width, req.height):
+                mask = mask.resize((req.width, req.height), Image.Resampling.NEAREST)
+            masks.append(np.asarray(mask) > 127)
+        region_conds = [self.encode(region.prompt, None) for region in req.regions]
+        base = self.encode(req.prompt, req.prompt_2)
+        assert req.width and req.height
+        return regions.build(base, region_conds, masks, req.height, req.width, plan.extras["regions"], req.batch_size)
 
     def _step_callback(
         self, on_step: Callable[[StepUpdate], None] | None, height: int, width: int
@@ -364,7 +387,6 @@ def _refuse_unavailable(request: GenerationRequest) -> None:
         name for name, used in (
             ("LoRAs", bool(request.loras)),
             ("controls", bool(request.controls)),
-            ("regions", bool(request.regions)),
         ) if used
     ]
     if missing:

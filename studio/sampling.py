@@ -60,10 +60,10 @@ class StepPlan:
 
 
 class Extension(Protocol):
-    """Something that adds transformer inputs at a step (regions mask, control residuals …)."""
+    """Something that adds or replaces transformer inputs at a step (regions mask, control residuals …)."""
 
-    def transformer_kwargs(self, step: int, latents: torch.Tensor, timestep: torch.Tensor) -> dict[str, Any]:
-        """Extra keyword arguments for the transformer call at this step ({} for none)."""
+    def transformer_kwargs(self, step: int, pass_name: str) -> dict[str, Any]:
+        """Keyword arguments for the transformer at this step and pass ("cond"/"uncond"); {} for none."""
         ...
 
 
@@ -117,21 +117,23 @@ def make_scheduler(
 
 def _transformer_pass(
     pipe: Any, name: str, latents: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor | None,
-    cond: TextConditioning, img_ids: torch.Tensor, extra: dict[str, Any],
+    cond: TextConditioning, img_ids: torch.Tensor, step: int, extensions: Sequence[Extension],
 ) -> torch.Tensor:
+    kwargs: dict[str, Any] = {
+        "hidden_states": latents,
+        "timestep": timestep / 1000,
+        "guidance": guidance,
+        "pooled_projections": cond.pooled_embeds,
+        "encoder_hidden_states": cond.prompt_embeds,
+        "txt_ids": cond.text_ids,
+        "img_ids": img_ids,
+        "joint_attention_kwargs": {},
+        "return_dict": False,
+    }
+    for extension in extensions:
+        kwargs.update(extension.transformer_kwargs(step, name))
     with pipe.transformer.cache_context(name):
-        return pipe.transformer(
-            hidden_states=latents,
-            timestep=timestep / 1000,
-            guidance=guidance,
-            pooled_projections=cond.pooled_embeds,
-            encoder_hidden_states=cond.prompt_embeds,
-            txt_ids=cond.text_ids,
-            img_ids=img_ids,
-            joint_attention_kwargs=extra.pop("joint_attention_kwargs", {}),
-            return_dict=False,
-            **extra,
-        )[0]
+        return pipe.transformer(**kwargs)[0]
 
 
 @torch.no_grad()
@@ -160,13 +162,10 @@ def denoise(
         guidance = None
         if has_guidance_embed:
             guidance = torch.full([1], plan.guidance[i], device=device, dtype=torch.float32).expand(batch)
-        extra: dict[str, Any] = {}
-        for extension in extensions:
-            extra.update(extension.transformer_kwargs(i, latents, timestep))
-        noise_pred = _transformer_pass(pipe, "cond", latents, timestep, guidance, cond, img_ids, dict(extra))
+        noise_pred = _transformer_pass(pipe, "cond", latents, timestep, guidance, cond, img_ids, i, extensions)
         scale = plan.true_cfg[i]
         if negative is not None and scale > 1:
-            neg_pred = _transformer_pass(pipe, "uncond", latents, timestep, guidance, negative, img_ids, dict(extra))
+            neg_pred = _transformer_pass(pipe, "uncond", latents, timestep, guidance, negative, img_ids, i, extensions)
             noise_pred = neg_pred + scale * (noise_pred - neg_pred)
         latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
         if on_step is not None:

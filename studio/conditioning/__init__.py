@@ -1,0 +1,1 @@
+"""Conditioning extensions for the sampling loop (regions, controls)."""
