@@ -23,6 +23,7 @@ from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
 from studio.caching import step_cache
 from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
+from studio.loras import LoraAdapters, LoraLibrary, apply_request_loras
 from studio.memory import apply_memory_mode, resolve_device
 from studio.models import ModelDefaults, ModelLocation, defaults_for, locate
 from studio.request import MAX_SEED, GenerationRequest
@@ -70,7 +71,11 @@ class Engine:
         self._current_cancel: threading.Event | None = None
         self._exec_device: torch.device = self.device
         self._assets = AssetStore(settings.data_dir / "assets")
+        self._controlnets: dict[str, Any] = {}
         self.load_count = 0
+        self.lora_library = LoraLibrary(settings.lora_dirs)
+        self.lora_adapters = LoraAdapters()
+        self._loras = self.lora_library
         if self.device.type == "cpu":
             torch.set_num_threads(settings.threads or default_threads())
         if settings.memory not in ("none", "auto") and self.device.type != "cuda":
@@ -125,6 +130,7 @@ class Engine:
         self._pipe, self._key, self._location, self._defaults = None, None, None, None
         self._derived.clear()
         self._text_cache.clear()
+        self._controlnets.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -188,16 +194,19 @@ class Engine:
         on_step: Callable[[StepUpdate], None] | None = None,
         cancel: threading.Event | None = None,
         assets: AssetStore | None = None,
+        loras: LoraLibrary | None = None,
     ) -> Result:
         """Run one generation. Raises StudioError for user errors and Cancelled (with ``.request``) on cancel.
 
         ``assets`` resolves the request's input references (init image, mask, control maps).
+        ``loras`` is the LoRA library the request's LoRAs are found in (default: the settings' LoRA folders).
         """
         request.validate()
         cancel = cancel or threading.Event()
         with self._lock:
             self._current_cancel = cancel
             self._assets = assets or AssetStore(self.settings.data_dir / "assets")
+            self._loras = loras or self.lora_library
             try:
                 return self._generate_locked(request, on_step, cancel)
             finally:
@@ -210,7 +219,7 @@ class Engine:
         self.ensure(request.model, request.quant)
         load_s = time.perf_counter() - started
         resolved = self.resolve(request).validate()
-        _refuse_unavailable(resolved)
+        resolved = apply_request_loras(self._pipe, resolved, self._loras, self.lora_adapters)
         try:
             if cancel.is_set():
                 raise Cancelled("generation cancelled before it started")
@@ -275,7 +284,7 @@ class Engine:
         )
         scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
         callback = self._step_callback(on_step, req.height, req.width)
-        extensions = [ext for ext in (self._regions(req, cond, plan),) if ext is not None]
+        extensions = [ext for ext in (self._regions(req, cond, plan), self._controls(req, plan)) if ext is not None]
         with step_cache(pipe.transformer, req.cache, req.steps):
             latents = sampling.denoise(
                 pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel, extensions
@@ -305,6 +314,46 @@ class Engine:
         base = self.encode(req.prompt, req.prompt_2)
         assert req.width and req.height
         return regions.build(base, region_conds, masks, req.height, req.width, plan.extras["regions"], req.batch_size)
+
+    def _controls(self, req: GenerationRequest, plan: sampling.StepPlan) -> Any | None:
+        """ControlNet units for the request's controls (nets loaded once and kept beside the base pipeline)."""
+        if not req.controls:
+            return None
+        from studio.conditioning import control
+
+        assert req.width and req.height
+        units = []
+        for spec in req.controls:
+            image = self._input_image(spec.image, "RGB", req.width, req.height)
+            mapped = control.annotate(spec.kind, image, spec.preprocess, self.settings.annotators)
+            net, mode = self._controlnet(spec.kind.removesuffix("-map"))
+            cond = control.encode_control(self._pipe, mapped, req.width, req.height, req.batch_size)
+            mode_tensor = None
+            if mode is not None:
+                mode_tensor = torch.tensor([[mode]] * req.batch_size, dtype=torch.long, device=self._exec_device)
+            scales = control.step_scales(spec.strength, spec.start, spec.end, plan.extras["control"])
+            units.append(control.ControlUnit(net, cond, mode_tensor, scales))
+        return control.ControlExtension(units)
+
+    def _controlnet(self, kind: str) -> tuple[Any, int | None]:
+        """The ControlNet for a control kind and its union mode: STUDIO_CONTROLNET_<KIND>, a union net, the
+        model folder's ``studio.json`` ``controlnets``, or the default union net for hub models."""
+        from diffusers import FluxControlNetModel
+
+        from studio.conditioning import control
+
+        source, mode = control.controlnet_source(kind, self.settings.controlnets, self._location, self.model_name)
+        if source not in self._controlnets:
+            try:
+                net = FluxControlNetModel.from_pretrained(source, dtype=self.dtype)
+            except Exception as exc:  # noqa: BLE001 - translated into a message naming the fix
+                raise StudioError(
+                    f"the {kind} ControlNet {source} could not be loaded ({str(exc).splitlines()[0][:160]}) — "
+                    f"set STUDIO_CONTROLNET_{kind.upper()} to a FluxControlNetModel folder or hub id"
+                ) from exc
+            control.check_compatible(net, self._pipe.transformer, source)
+            self._controlnets[source] = net.to(self._exec_device).eval()
+        return self._controlnets[source], mode
 
     def _step_callback(
         self, on_step: Callable[[StepUpdate], None] | None, height: int, width: int
@@ -379,18 +428,6 @@ class Engine:
 def default_threads() -> int:
     """Half the cores (at least one): torch's spinning workers slow down badly when a core is taken."""
     return max(1, min(8, (os.cpu_count() or 2) // 2))
-
-
-def _refuse_unavailable(request: GenerationRequest) -> None:
-    """Features whose engine part is not built yet are refused, never silently ignored."""
-    missing = [
-        name for name, used in (
-            ("LoRAs", bool(request.loras)),
-            ("controls", bool(request.controls)),
-        ) if used
-    ]
-    if missing:
-        raise StudioError(f"{', '.join(missing)} are not supported by this engine yet — remove them from the request")
 
 
 def _load_error(location: ModelLocation, exc: Exception) -> ModelMissing:

@@ -62,8 +62,8 @@ class StepPlan:
 class Extension(Protocol):
     """Something that adds or replaces transformer inputs at a step (regions mask, control residuals …)."""
 
-    def transformer_kwargs(self, step: int, pass_name: str) -> dict[str, Any]:
-        """Keyword arguments for the transformer at this step and pass ("cond"/"uncond"); {} for none."""
+    def transformer_kwargs(self, step: int, pass_name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments to add or replace at this step and pass ("cond"/"uncond"), given the inputs so far."""
         ...
 
 
@@ -131,7 +131,7 @@ def _transformer_pass(
         "return_dict": False,
     }
     for extension in extensions:
-        kwargs.update(extension.transformer_kwargs(step, name))
+        kwargs.update(extension.transformer_kwargs(step, name, kwargs))
     with pipe.transformer.cache_context(name):
         return pipe.transformer(**kwargs)[0]
 

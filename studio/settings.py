@@ -29,6 +29,7 @@ class Settings:
     annotators: Path | None = None
     threads: int = 0
     queue_size: int = 16
+    controlnets: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,5 +82,10 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         quant=env.get("STUDIO_QUANT", "none"),
         annotators=_path(env["STUDIO_ANNOTATORS"]) if env.get("STUDIO_ANNOTATORS") else None,
         threads=int(env.get("STUDIO_THREADS", "0") or 0),
+        controlnets={
+            kind: env[f"STUDIO_CONTROLNET_{kind.upper()}"]
+            for kind in ("canny", "depth", "pose", "union")
+            if env.get(f"STUDIO_CONTROLNET_{kind.upper()}")
+        },
     )
     return settings.with_overrides(**overrides)

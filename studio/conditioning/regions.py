@@ -65,7 +65,7 @@ class RegionalConditioning:
     mask: torch.Tensor
     window: Sequence[float]
 
-    def transformer_kwargs(self, step: int, pass_name: str) -> dict[str, Any]:
+    def transformer_kwargs(self, step: int, pass_name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Joined text + mask on the positive pass at steps where the window is > 0.5; {} otherwise."""
         if pass_name != "cond" or self.window[step] <= 0.5:
             return {}

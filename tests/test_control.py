@@ -1,0 +1,97 @@
+"""ControlNet path on the embedded model: a FluxControlNetModel folder, scales per step, clear refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio import settings as settings_mod
+from studio.conditioning.control import step_scales
+from studio.engine import Engine
+from studio.errors import StudioError
+from studio.history import Store
+from studio.request import ControlSpec, GenerationRequest
+from studio.service import Studio
+from tests.conftest import MODEL
+
+PROMPT = "a red circle in the top left on a white background"
+
+
+def make_controlnet(transformer, folder, joint_dim=None):
+    from diffusers import FluxControlNetModel
+
+    net = FluxControlNetModel.from_transformer(
+        transformer, num_layers=1, num_single_layers=1, attention_head_dim=transformer.config.attention_head_dim,
+        num_attention_heads=transformer.config.num_attention_heads,
+    )
+    if joint_dim is not None:
+        config = dict(net.config)
+        config["joint_attention_dim"] = joint_dim
+        net = FluxControlNetModel.from_config(config)
+    torch.manual_seed(0)
+    with torch.no_grad():  # an untrained net is zero-initialised (no effect); give it some
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    net.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def control_studio(tmp_path_factory, engine):
+    tmp = tmp_path_factory.mktemp("control")
+    canny = make_controlnet(engine.pipe.transformer, tmp / "canny")
+    wrong = make_controlnet(engine.pipe.transformer, tmp / "wrong", joint_dim=64)
+    env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp / "data"), "STUDIO_CONTROLNET_CANNY": str(canny),
+           "STUDIO_CONTROLNET_DEPTH": str(wrong)}
+    settings = settings_mod.from_env(env, threads=1)
+    studio = Studio(settings, engine=Engine(settings), store=Store(settings.db_url, settings.data_dir))
+    yield studio
+    studio.close()
+
+
+def pixels(record):
+    return np.asarray(Image.open(record["images"][0]["path"]).convert("RGB"))
+
+
+def edge_image(studio):
+    img = Image.new("RGB", (64, 64), "white")
+    img.paste((220, 40, 40), (8, 8, 28, 28))
+    return studio.store.assets.put_image(img)
+
+
+def test_control_changes_the_image_and_zero_strength_or_curve_does_not(control_studio):
+    studio = control_studio
+    ref = edge_image(studio)
+    plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=3))
+    loads = studio.engine.load_count
+    controlled = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, controls=(ControlSpec("canny", ref),)))
+    assert not np.array_equal(pixels(controlled), pixels(plain))
+    assert studio.engine.load_count == loads  # the base model is not reloaded for ControlNet mode
+    off = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, controls=(ControlSpec("canny", ref, True, 0.0),)))
+    assert np.array_equal(pixels(off), pixels(plain))
+    curve_off = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, controls=(ControlSpec("canny", ref),),
+                                                  schedule={"control": [[0, 0.0], [1, 0.0]]}))
+    assert np.array_equal(pixels(curve_off), pixels(plain))
+    replay = studio.replay(controlled["id"])
+    assert np.array_equal(pixels(replay), pixels(controlled))
+
+
+def test_step_window_and_curve_give_per_step_scales():
+    assert step_scales(0.8, 0.0, 0.5, [1.0] * 5) == [0.8, 0.8, 0.8, 0.0, 0.0]
+    assert step_scales(1.0, 0.0, 1.0, [1.0, 0.5, 0.0]) == [1.0, 0.5, 0.0]
+
+
+def test_mismatched_controlnet_is_refused_before_generating(control_studio):
+    ref = edge_image(control_studio)
+    with pytest.raises(StudioError, match="does not fit the loaded model"):
+        control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("depth-map", ref),)))
+
+
+def test_missing_controlnet_and_annotator_weights_name_the_fix(control_studio):
+    ref = edge_image(control_studio)
+    with pytest.raises(StudioError, match="STUDIO_CONTROLNET_POSE"):
+        control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("pose-map", ref),)))
+    with pytest.raises(StudioError, match="STUDIO_ANNOTATORS"):
+        control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("depth", ref),)))
