@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from studio.errors import InvalidRequest, StudioError
+from studio.lora_cli import add_lora_parser, cmd_lora
 
 log = logging.getLogger("studio.cli")
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--n", type=int, default=40, help="prompts from the held-out set when --prompts is not given")
     ev.add_argument("--kind", choices=("one", "two"), default="one")
+    add_lora_parser(sub, _common, _Parser)
     return parser
 
 
@@ -198,6 +200,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "unshare": cmd_unshare,
     "import-png": cmd_import_png,
     "eval": cmd_eval,
+    "lora": cmd_lora,
 }
 
 

@@ -13,6 +13,7 @@ from studio import pngmeta
 from studio.engine import Engine, StepUpdate
 from studio.errors import Cancelled, StudioError
 from studio.history import Store
+from studio.lora_files import LoraLibrary
 from studio.request import GenerationRequest
 from studio.settings import Settings
 from studio.spaces_support import gpu
@@ -27,7 +28,9 @@ class Studio:
         self.settings = settings
         self.engine = engine or Engine(settings)
         self.store = store or Store(settings.db_url, settings.data_dir)
-        self._run = gpu(self.engine.generate)  # ZeroGPU on Spaces; the plain method elsewhere
+        self.loras = LoraLibrary(settings.lora_dirs)
+        self._run = gpu(self.engine.generate)
+        self._maps: dict[tuple, Any] = {}  # control previews by (kind, input content)  # ZeroGPU on Spaces; the plain method elsewhere
 
     def generate(
         self,
@@ -39,7 +42,7 @@ class Studio:
         """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised)."""
         started = time.perf_counter()
         try:
-            result = self._run(request, on_step=on_step, cancel=cancel, assets=self.store.assets)
+            result = self._run(request, on_step=on_step, cancel=cancel, assets=self.store.assets, loras=self.loras)
         except Cancelled as exc:
             resolved = getattr(exc, "request", None) or request
             timings = {"total_s": round(time.perf_counter() - started, 4)}
@@ -67,6 +70,17 @@ class Studio:
         record = self.store.get(record_id)
         request = GenerationRequest.from_dict(record["request"])
         return self.generate(request, on_step=on_step, cancel=cancel, replay_of=record_id)
+
+    def control_map(self, kind: str, image: Any) -> Any:
+        """The map a control input turns into (shown before generating): canny/depth/pose, or the map itself."""
+        from studio.conditioning.control import annotate
+
+        key = (kind, hash(image.tobytes()), image.size)
+        if key not in self._maps:
+            self._maps[key] = annotate(kind, image, not kind.endswith("-map"), self.settings.annotators)
+            while len(self._maps) > 32:
+                self._maps.pop(next(iter(self._maps)))
+        return self._maps[key]
 
     def import_png(self, source: Path | bytes) -> dict[str, Any]:
         """The request stored in a PNG's metadata (ours or A1111-style)."""

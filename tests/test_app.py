@@ -132,3 +132,41 @@ def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_i
     assert first[1:] == second[1:]
     # gradio_client hands record images over as downloaded files
     assert Path(before["images"][0]).read_bytes() != Path(after["images"][0]).read_bytes()
+
+
+@pytest.mark.browser
+def test_browser_painted_region_reaches_the_record(server, tmp_path):
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    region_prompt = "a red circle in the top left on a white background"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(server.url + "/")
+            page.locator("#prompt textarea").fill(
+                "a red circle in the top left and a blue square in the bottom right on a white background")
+            page.get_by_role("tab", name="Regions").click()
+            editor = page.locator("#region_editor")
+            editor.get_by_role("button", name="Brush").first.click()
+            box = editor.locator("canvas").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3)
+            page.mouse.down()
+            for t in range(10):
+                page.mouse.move(box["x"] + box["width"] * (0.35 + 0.015 * t),
+                                box["y"] + box["height"] * (0.3 + 0.02 * t), steps=3)
+            page.mouse.up()
+            page.locator("#region_prompt_red textarea").fill(region_prompt)
+            page.locator("#region_prompt_red textarea").blur()
+            expect(page.locator("#region_overlay img")).to_be_visible(timeout=20_000)
+            page.locator("#generate").click()
+            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    record = latest_records(server, 1)[0]
+    assert [r["prompt"] for r in record["request"]["regions"]] == [region_prompt]
+    assert record["request"]["regions"][0]["mask"].startswith("sha256:")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from studio import settings as settings_mod
 from studio.engine import Engine
-from studio.errors import ModelMissing, StudioError, UnsupportedOnDevice
+from studio.errors import ModelMissing, UnsupportedOnDevice
 from studio.request import GenerationRequest
 
 PROMPT = "a red circle in the top left on a white background"
@@ -82,10 +82,11 @@ def test_true_cfg_with_negative_prompt_changes_the_image(studio):
     assert plain["images"][0]["sha256"] != cfg["images"][0]["sha256"]
 
 
-def test_unsupported_features_are_refused_not_ignored(studio):
+def test_a_missing_lora_is_refused_not_ignored(studio):
+    from studio.errors import NotFound
     from studio.request import LoraSpec
 
-    with pytest.raises(StudioError, match="not supported"):
+    with pytest.raises(NotFound, match="no LoRA named 'outlined'"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1, loras=(LoraSpec("outlined"),)))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import InvalidRequest
-from studio.request import MAX_SEED, CacheSpec, GenerationRequest
+from studio.request import MAX_SEED, CacheSpec, ControlSpec, GenerationRequest, RegionSpec
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,28 @@ def random_seed_value() -> int:
     import secrets
 
     return secrets.randbelow(MAX_SEED)
+
+
+def region_specs(pairs: list[tuple[Any, str]], put_image: Any) -> tuple[RegionSpec, ...]:
+    """Painted (mask, prompt) pairs → RegionSpecs, masks stored content-addressed via ``put_image``."""
+    from PIL import Image
+
+    specs = []
+    for mask, prompt in pairs:
+        ref = put_image(Image.fromarray(mask.astype("uint8") * 255, "L"))
+        specs.append(RegionSpec(ref, prompt))
+    return tuple(specs)
+
+
+def control_specs(units: list[dict[str, Any]], put_image: Any) -> tuple[ControlSpec, ...]:
+    """Control units (kind, image, strength, start, end) → ControlSpecs; units set to off are skipped."""
+    specs = []
+    for k, unit in enumerate(units):
+        if unit["kind"] in (None, "", "off"):
+            continue
+        if unit["image"] is None:
+            raise InvalidRequest(f"control {k + 1} ({unit['kind']}) has no image — upload one or set it to off")
+        ref = put_image(unit["image"])
+        specs.append(ControlSpec(unit["kind"], ref, not unit["kind"].endswith("-map"), float(unit["strength"]),
+                                 float(unit["start"]), float(unit["end"])))
+    return tuple(specs)

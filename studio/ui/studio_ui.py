@@ -16,8 +16,10 @@ import gradio as gr
 from studio import xyplot
 from studio.caching_hints import HINTS
 from studio.errors import StudioError
-from studio.ui import adapters
+from studio.ui import adapters, region_masks
+from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.jobs import CancelRegistry, stream_job
+from studio.ui.regions_panel import prompt_names as regions_panel_prompts
 from studio.ui.schedule_panel import render as schedule_panel_render
 
 if TYPE_CHECKING:
@@ -70,7 +72,8 @@ def build(ctx: UIContext) -> gr.Blocks:
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                schedule_widgets = _extension_slots(panel, ctx)
+                extension = _extension_slots(panel, ctx)
+                schedule_widgets = extension["schedule"]
                 with gr.Accordion("X/Y plot: compare values on one grid (same seed)", open=False):
                     with gr.Row():
                         x_axis = gr.Dropdown(list(xyplot.AXES), value="schedule preset", label="X axis",
@@ -128,38 +131,49 @@ def build(ctx: UIContext) -> gr.Blocks:
             finally:
                 cancels.finish(session, cancel)
 
-        def on_generate(
-            prompt: str, prompt_2: str, negative_prompt: str, width: float, height: float, steps: float,
-            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str, cache_kind: str,
-            cache_threshold: float, request: gr.Request, progress: gr.Progress = gr.Progress(),
-        ) -> Any:
-            values = adapters.PromptPanelValues(
-                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json,
-                cache_kind, cache_threshold,
-            )
+        region_w, control_units = extension["regions"], extension["controls"]
+        request_inputs = {*panel_inputs, region_w["editor"], *(region_w[n] for n in regions_panel_prompts()),
+                          *(u[f] for u in control_units for f in CONTROL_FIELDS)}
+
+        def request_from(data: dict[Any, Any]) -> Any:
+            """Every panel's widget values → one validated request (inputs stored by content hash)."""
+            values = adapters.PromptPanelValues(*(data[panel[name]] for name in adapters.FIELDS))
+            req = adapters.request_from_panel(values)
+            width, height = req.width or ctx.width, req.height or ctx.height
+            prompts = {name.removeprefix("prompt_"): data[region_w[name]] for name in regions_panel_prompts()}
+            pairs = region_masks.regions_from_paint(data[region_w["editor"]], prompts, width, height)
+            units = [{f: data[u[f]] for f in CONTROL_FIELDS} for u in control_units]
+            put = studio.store.assets.put_image
+            return req.replace(regions=adapters.region_specs(pairs, put),
+                               controls=adapters.control_specs(units, put)).validate()
+
+        def on_generate(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             try:
-                req = adapters.request_from_panel(values)
+                req = request_from(data)
             except StudioError as exc:
                 raise gr.Error(str(exc)) from None
             yield from run_stream(lambda on_step, cancel: studio.generate(req, on_step, cancel), request, progress)
+
+        def on_regions_preview(data: dict[Any, Any]) -> Any:
+            try:
+                width = int(data[panel["width"]] or ctx.width)
+                height = int(data[panel["height"]] or ctx.height)
+                prompts = {name.removeprefix("prompt_"): data[region_w[name]] for name in regions_panel_prompts()}
+                pairs = region_masks.regions_from_paint(data[region_w["editor"]], prompts, width, height)
+            except (StudioError, ValueError) as exc:
+                gr.Warning(str(exc))
+                return gr.skip()
+            return region_masks.overlay(pairs, width, height)
 
         def on_replay(record_id: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             if not record_id:
                 raise gr.Error("select an image in the history strip first")
             yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel), request, progress)
 
-        def on_xy(
-            prompt: str, prompt_2: str, negative_prompt: str, width: float, height: float, steps: float,
-            seed: float, guidance: float, true_cfg: float, batch: float, schedule_json: str, cache_kind: str,
-            cache_threshold: float, xa: str, xv: str, ya: str, yv: str, request: gr.Request,
-            progress: gr.Progress = gr.Progress(),
-        ) -> Any:
-            values = adapters.PromptPanelValues(
-                prompt, prompt_2, negative_prompt, width, height, steps, seed, guidance, true_cfg, batch, schedule_json,
-                cache_kind, cache_threshold,
-            )
+        def on_xy(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
+            xa, xv, ya, yv = data[x_axis], data[x_values], data[y_axis], data[y_values]
             try:
-                base = adapters.request_from_panel(values)
+                base = request_from(data)
                 x = xyplot.parse_axis(xa, xv)
                 y = None if ya == "none" else xyplot.parse_axis(ya, yv)
                 xyplot.cell_requests(base, x, y)
@@ -207,9 +221,13 @@ def build(ctx: UIContext) -> gr.Blocks:
         outputs = [status, preview, results, record_json, history, history_ids]
         run_options = {"concurrency_id": GPU, "concurrency_limit": 1, "api_visibility": "private",
                        "show_progress_on": [results]}
-        gen_event = generate_btn.click(on_generate, panel_inputs, outputs, **run_options)
+        gen_event = generate_btn.click(on_generate, request_inputs, outputs, **run_options)
+        preview_inputs = {panel["width"], panel["height"], region_w["editor"],
+                          *(region_w[n] for n in regions_panel_prompts())}
+        for trigger in (region_w["editor"].change, *(region_w[n].blur for n in regions_panel_prompts())):
+            trigger(on_regions_preview, preview_inputs, region_w["overlay"], api_visibility="private")
         replay_event = replay_btn.click(on_replay, [selected_id], outputs, **run_options)
-        xy_btn.click(on_xy, [*panel_inputs, x_axis, x_values, y_axis, y_values], outputs, **run_options)
+        xy_btn.click(on_xy, {*request_inputs, x_axis, x_values, y_axis, y_values}, outputs, **run_options)
         demo.load(on_remix, None, panel_inputs, api_visibility="private")
         cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
         def on_reuse_seed(record: Any) -> Any:
@@ -268,19 +286,19 @@ def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
 
 
 def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
-    """The panels that extend a generation; empty-by-design slots for those not built yet."""
-    from studio.ui import schedule_panel
+    """The panels that extend a generation (schedule, regions, structure); a slot for the LoRA picker."""
+    from studio.ui import controls_panel, regions_panel, schedule_panel
 
+    widgets: dict[str, Any] = {}
     with gr.Tabs():
         with gr.Tab("Schedule", id="schedule"):
-            widgets = schedule_panel.build(panel, ctx.guidance_embeds)
-        for name, text in (
-            ("Regions", "Paint regions and give each its own prompt."),
-            ("Structure", "Pose, depth and edge conditioning."),
-            ("LoRA", "Pick LoRAs and weights."),
-        ):
-            with gr.Tab(name):
-                gr.Markdown(f"_{text} Not available in this build yet._")
+            widgets["schedule"] = schedule_panel.build(panel, ctx.guidance_embeds)
+        with gr.Tab("Regions", id="regions"):
+            widgets["regions"] = regions_panel.build()
+        with gr.Tab("Structure", id="structure"):
+            widgets["controls"] = controls_panel.build(ctx.studio.control_map)
+        with gr.Tab("LoRA", id="lora"):
+            gr.Markdown("_Pick LoRAs and weights. Not available in this build yet._")
     return widgets
 
 

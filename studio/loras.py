@@ -1,0 +1,173 @@
+"""LoRAs on the resident pipeline: resolve a request's LoRAs, load each once (checked first), switch by weights.
+
+Adapters stay loaded in the transformer keyed by sha256; a request switches them with ``set_adapters`` (or disables
+them all when it has none) — the base model is never reloaded and never altered. Files are scanned and hashed by
+``studio.lora_files``; ``studio.lora_inspect`` checks every module's shapes before anything is applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.errors import StudioError
+from studio.lora_files import LoraFile, LoraFileError, LoraLibrary, LoraMeta, find_preview, parse_meta, read_header
+from studio.lora_inspect import LoraInfo, PreparedLora, inspect, prepare
+from studio.request import GenerationRequest, LoraSpec
+
+__all__ = [
+    "AppliedLora", "LoraAdapters", "LoraFile", "LoraFileError", "LoraInfo", "LoraLibrary", "LoraMeta", "PreparedLora",
+    "apply_request_loras", "find_preview", "inspect", "parse_meta", "prepare", "read_header", "resolve_specs",
+]
+log = logging.getLogger(__name__)
+MAX_LOADED = 8
+
+
+@dataclass(frozen=True)
+class WantedLora:
+    """A resolved LoRA of a request: its file, content hash, name and weight."""
+
+    name: str
+    sha256: str
+    weight: float
+    path: Path
+
+
+@dataclass(frozen=True)
+class AppliedLora:
+    """A LoRA active in the last generation and how it applied."""
+
+    name: str
+    sha256: str
+    weight: float
+    adapter: str
+    info: LoraInfo
+
+    @property
+    def summary(self) -> str:
+        """``outlined @0.8: 24 of 24 modules applied``."""
+        return f"{self.name} @{self.weight:g}: {self.info.summary}"
+
+
+def resolve_specs(specs: Sequence[LoraSpec], library: LoraLibrary) -> list[WantedLora]:
+    """Each spec's file (by sha256 when given, else by name); the same file twice is refused."""
+    wanted: list[WantedLora] = []
+    for spec in specs:
+        file = library.locate(spec.name, spec.sha256)
+        digest = library.sha256(file)
+        if any(w.sha256 == digest for w in wanted):
+            raise StudioError(f"LoRA {spec.name!r} is listed twice — give it once, with the weights added up")
+        wanted.append(WantedLora(file.name, digest, float(spec.weight), file.path))
+    return wanted
+
+
+class LoraAdapters:
+    """The adapters loaded into one pipeline's transformer, and which are active at which weights."""
+
+    def __init__(self, max_loaded: int = MAX_LOADED) -> None:
+        self.max_loaded = max_loaded
+        self._pipe: Any = None
+        self._loaded: OrderedDict[str, tuple[str, LoraInfo]] = OrderedDict()
+        self._state: tuple[tuple[str, float], ...] | None = None
+        self.active: tuple[AppliedLora, ...] = ()
+        self.last_switch_s = 0.0
+
+    @property
+    def loaded(self) -> dict[str, str]:
+        """sha256 → adapter name of every adapter in the transformer."""
+        return {sha: adapter for sha, (adapter, _) in self._loaded.items()}
+
+    def activate(self, pipe: Any, wanted: Sequence[WantedLora]) -> tuple[AppliedLora, ...]:
+        """Make exactly ``wanted`` active at their weights (loading new ones after checking them)."""
+        started = time.perf_counter()
+        if pipe is not self._pipe:
+            self._pipe, self._state = pipe, None
+            self._loaded.clear()
+        for lora in wanted:
+            if lora.sha256 in self._loaded:
+                self._loaded.move_to_end(lora.sha256)
+            else:
+                self._loaded[lora.sha256] = self._load(pipe, lora)
+                self._state = None
+        self._evict(pipe, {lora.sha256 for lora in wanted})
+        state = tuple((self._loaded[lora.sha256][0], lora.weight) for lora in wanted)
+        if state != self._state:
+            transformer = pipe.transformer
+            if state:
+                transformer.enable_lora()
+                transformer.set_adapters([a for a, _ in state], [w for _, w in state])
+            elif self._loaded:
+                transformer.disable_lora()
+            self._state = state
+        self.active = tuple(
+            AppliedLora(w.name, w.sha256, w.weight, *self._loaded[w.sha256]) for w in wanted
+        )
+        self.last_switch_s = time.perf_counter() - started
+        for applied in self.active:
+            log.info("LoRA %s", applied.summary)
+        return self.active
+
+    def _load(self, pipe: Any, lora: WantedLora) -> tuple[str, LoraInfo]:
+        prepared = prepare(lora.path, pipe.transformer, lora.sha256)  # raises before anything is touched
+        adapter = f"lora_{lora.sha256[:16]}"
+        try:
+            with warnings.catch_warnings():
+                # peft warns about target modules the state dict lacks; count_applied below is the real check
+                warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
+                pipe.load_lora_into_transformer(
+                    dict(prepared.state_dict), network_alphas=prepared.network_alphas, transformer=pipe.transformer,
+                    adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe,
+                )
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise StudioError(f"LoRA {lora.name} could not be applied ({exc}) — check the file with "
+                              f"`python -m studio lora inspect {lora.path}`") from None
+        applied = count_applied(pipe.transformer, adapter)
+        if applied != prepared.info.matched:
+            pipe.transformer.delete_adapters([adapter])
+            raise StudioError(
+                f"LoRA {lora.name}: only {applied} of {prepared.info.matched} checked modules took the weights — it "
+                "was removed again; report this file"
+            )
+        log.info("loaded LoRA %s (%s, rank %s): %s", lora.name, prepared.info.format, prepared.info.rank,
+                 prepared.info.summary)
+        return adapter, prepared.info
+
+    def _evict(self, pipe: Any, keep: set[str]) -> None:
+        while len(self._loaded) > self.max_loaded:
+            victim = next((sha for sha in self._loaded if sha not in keep), None)
+            if victim is None:
+                return
+            adapter, _ = self._loaded.pop(victim)
+            pipe.transformer.delete_adapters([adapter])
+            self._state = None
+
+    def clear(self) -> None:
+        """Remove every adapter (the transformer gets its original layers back)."""
+        if self._pipe is not None and self._loaded:
+            self._pipe.transformer.unload_lora()
+        self._loaded.clear()
+        self._state, self.active = None, ()
+
+
+def count_applied(transformer: Any, adapter: str) -> int:
+    """How many of the transformer's layers carry ``adapter``."""
+    from peft.tuners.lora import LoraLayer
+
+    return sum(
+        1 for module in transformer.modules() if isinstance(module, LoraLayer) and adapter in module.lora_A
+    )
+
+
+def apply_request_loras(
+    pipe: Any, request: GenerationRequest, library: LoraLibrary, adapters: LoraAdapters
+) -> GenerationRequest:
+    """Activate the request's LoRAs on ``pipe`` and return the request with each LoRA's name and sha256 filled in."""
+    wanted = resolve_specs(request.loras, library)
+    adapters.activate(pipe, wanted)
+    return request.replace(loras=tuple(LoraSpec(w.name, w.sha256, w.weight) for w in wanted))

@@ -1,0 +1,32 @@
+"""Region panel: paint with a fixed palette, one prompt per colour; the overlay shows what goes where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from studio.ui.region_masks import PALETTE
+
+
+def build() -> dict[str, Any]:
+    """Editor, one prompt box per palette colour, and the overlay preview."""
+    w: dict[str, Any] = {}
+    gr.Markdown("Paint where each object goes (white/unpainted = the main prompt). Overlaps: the later colour in "
+                "this list wins. Masks are resized to the output size.")
+    w["editor"] = gr.ImageEditor(
+        label="Regions", type="numpy", image_mode="RGBA", canvas_size=(256, 256), fixed_canvas=True,
+        brush=gr.Brush(colors=[hex_ for _, hex_ in PALETTE], color_mode="fixed", default_size=12),
+        layers=False, transforms=(), sources=("upload",), elem_id="region_editor",
+    )
+    for name, _ in PALETTE:
+        w[f"prompt_{name}"] = gr.Textbox(label=f"{name.capitalize()} region prompt", lines=1,
+                                         elem_id=f"region_prompt_{name}")
+    w["overlay"] = gr.Image(label="Regions overlay", type="pil", interactive=False, height=200,
+                            elem_id="region_overlay")
+    return w
+
+
+def prompt_names() -> list[str]:
+    """Widget keys of the per-colour prompts, in palette order."""
+    return [f"prompt_{name}" for name, _ in PALETTE]
