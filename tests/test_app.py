@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import urllib.request
 from pathlib import Path
@@ -170,3 +171,42 @@ def test_browser_painted_region_reaches_the_record(server, tmp_path):
     record = latest_records(server, 1)[0]
     assert [r["prompt"] for r in record["request"]["regions"]] == [region_prompt]
     assert record["request"]["regions"][0]["mask"].startswith("sha256:")
+
+
+@pytest.mark.browser
+def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
+    executable = chromium_or_skip()
+    from diffusers import FluxTransformer2DModel
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.conftest import MODEL
+    from tests.test_loras import peft_lora, write
+
+    transformer = FluxTransformer2DModel.from_pretrained(MODEL / "transformer")
+    lora_dir = server.log_path.parent / "loras"
+    write(lora_dir / "zwx-style.safetensors", peft_lora(transformer),
+          metadata={"flux_studio.trigger_words": "zwx", "flux_studio.base_model": "flux-mini"})
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(server.url + "/")
+            page.locator("#prompt textarea").fill(PROMPT)
+            page.get_by_role("tab", name="LoRA").click()
+            page.locator("#lora_refresh").click()
+            expect(page.locator("#lora_table")).to_contain_text("zwx-style", timeout=20_000)
+            page.locator("#lora_0_name input").click()
+            page.get_by_role("option", name="zwx-style").click()
+            expect(page.locator("#lora_0_info")).to_contain_text("zwx", timeout=20_000)
+            page.locator("#lora_insert_triggers").click()
+            expect(page.locator("#prompt textarea")).to_have_value(re.compile("zwx"), timeout=20_000)
+            page.locator("#generate").click()
+            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    record = latest_records(server, 1)[0]
+    assert record["request"]["loras"][0]["name"] == "zwx-style"
+    assert len(record["request"]["loras"][0]["sha256"]) == 64 and "zwx" in record["request"]["prompt"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import InvalidRequest
-from studio.request import MAX_SEED, CacheSpec, ControlSpec, GenerationRequest, RegionSpec
+from studio.request import MAX_SEED, CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,8 @@ def control_specs(units: list[dict[str, Any]], put_image: Any) -> tuple[ControlS
         specs.append(ControlSpec(unit["kind"], ref, not unit["kind"].endswith("-map"), float(unit["strength"]),
                                  float(unit["start"]), float(unit["end"])))
     return tuple(specs)
+
+
+def lora_specs(picked: list[dict[str, Any]]) -> tuple[LoraSpec, ...]:
+    """Picked LoRAs (name, sha256, weight) → LoraSpecs."""
+    return tuple(LoraSpec(p["name"], p.get("sha256") or "", float(p["weight"])) for p in picked)

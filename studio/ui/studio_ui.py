@@ -16,7 +16,7 @@ import gradio as gr
 from studio import xyplot
 from studio.caching_hints import HINTS
 from studio.errors import StudioError
-from studio.ui import adapters, region_masks
+from studio.ui import adapters, lora_panel, region_masks
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.jobs import CancelRegistry, stream_job
 from studio.ui.regions_panel import prompt_names as regions_panel_prompts
@@ -131,9 +131,11 @@ def build(ctx: UIContext) -> gr.Blocks:
             finally:
                 cancels.finish(session, cancel)
 
-        region_w, control_units = extension["regions"], extension["controls"]
+        region_w, control_units, lora_w = extension["regions"], extension["controls"], extension["loras"]
+        lora_slot_inputs = [s[f] for s in lora_w["slots"] for f in lora_panel.FIELDS]
         request_inputs = {*panel_inputs, region_w["editor"], *(region_w[n] for n in regions_panel_prompts()),
-                          *(u[f] for u in control_units for f in CONTROL_FIELDS)}
+                          *(u[f] for u in control_units for f in CONTROL_FIELDS), lora_w["entries"],
+                          *lora_slot_inputs}
 
         def request_from(data: dict[Any, Any]) -> Any:
             """Every panel's widget values → one validated request (inputs stored by content hash)."""
@@ -144,8 +146,10 @@ def build(ctx: UIContext) -> gr.Blocks:
             pairs = region_masks.regions_from_paint(data[region_w["editor"]], prompts, width, height)
             units = [{f: data[u[f]] for f in CONTROL_FIELDS} for u in control_units]
             put = studio.store.assets.put_image
-            return req.replace(regions=adapters.region_specs(pairs, put),
-                               controls=adapters.control_specs(units, put)).validate()
+            picked = lora_panel.selection([(data[s["name"]], data[s["weight"]]) for s in lora_w["slots"]],
+                                          data[lora_w["entries"]])
+            return req.replace(regions=adapters.region_specs(pairs, put), controls=adapters.control_specs(units, put),
+                               loras=adapters.lora_specs(picked)).validate()
 
         def on_generate(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             try:
@@ -215,8 +219,9 @@ def build(ctx: UIContext) -> gr.Blocks:
         def on_reuse(record_id: str) -> list[Any]:
             if not record_id:
                 raise gr.Error("select an image in the history strip first")
-            values = adapters.panel_from_request(studio.store.get(record_id)["request"])
-            return [getattr(values, name) for name in adapters.FIELDS]
+            request = studio.store.get(record_id)["request"]
+            values = adapters.panel_from_request(request)
+            return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(request.get("loras") or [])
 
         outputs = [status, preview, results, record_json, history, history_ids]
         run_options = {"concurrency_id": GPU, "concurrency_limit": 1, "api_visibility": "private",
@@ -237,7 +242,7 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         panel["reuse_seed"].click(on_reuse_seed, record_json, panel["seed"], queue=False, api_visibility="private")
         history.select(on_select, [history_ids], [selected_id, record_json], api_visibility="private")
-        reuse_btn.click(on_reuse, [selected_id], panel_inputs, api_visibility="private")
+        reuse_btn.click(on_reuse, [selected_id], panel_inputs + lora_slot_inputs, api_visibility="private")
         refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
         demo.load(refresh, None, [history, history_ids], api_visibility="private")
         demo.load(
@@ -287,7 +292,7 @@ def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
 
 def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
     """The panels that extend a generation (schedule, regions, structure); a slot for the LoRA picker."""
-    from studio.ui import controls_panel, regions_panel, schedule_panel
+    from studio.ui import controls_panel, lora_panel, regions_panel, schedule_panel
 
     widgets: dict[str, Any] = {}
     with gr.Tabs():
@@ -298,7 +303,8 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
         with gr.Tab("Structure", id="structure"):
             widgets["controls"] = controls_panel.build(ctx.studio.control_map)
         with gr.Tab("LoRA", id="lora"):
-            gr.Markdown("_Pick LoRAs and weights. Not available in this build yet._")
+            library = ctx.studio.loras
+            widgets["loras"] = lora_panel.build(lambda: [library.describe(f) for f in library.scan()], panel["prompt"])
     return widgets
 
 
@@ -319,9 +325,10 @@ def _api_endpoints(studio: Studio) -> None:
         batch: int = 1,
         model: str | None = None,
         cache: str | None = None,
+        lora: list[str] | None = None,
     ) -> dict:
         """Generate images; returns the CLI's generate JSON."""
-        from studio.cli_requests import parse_cache
+        from studio.cli_requests import parse_cache, parse_lora
         from studio.request import GenerationRequest
 
         try:
@@ -329,7 +336,7 @@ def _api_endpoints(studio: Studio) -> None:
                 prompt=prompt, model=model or "", prompt_2=prompt_2 or None, negative_prompt=negative_prompt or None,
                 width=width, height=height, steps=steps, seed=seed, batch_size=batch or 1, guidance=guidance,
                 true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
-                cache=parse_cache(cache),
+                cache=parse_cache(cache), loras=tuple(parse_lora(x) for x in lora or []),
             ).validate()
             return _generate_json(studio.generate(req))
         except StudioError as exc:
