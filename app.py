@@ -41,8 +41,6 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
 
     settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size)
     studio = Studio(settings)
-    if args.multi_user:
-        log.warning("--multi-user: private per-visitor histories are not built yet; every visitor sees one history")
     defaults = studio.engine.defaults()
     ctx = UIContext(
         studio=studio,
@@ -52,6 +50,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         steps=defaults.steps,
         guidance=defaults.guidance,
         guidance_embeds=bool(studio.engine.pipe.transformer.config.guidance_embeds),
+        multi_user=args.multi_user,
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
     app = FastAPI(title="Flux Studio")
@@ -79,12 +78,28 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
             raise SystemExit("--auth must look like user:pass")
         auth = (user, password)
     register_share_routes(app, studio, args.share_base_url)
-    register_gallery_routes(app, studio, auth)
+    if args.multi_user:
+        from studio.ui import visitors
+
+        visitors.install(app)
+        register_private_gallery_notice(app)
+    else:
+        register_gallery_routes(app, studio, auth)
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     return gr.mount_gradio_app(
         app, demo, path="", auth=auth, allowed_paths=[str(settings.images_dir)], show_error=True,
         footer_links=["api"], css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
     )
+
+
+def register_private_gallery_notice(app) -> None:  # noqa: ANN001 - FastAPI app
+    """In multi-user mode there is no public gallery: each visitor's history is private to their browser."""
+    from fastapi.responses import PlainTextResponse
+
+    @app.get("/gallery")
+    def gallery_off() -> PlainTextResponse:
+        return PlainTextResponse("The gallery page is off in multi-user mode: your own history is in the studio, and "
+                                 "share links are the way to show an image to others.", status_code=404)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,6 +57,7 @@ class Generation(SQLModel, table=True):
     favourite: bool = False
     tags: str = Field(default="[]", sa_type=sa.Text)
     error: str | None = Field(default=None, sa_type=sa.Text)
+    owner: str | None = Field(default=None, max_length=64, index=True)
 
 
 class Share(SQLModel, table=True):
@@ -95,7 +96,13 @@ def _migration_1(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1,)
+def _migration_2(conn: sa.Connection) -> None:
+    """Add ``generation.owner``: the visitor a record belongs to in multi-user mode (NULL = single-user)."""
+    conn.execute(sa.text("ALTER TABLE generation ADD COLUMN owner VARCHAR(64)"))
+    conn.execute(sa.text("CREATE INDEX ix_generation_owner ON generation (owner)"))
+
+
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1, _migration_2)
 _VERSIONS = sa.table("schema_migrations", sa.column("version"), sa.column("applied_at"))
 
 
@@ -302,8 +309,11 @@ class Store:
     def _images(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"path": str(self.data_dir / f["file"]), "sha256": f["sha256"], "seed": f["seed"]} for f in files]
 
-    def _row(self, session: Session, gen_id: Any) -> Generation:
+    def _row(self, session: Session, gen_id: Any, owner: str | None = None) -> Generation:
+        """The row ``gen_id``; with ``owner`` set, only that owner's rows exist (others are NotFound)."""
         row = session.get(Generation, gen_id) if isinstance(gen_id, str) and len(gen_id) <= MAX_ID_CHARS else None
+        if row is not None and owner is not None and row.owner != owner:
+            row = None
         if row is None:
             raise NotFound(
                 f"no generation with id {str(gen_id)[:80]!r} — list them with `python -m studio history`"
@@ -324,8 +334,12 @@ class Store:
         status: str = "done",
         error: str | None = None,
         replay_of: str | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
-        """Write the PNGs, then insert the row in one transaction; return the record (INTERFACES.md)."""
+        """Write the PNGs, then insert the row in one transaction; return the record (INTERFACES.md).
+
+        ``owner`` (multi-user mode) is stored with the row but never shown in records.
+        """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         if status != "done" and images:
@@ -355,6 +369,7 @@ class Store:
             timings=json.dumps(timings),
             replay_of=replay_of,
             error=error,
+            owner=owner,
         )
         # PNGs carry only what is deterministic, so the same request gives the same bytes.
         png_meta = {"request": request, "status": status}
@@ -375,13 +390,13 @@ class Store:
         head = {k: meta.pop(k) for k in ("id", "created_at", "status", "request")}
         return {**head, "images": self._images(files), **meta}
 
-    def get(self, gen_id: str) -> dict[str, Any]:
+    def get(self, gen_id: str, owner: str | None = None) -> dict[str, Any]:
         """The record ``gen_id``; NotFound when there is none."""
         with self._session() as session:
-            return self._record(self._row(session, gen_id))
+            return self._record(self._row(session, gen_id, owner))
 
     def list(
-        self, search: str | None = None, limit: int = 50, offset: int = 0
+        self, search: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
     ) -> tuple[list[dict[str, Any]], int]:
         """(records newest first, total matching); ``search`` is a case-insensitive substring of the prompts."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
@@ -396,25 +411,28 @@ class Store:
             pattern = f"%{_escape_like(search.strip().casefold())}%"
             condition = col(Generation.search_text).like(pattern, escape="\\")
             query, count = query.where(condition), count.where(condition)
+        if owner is not None:
+            mine = col(Generation.owner) == owner
+            query, count = query.where(mine), count.where(mine)
         query = query.order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
         with self._session() as session:
             total = session.exec(count).one()
             rows = session.exec(query.offset(offset).limit(limit)).all()
             return [self._record(row) for row in rows], int(total)
 
-    def delete(self, gen_id: str) -> None:
+    def delete(self, gen_id: str, owner: str | None = None) -> None:
         """Remove the record, its share tokens and its image files."""
         with self._session(write=True) as session:
-            row = self._row(session, gen_id)
+            row = self._row(session, gen_id, owner)
             files = json.loads(row.images)
             session.exec(sa.delete(Share).where(col(Share.generation_id) == row.id))
             session.delete(row)
         self._remove_files(files)
 
-    def set_favourite(self, gen_id: str, favourite: bool) -> dict[str, Any]:
+    def set_favourite(self, gen_id: str, favourite: bool, owner: str | None = None) -> dict[str, Any]:
         """Mark or unmark the record as a favourite; return it."""
         with self._session(write=True) as session:
-            row = self._row(session, gen_id)
+            row = self._row(session, gen_id, owner)
             row.favourite = bool(favourite)
             session.flush()
             return self._record(row)
@@ -449,10 +467,10 @@ class Store:
         return removed
 
     # ---- shares -------------------------------------------------------------------------------------
-    def share(self, gen_id: str) -> str:
+    def share(self, gen_id: str, owner: str | None = None) -> str:
         """A public token for the record (its active one if it has one)."""
         with self._session(write=True) as session:
-            row = self._row(session, gen_id)
+            row = self._row(session, gen_id, owner)
             if row.status != "done" or row.images == "[]":
                 raise InvalidRequest(
                     f"generation {row.id} is {row.status} and has no image — share a finished one"

@@ -38,25 +38,31 @@ class Studio:
         on_step: Callable[[StepUpdate], None] | None = None,
         cancel: threading.Event | None = None,
         replay_of: str | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
-        """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised)."""
+        """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised).
+
+        ``owner`` is the visitor in multi-user mode (None in single-user mode).
+        """
         started = time.perf_counter()
         try:
             result = self._run(request, on_step=on_step, cancel=cancel, assets=self.store.assets, loras=self.loras)
         except Cancelled as exc:
             resolved = getattr(exc, "request", None) or request
             timings = {"total_s": round(time.perf_counter() - started, 4)}
-            return self.store.add(resolved.to_dict(), [], [], timings, "cancelled", str(exc), replay_of)
+            return self.store.add(resolved.to_dict(), [], [], timings, "cancelled", str(exc), replay_of, owner)
         except StudioError:
             raise
         except Exception as exc:
             log.exception("generation failed")
             timings = {"total_s": round(time.perf_counter() - started, 4)}
-            self.store.add(request.to_dict(), [], [], timings, "failed", f"{type(exc).__name__}: {exc}", replay_of)
+            self.store.add(request.to_dict(), [], [], timings, "failed", f"{type(exc).__name__}: {exc}", replay_of, owner)
             raise
         timings = dict(result.timings)
         save_started = time.perf_counter()
-        record = self.store.add(result.request.to_dict(), result.images, result.seeds, timings, replay_of=replay_of)
+        record = self.store.add(
+            result.request.to_dict(), result.images, result.seeds, timings, replay_of=replay_of, owner=owner
+        )
         record["timings"]["save_s"] = round(time.perf_counter() - save_started, 4)
         return record
 
@@ -65,11 +71,12 @@ class Studio:
         record_id: str,
         on_step: Callable[[StepUpdate], None] | None = None,
         cancel: threading.Event | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """Regenerate a stored record exactly (same request, same seed)."""
-        record = self.store.get(record_id)
+        record = self.store.get(record_id, owner)
         request = GenerationRequest.from_dict(record["request"])
-        return self.generate(request, on_step=on_step, cancel=cancel, replay_of=record_id)
+        return self.generate(request, on_step=on_step, cancel=cancel, replay_of=record_id, owner=owner)
 
     def control_map(self, kind: str, image: Any) -> Any:
         """The map a control input turns into (shown before generating): canny/depth/pose, or the map itself."""

@@ -90,6 +90,7 @@ def compose(images: Sequence[Sequence[Image.Image]], x: Axis, y: Axis | None) ->
 def run(
     studio: Any, base: GenerationRequest, x: Axis, y: Axis | None = None,
     on_cell: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+    owner: str | None = None,
 ) -> tuple[Image.Image, list[dict[str, Any]]]:
     """Generate every cell (each stored as a record) and compose the labelled grid."""
     grid = cell_requests(base, x, y)
@@ -101,7 +102,7 @@ def run(
         for request in row:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("X/Y plot cancelled")
-            record = studio.generate(request, cancel=cancel)
+            record = studio.generate(request, cancel=cancel, owner=owner)
             if record["status"] != "done":
                 raise Cancelled("X/Y plot cancelled")
             records.append(record)

@@ -166,14 +166,15 @@ def test_sqlite_runs_in_wal_mode(store: Store, tmp_path: Path) -> None:
 def test_reopening_keeps_records_and_does_not_rerun_migrations(tmp_path: Path, monkeypatch) -> None:
     with Store(default_url(tmp_path), tmp_path) as first:
         record = add(first)
-        assert first.schema_version == len(history.MIGRATIONS) == 1
+        assert first.schema_version == len(history.MIGRATIONS)
     calls: list[int] = []
-    monkeypatch.setattr(history, "MIGRATIONS", (lambda conn: calls.append(1),))
+    monkeypatch.setattr(history, "MIGRATIONS", tuple(lambda conn: calls.append(1) for _ in history.MIGRATIONS))
     with Store(default_url(tmp_path), tmp_path) as second:
         assert second.get(record["id"]) == record and second.list()[1] == 1
     assert calls == []
     with sqlite3.connect(tmp_path / "studio.db") as conn:
-        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+        assert versions == [(v,) for v in range(1, len(history.MIGRATIONS) + 1)]
 
 
 def test_a_new_migration_runs_once_in_order(tmp_path: Path, monkeypatch) -> None:
@@ -184,12 +185,42 @@ def test_a_new_migration_runs_once_in_order(tmp_path: Path, monkeypatch) -> None
         calls.append(2)
         conn.exec_driver_sql("ALTER TABLE generation ADD COLUMN note TEXT")
 
+    newer = len(history.MIGRATIONS) + 1
     monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, add_note_column))
     for _ in range(2):
         with Store(default_url(tmp_path), tmp_path) as reopened:
-            assert reopened.schema_version == 2
+            assert reopened.schema_version == newer
             add(reopened)
     assert calls == [2]
+
+
+def test_a_version_1_gallery_opens_in_this_version(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:1])
+    Store(default_url(tmp_path), tmp_path).close()
+    request = make_request("an old red circle")
+    with sqlite3.connect(tmp_path / "studio.db") as conn:  # a row as version 1 wrote it
+        conn.execute(
+            "INSERT INTO generation (id, created_at, status, request, prompt, search_text, model, images, timings,"
+            " replay_of, favourite, tags, error) VALUES ('old-1', '2026-01-01 00:00:00', 'done', ?, ?, ?, 'm', '[]',"
+            " '{}', NULL, 0, '[]', NULL)", (json.dumps(request), request["prompt"], request["prompt"]))
+    monkeypatch.undo()
+    with Store(default_url(tmp_path), tmp_path) as new:
+        assert new.get("old-1")["request"] == request
+        assert new.list(owner="someone")[1] == 0 and new.list(search="old red")[1] == 1
+
+
+def test_owners_see_only_their_own_records(store: Store) -> None:
+    mine = add(store, owner="alice-token")
+    theirs = add(store, owner="bob-token")
+    assert [r["id"] for r in store.list(owner="alice-token")[0]] == [mine["id"]]
+    with pytest.raises(NotFound):
+        store.get(theirs["id"], owner="alice-token")
+    with pytest.raises(NotFound):
+        store.delete(theirs["id"], owner="alice-token")
+    with pytest.raises(NotFound):
+        store.share(theirs["id"], owner="alice-token")
+    assert "owner" not in mine  # the owner token is a secret: never in records
+    assert store.list()[1] == 2  # single-user mode sees everything
 
 
 def test_a_database_from_a_newer_studio_is_refused(tmp_path: Path) -> None:

@@ -21,12 +21,14 @@ from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.jobs import CancelRegistry, stream_job
 from studio.ui.regions_panel import prompt_names as regions_panel_prompts
 from studio.ui.schedule_panel import render as schedule_panel_render
+from studio.ui.visitors import visitor_token
 
 if TYPE_CHECKING:
     from studio.service import Studio
 
 log = logging.getLogger(__name__)
-GPU = "gpu"  # one concurrency id for every listener that runs the model
+GPU = "gpu"
+API_OWNER = "api"  # the owner of records made through the API in multi-user mode  # one concurrency id for every listener that runs the model
 HISTORY_SIZE = 24
 CSS = """
 #status {min-height: 1.5em}
@@ -45,10 +47,11 @@ class UIContext:
     steps: int
     guidance: float
     guidance_embeds: bool = True
+    multi_user: bool = False
 
 
-def _history_items(studio: Studio) -> tuple[list[tuple[str, str]], list[str]]:
-    records, _ = studio.store.list(limit=HISTORY_SIZE * 2)
+def _history_items(studio: Studio, owner: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    records, _ = studio.store.list(limit=HISTORY_SIZE * 2, owner=owner)
     done = [r for r in records if r["status"] == "done" and r["images"]][:HISTORY_SIZE]
     return [(r["images"][0]["path"], r["request"]["prompt"][:80]) for r in done], [r["id"] for r in done]
 
@@ -95,6 +98,15 @@ def build(ctx: UIContext) -> gr.Blocks:
                                  object_fit="contain", elem_id="history")
         history_ids = gr.State([])
         selected_id = gr.State("")
+
+        def who(request: gr.Request | None) -> str | None:
+            """The owner to filter by: the browser's visitor cookie in multi-user mode, None (everything) otherwise."""
+            if not ctx.multi_user:
+                return None
+            token = visitor_token(request)
+            if not token:
+                raise gr.Error("this browser has no visitor id yet — allow cookies and reload the page")
+            return token
         with gr.Row():
             reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="reuse")
             replay_btn = gr.Button("Replay", size="sm", elem_id="replay")
@@ -102,11 +114,12 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         panel_inputs = [panel[name] for name in adapters.FIELDS]
 
-        def refresh() -> tuple[Any, list[str]]:
-            items, ids = _history_items(studio)
-            return items, ids
+        def refresh(request: gr.Request) -> tuple[Any, list[str]]:
+            if ctx.multi_user and not visitor_token(request):
+                return [], []
+            return _history_items(studio, who(request))
 
-        def run_stream(run: Any, request: gr.Request, progress: gr.Progress) -> Any:
+        def run_stream(run: Any, owner: str | None, request: gr.Request, progress: gr.Progress) -> Any:
             session = request.session_hash or "local"
             cancel = cancels.start(session)
             try:
@@ -121,7 +134,7 @@ def build(ctx: UIContext) -> gr.Blocks:
                         raise _user_error(event.payload)
                     else:
                         record = event.payload
-                        items, ids = _history_items(studio)
+                        items, ids = _history_items(studio, owner)
                         images = [(img["path"], f"seed {img['seed']}") for img in record["images"]]
                         if record["status"] == "cancelled":
                             message = "Cancelled — stored in history as cancelled."
@@ -152,11 +165,13 @@ def build(ctx: UIContext) -> gr.Blocks:
                                loras=adapters.lora_specs(picked)).validate()
 
         def on_generate(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
+            owner = who(request)
             try:
                 req = request_from(data)
             except StudioError as exc:
                 raise gr.Error(str(exc)) from None
-            yield from run_stream(lambda on_step, cancel: studio.generate(req, on_step, cancel), request, progress)
+            yield from run_stream(lambda on_step, cancel: studio.generate(req, on_step, cancel, owner=owner), owner,
+                                  request, progress)
 
         def on_regions_preview(data: dict[Any, Any]) -> Any:
             try:
@@ -172,7 +187,9 @@ def build(ctx: UIContext) -> gr.Blocks:
         def on_replay(record_id: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             if not record_id:
                 raise gr.Error("select an image in the history strip first")
-            yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel), request, progress)
+            owner = who(request)
+            yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel, owner=owner),
+                                  owner, request, progress)
 
         def on_xy(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             xa, xv, ya, yv = data[x_axis], data[x_values], data[y_axis], data[y_values]
@@ -186,13 +203,14 @@ def build(ctx: UIContext) -> gr.Blocks:
             session = request.session_hash or "local"
             cancel = cancels.start(session)
             try:
+                owner = who(request)
                 grid, records = xyplot.run(studio, base, x, y, lambda k, n: progress((k, n), desc="X/Y cells"),
-                                           cancel)
+                                           cancel, owner=owner)
             except StudioError as exc:
                 raise _user_error(exc) from None
             finally:
                 cancels.finish(session, cancel)
-            items, ids = _history_items(studio)
+            items, ids = _history_items(studio, owner)
             note = f"X/Y plot: {len(records)} records ({', '.join(r['id'] for r in records[:3])}…)"
             return note, None, [(grid, f"{x.name}" + (f" × {y.name}" if y else ""))], records[-1], items, ids
 
@@ -212,16 +230,16 @@ def build(ctx: UIContext) -> gr.Blocks:
             running = cancels.cancel(request.session_hash or "local")
             return "Cancelling…" if running else "Nothing is running."
 
-        def on_select(ids: list[str], evt: gr.SelectData) -> tuple[str, Any]:
+        def on_select(ids: list[str], evt: gr.SelectData, request: gr.Request) -> tuple[str, Any]:
             record_id = ids[evt.index] if evt.index is not None and evt.index < len(ids) else ""
-            return record_id, studio.store.get(record_id) if record_id else None
+            return record_id, studio.store.get(record_id, who(request)) if record_id else None
 
-        def on_reuse(record_id: str) -> list[Any]:
+        def on_reuse(record_id: str, request: gr.Request) -> list[Any]:
             if not record_id:
                 raise gr.Error("select an image in the history strip first")
-            request = studio.store.get(record_id)["request"]
-            values = adapters.panel_from_request(request)
-            return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(request.get("loras") or [])
+            stored = studio.store.get(record_id, who(request))["request"]
+            values = adapters.panel_from_request(stored)
+            return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
 
         outputs = [status, preview, results, record_json, history, history_ids]
         run_options = {"concurrency_id": GPU, "concurrency_limit": 1, "api_visibility": "private",
@@ -252,7 +270,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             api_visibility="private",
         )
         del gen_event, replay_event
-        _api_endpoints(studio)
+        _api_endpoints(studio, API_OWNER if ctx.multi_user else None)
     return demo
 
 
@@ -308,8 +326,11 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
     return widgets
 
 
-def _api_endpoints(studio: Studio) -> None:
-    """Gradio API names of INTERFACES.md: generate, replay, history (gradio_client)."""
+def _api_endpoints(studio: Studio, owner: str | None) -> None:
+    """Gradio API names of INTERFACES.md: generate, replay, history, share (gradio_client).
+
+    In multi-user mode API clients are one owner of their own (``API_OWNER``): they never see browsers' records.
+    """
 
     def generate(
         prompt: str,
@@ -338,21 +359,21 @@ def _api_endpoints(studio: Studio) -> None:
                 true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
                 cache=parse_cache(cache), loras=tuple(parse_lora(x) for x in lora or []),
             ).validate()
-            return _generate_json(studio.generate(req))
+            return _generate_json(studio.generate(req, owner=owner))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
     def replay(id: str) -> dict:  # noqa: A002 - the contract's name
         """Regenerate a record exactly."""
         try:
-            return _generate_json(studio.replay(id))
+            return _generate_json(studio.replay(id, owner=owner))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
     def history(search: str | None = None, limit: int = 50, offset: int = 0) -> dict:
         """Records, newest first."""
         try:
-            records, total = studio.store.list(search=search or None, limit=limit, offset=offset)
+            records, total = studio.store.list(search=search or None, limit=limit, offset=offset, owner=owner)
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
         return {"records": records, "total": total}
@@ -360,7 +381,7 @@ def _api_endpoints(studio: Studio) -> None:
     def share(id: str) -> dict:  # noqa: A002 - the contract's name
         """A share link for a record: {"token", "url"}."""
         try:
-            token = studio.store.share(id)
+            token = studio.store.share(id, owner)
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
         return {"token": token, "url": f"/share/{token}"}
