@@ -41,6 +41,9 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
 
     settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size)
     studio = Studio(settings)
+    swept = studio.store.sweep_orphans()  # image files a crash left without a record
+    if swept:
+        log.warning("removed %d orphan image files left by an interrupted run", len(swept))
     defaults = studio.engine.defaults()
     ctx = UIContext(
         studio=studio,

@@ -387,9 +387,9 @@ def _api_endpoints(studio: Studio, owner: str | None) -> None:
         return {"token": token, "url": f"/share/{token}"}
 
     gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=1)
-    gr.api(share, api_name="share")
+    gr.api(share, api_name="share", queue=False)
     gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=1)
-    gr.api(history, api_name="history")
+    gr.api(history, api_name="history", queue=False)  # browsing never waits behind generations
 
 
 def _generate_json(record: dict[str, Any]) -> dict[str, Any]:
