@@ -210,3 +210,29 @@ def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
     record = latest_records(server, 1)[0]
     assert record["request"]["loras"][0]["name"] == "zwx-style"
     assert len(record["request"]["loras"][0]["sha256"]) == 64 and "zwx" in record["request"]["prompt"]
+
+
+@pytest.mark.browser
+def test_browser_dropping_a_png_fills_the_panel(server, tmp_path):
+    executable = chromium_or_skip()
+    from gradio_client import Client
+    from playwright.sync_api import expect, sync_playwright
+
+    made = Client(server.url, verbose=False).predict(
+        prompt="a green triangle in the bottom left on a black background", seed=77, steps=3, guidance=2.5,
+        api_name="/generate")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(server.url + "/")
+            page.locator("#import_png input[type=file]").set_input_files(made["images"][0])
+            expect(page.locator("#prompt textarea")).to_have_value(
+                "a green triangle in the bottom left on a black background", timeout=20_000)
+            expect(page.locator("#seed input")).to_have_value("77")
+            expect(page.locator("#steps input")).to_have_value("3")
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio import xyplot
+from studio import pngmeta, xyplot
 from studio.caching_hints import HINTS
 from studio.errors import StudioError
 from studio.ui import adapters, lora_panel, region_masks
@@ -72,6 +72,8 @@ def build(ctx: UIContext) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=2):
                 panel = _prompt_panel(ctx)
+                import_png = gr.File(label="Drop a PNG (ours, A1111/Forge, ComfyUI) to load its settings",
+                                     file_types=[".png"], type="filepath", height=90, elem_id="import_png")
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -226,6 +228,17 @@ def build(ctx: UIContext) -> gr.Blocks:
             values = adapters.panel_from_request(record["request"])
             return [getattr(values, name) for name in adapters.FIELDS]
 
+        def on_import(path: str | None) -> list[Any]:
+            if not path:
+                return [gr.skip() for _ in [*adapters.FIELDS, *lora_slot_inputs]]
+            try:
+                stored = pngmeta.read_png_request(Path(path))
+            except StudioError as exc:
+                raise gr.Error(str(exc)) from None
+            values = adapters.panel_from_request(stored)
+            gr.Info("Settings loaded from the PNG")
+            return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
+
         def on_cancel(request: gr.Request) -> str:
             running = cancels.cancel(request.session_hash or "local")
             return "Cancelling…" if running else "Nothing is running."
@@ -252,6 +265,7 @@ def build(ctx: UIContext) -> gr.Blocks:
         replay_event = replay_btn.click(on_replay, [selected_id], outputs, **run_options)
         xy_btn.click(on_xy, {*request_inputs, x_axis, x_values, y_axis, y_values}, outputs, **run_options)
         demo.load(on_remix, None, panel_inputs, api_visibility="private")
+        import_png.upload(on_import, import_png, panel_inputs + lora_slot_inputs, api_visibility="private")
         cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
         def on_reuse_seed(record: Any) -> Any:
             if not record or "request" not in record:
