@@ -1,10 +1,11 @@
-"""History: generation records and share tokens in SQL (SQLite by default), PNGs on disk.
+"""History: generation records and share tokens in SQL (SQLite by default, or PostgreSQL), PNGs on disk.
 
 ``Store(url, data_dir)`` opens the database, applies numbered migrations, and keeps files under ``data_dir``:
 ``images/<id>-<k>.png`` (generated, with metadata) and ``assets/<sha256>.png`` (inputs). One Session per call, so
 a Store is shared by Gradio's worker threads. SQLite runs in WAL mode with foreign keys and a busy timeout; write
-transactions take the write lock up front (``BEGIN IMMEDIATE``). A record is its PNGs first, then one row: a
-crash in between leaves only files without a row, which ``sweep_orphans`` removes.
+transactions take the write lock up front (``BEGIN IMMEDIATE``); on PostgreSQL an advisory lock serializes migrations
+and pooled connections are checked before use. A record is its PNGs first, then one row: a crash in between leaves
+only files without a row, which ``sweep_orphans`` removes.
 """
 
 from __future__ import annotations
@@ -104,11 +105,14 @@ def _migration_2(conn: sa.Connection) -> None:
 
 MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1, _migration_2)
 _VERSIONS = sa.table("schema_migrations", sa.column("version"), sa.column("applied_at"))
+_MIGRATION_LOCK = 0x466C7578_53747564  # "FluxStud": the PostgreSQL advisory lock held while migrating
 
 
 def _migrate(engine: sa.Engine) -> int:
     """Apply the migrations not yet recorded in ``schema_migrations``, in order, in one transaction."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        if conn.dialect.name == "postgresql":  # what BEGIN IMMEDIATE does on SQLite: one migrating process at a time
+            pass
         md = sa.MetaData()
         sa.Table(
             "schema_migrations",
@@ -136,11 +140,15 @@ def default_url(data_dir: Path) -> str:
     return f"sqlite:///{(Path(data_dir) / 'studio.db').absolute()}"
 
 
-def _make_engine(url: str, busy_timeout_s: float) -> sa.Engine:
-    """An engine; for SQLite with WAL, foreign keys, busy timeout and explicit BEGIN [IMMEDIATE]."""
+def _make_engine(url: str | sa.URL, busy_timeout_s: float) -> sa.Engine:
+    """An engine; for SQLite with WAL, foreign keys, busy timeout and explicit BEGIN [IMMEDIATE]; for a server
+    (PostgreSQL: plain ``postgresql://`` uses psycopg 3) with connections checked before use and a connect timeout."""
     parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # the driver in requirements.txt
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        psycopg = parsed.get_driver_name() == "psycopg" and "connect_timeout" not in parsed.query
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10} if psycopg else {})
     memory = parsed.database in (None, "", ":memory:")
     engine = sa.create_engine(
         parsed,
@@ -207,25 +215,35 @@ def _clean_tags(tags: Any) -> list[str]:
 
 _READ_ONLY = "the data folder {data_dir} is read-only — choose a writable STUDIO_DATA_DIR"
 _FULL = "the disk holding {data_dir} is full — free some space or choose another STUDIO_DATA_DIR"
-_DB_PROBLEMS = (
+# (regular expression on the lower-cased driver message, what to tell the user); the first match wins
+_SQLITE_PROBLEMS = (
+    (r"locked|busy", "the history database {db} is busy (another Flux Studio or program) — try again or stop it"),
+    (r"readonly|read-only", _READ_ONLY),
+    (r"disk is full|disk full|no space", _FULL),
+    (r"unable to open database", "cannot open the database {db} — use a writable STUDIO_DATA_DIR or STUDIO_DB_URL"),
+    (r"not a database|malformed", "{db} is not a valid history database — move it away or use another STUDIO_DATA_DIR"),
+)
+_SERVER_PROBLEMS = (  # PostgreSQL (psycopg's wording); for a database server, STUDIO_DB_URL is what to fix
     (
-        ("locked", "busy"),
-        "the history database {db} is busy (another Flux Studio or program) — try again or stop it",
+        r"password authentication failed|no pg_hba\.conf entry|role \".*\" does not exist",
+        "the database {db} refused the login — fix the user name or password in STUDIO_DB_URL",
     ),
-    (("readonly", "read-only"), _READ_ONLY),
-    (("disk is full", "disk full", "no space"), _FULL),
+    (r"database \".*\" does not exist", "the database {db} does not exist — create it or fix STUDIO_DB_URL"),
     (
-        ("unable to open database",),
-        "cannot open the database {db} — use a writable STUDIO_DATA_DIR or STUDIO_DB_URL",
+        r"too many clients|connection slots are reserved|lock timeout|deadlock detected|could not serialize",
+        "the history database {db} is busy (too many connections or a long lock) — try again later",
     ),
     (
-        ("not a database", "malformed"),
-        "{db} is not a valid history database — move it away or use another STUDIO_DATA_DIR",
-    ),
-    (
-        ("could not connect", "connection refused"),
+        r"connection refused|could not connect|connection failed|resolve host|translate host name|timeout expired"
+        r"|server closed the connection|terminating connection|connection is (?:closed|lost)|ssl syscall",
         "cannot reach the database {db} — start it or fix STUDIO_DB_URL",
     ),
+    (
+        r"read-only transaction",
+        "the database {db} is read-only (a standby server or a read-only user) — point STUDIO_DB_URL at a writable one",
+    ),
+    (r"permission denied", "the user in {db} may not use the history tables — grant it rights or fix STUDIO_DB_URL"),
+    (r"no space left|disk full|could not extend file", "the server of the database {db} is out of disk space"),
 )
 _OS_PROBLEMS = (((errno.EROFS, errno.EACCES, errno.EPERM), _READ_ONLY), ((errno.ENOSPC, errno.EDQUOT), _FULL))
 
@@ -237,10 +255,18 @@ class Store:
         self.data_dir = Path(data_dir).absolute()
         self.images_dir = self.data_dir / "images"
         self.assets = AssetStore(self.data_dir / "assets")
-        self._where = sa.make_url(url).render_as_string(hide_password=True)
+        try:
+            parsed = sa.make_url(url)
+            self._engine = _make_engine(parsed, busy_timeout_s)  # connects only on first use
+        except (sa_exc.ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
+            raise StudioError(
+                f"STUDIO_DB_URL is not a database URL Flux Studio can use ({exc}) — use e.g. "
+                "sqlite:///path/studio.db or postgresql://user:password@host:5432/dbname"
+            ) from exc
+        self._where = parsed.render_as_string(hide_password=True)
+        self._problems = _SQLITE_PROBLEMS if parsed.get_backend_name() == "sqlite" else _SERVER_PROBLEMS
         with self._os_errors():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._engine = _make_engine(url, busy_timeout_s)
         self._write_engine = self._engine.execution_options(sqlite_begin="IMMEDIATE")
         try:
             with self._db_errors():
@@ -267,8 +293,8 @@ class Store:
             yield
         except sa_exc.DatabaseError as exc:
             text = str(exc.orig or exc).lower()
-            for needles, message in _DB_PROBLEMS:
-                if any(needle in text for needle in needles):
+            for pattern, message in self._problems:
+                if re.search(pattern, text):
                     raise StudioError(message.format(data_dir=self.data_dir, db=self._where)) from exc
             raise
 
@@ -311,7 +337,8 @@ class Store:
 
     def _row(self, session: Session, gen_id: Any, owner: str | None = None) -> Generation:
         """The row ``gen_id``; with ``owner`` set, only that owner's rows exist (others are NotFound)."""
-        row = session.get(Generation, gen_id) if isinstance(gen_id, str) and len(gen_id) <= MAX_ID_CHARS else None
+        usable = isinstance(gen_id, str) and len(gen_id) <= MAX_ID_CHARS and "\x00" not in gen_id  # PG: no NUL
+        row = session.get(Generation, gen_id) if usable else None
         if row is not None and owner is not None and row.owner != owner:
             row = None
         if row is None:
@@ -409,7 +436,8 @@ class Store:
             if len(search) > 4000:
                 raise InvalidRequest("the search text is too long — use a few words")
             pattern = f"%{_escape_like(search.strip().casefold())}%"
-            condition = col(Generation.search_text).like(pattern, escape="\\")
+            # prompts never hold NUL (and PostgreSQL refuses it in text): such a search matches nothing
+            condition = col(Generation.search_text).like(pattern, escape="\\") if "\x00" not in pattern else sa.false()
             query, count = query.where(condition), count.where(condition)
         if owner is not None:
             mine = col(Generation.owner) == owner

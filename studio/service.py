@@ -78,6 +78,13 @@ class Studio:
         request = GenerationRequest.from_dict(record["request"])
         return self.generate(request, on_step=on_step, cancel=cancel, replay_of=record_id, owner=owner)
 
+    def preview(self, request: GenerationRequest, cancel: threading.Event | None = None) -> Any | None:
+        """Generate without keeping a record (live mode); None when cancelled by a newer request."""
+        try:
+            return self._run(request, cancel=cancel, assets=self.store.assets, loras=self.loras)
+        except Cancelled:
+            return None
+
     def control_map(self, kind: str, image: Any) -> Any:
         """The map a control input turns into (shown before generating): canny/depth/pose, or the map itself."""
         from studio.conditioning.control import annotate

@@ -236,3 +236,30 @@ def test_browser_dropping_a_png_fills_the_panel(server, tmp_path):
             raise
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+def test_browser_live_mode_regenerates_as_you_type(server, tmp_path):
+    import time
+
+    executable = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(server.url + "/")
+            page.locator("#live input").check()
+            before = len(latest_records(server, 100))
+            started = time.perf_counter()
+            page.locator("#prompt textarea").press_sequentially("a red circle", delay=30)
+            expect(page.locator("#status")).to_contain_text("Live", timeout=30_000)
+            expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
+            print(f"keystrokes to image: {time.perf_counter() - started:.2f}s (typing took ~0.4s)")
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert len(latest_records(server, 100)) == before  # live previews are not saved

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,8 @@ def build(ctx: UIContext) -> gr.Blocks:
                 with gr.Row():
                     generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                live = gr.Checkbox(False, label="Live: regenerate as you type or drag (fast models; not saved to "
+                                   "history — press Generate to keep one)", elem_id="live")
                 extension = _extension_slots(panel, ctx)
                 schedule_widgets = extension["schedule"]
                 with gr.Accordion("X/Y plot: compare values on one grid (same seed)", open=False):
@@ -254,10 +257,40 @@ def build(ctx: UIContext) -> gr.Blocks:
             values = adapters.panel_from_request(stored)
             return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
 
+        def on_live(data: dict[Any, Any], request: gr.Request) -> Any:
+            """A quick generation of the current settings, not stored; stale ones were cancelled on change."""
+            if not data[live]:
+                return gr.skip(), gr.skip()
+            try:
+                req = request_from(data)
+            except StudioError as exc:
+                return f"Live: {exc}", gr.skip()
+            session = request.session_hash or "local"
+            cancel = cancels.start(session)
+            try:
+                started = time.perf_counter()
+                result = studio.preview(req, cancel)
+            finally:
+                cancels.finish(session, cancel)
+            if result is None:
+                return gr.skip(), gr.skip()
+            took = time.perf_counter() - started
+            return f"Live · {took:.2f}s · seed {result.seeds[0]}", [(img, f"seed {s}") for img, s in
+                                                                    zip(result.images, result.seeds)]
+
+        def cancel_stale(is_live: bool, request: gr.Request) -> None:
+            if is_live:
+                cancels.cancel(request.session_hash or "local")
+
         outputs = [status, preview, results, record_json, history, history_ids]
         run_options = {"concurrency_id": GPU, "concurrency_limit": 1, "api_visibility": "private",
                        "show_progress_on": [results]}
         gen_event = generate_btn.click(on_generate, request_inputs, outputs, **run_options)
+        for widget in (panel["prompt"], panel["guidance"], panel["true_cfg"], panel["seed"], panel["steps"],
+                       panel["schedule_json"], live):
+            widget.change(cancel_stale, live, None, queue=False, api_visibility="private")
+            widget.change(on_live, {*request_inputs, live}, [status, results], trigger_mode="always_last",
+                          concurrency_id=GPU, concurrency_limit=1, api_visibility="private", show_progress="hidden")
         preview_inputs = {panel["width"], panel["height"], region_w["editor"],
                           *(region_w[n] for n in regions_panel_prompts())}
         for trigger in (region_w["editor"].change, *(region_w[n].blur for n in regions_panel_prompts())):
