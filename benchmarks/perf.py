@@ -55,6 +55,41 @@ def transformer_bytes(transformer) -> int:
     return total
 
 
+def lora_rows(settings, reload_s: float) -> list[dict]:
+    """First LoRA load and switching between two loaded LoRAs, against reloading the pipeline."""
+    from safetensors.torch import save_file
+
+    from studio.request import LoraSpec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(settings.with_overrides(lora_dirs=(Path(tmp),)))
+        engine.ensure()
+        transformer = engine.pipe.transformer
+        for k, name in enumerate(("style-a", "style-b")):
+            gen = torch.Generator().manual_seed(k)
+            tensors = {}
+            for module_name in ("transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_v", "proj_out"):
+                module = transformer.get_submodule(module_name)
+                tensors[f"transformer.{module_name}.lora_A.weight"] = torch.randn(4, module.in_features, generator=gen)
+                tensors[f"transformer.{module_name}.lora_B.weight"] = torch.randn(module.out_features, 4, generator=gen)
+            save_file(tensors, str(Path(tmp) / f"{name}.safetensors"))
+        base = GenerationRequest(prompt="a red circle in the top left on a white background", seed=1, steps=1)
+        started = time.perf_counter()
+        engine.generate(base.replace(loras=(LoraSpec("style-a"),)))
+        first_s = time.perf_counter() - started
+        engine.generate(base.replace(loras=(LoraSpec("style-b"),)))
+        switches = []
+        for name in ("style-a", "style-b") * 5:
+            engine.generate(base.replace(loras=(LoraSpec(name),)))
+            switches.append(engine.lora_adapters.last_switch_s)
+        switch_s = statistics.median(switches)
+    return [
+        {"row": "LoRA switch (loaded) vs pipeline reload", "ratio": reload_s / switch_s,
+         "detail": f"switch {switch_s * 1e3:.1f} ms vs reload {reload_s:.2f} s"},
+        {"row": "LoRA first load (1-step generation incl.)", "ratio": 1.0, "detail": f"{first_s:.2f} s"},
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=16)
@@ -99,6 +134,7 @@ def main() -> None:
 
     reload_s = timed(lambda: Engine(settings).ensure(), 3)
     rows.append({"row": "pipeline load (warm disk)", "ratio": 1.0, "detail": f"{reload_s:.2f} s"})
+    rows += lora_rows(settings, reload_s)
     with tempfile.TemporaryDirectory() as tmp:
         code = ("import time; t=time.perf_counter(); from studio import settings as s; from studio.engine import Engine;"
                 "from studio.request import GenerationRequest as R; e=Engine(s.from_env(threads=1));"
