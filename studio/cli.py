@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from studio.errors import InvalidRequest, StudioError
 from studio.lora_cli import add_lora_parser, cmd_lora
+from studio.outputs import generate_output
 
 log = logging.getLogger("studio.cli")
 
@@ -104,24 +105,14 @@ def _studio() -> Any:
 
 
 def _generate_output(record: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
-    images = [img["path"] for img in record["images"]]
+    result = generate_output(record)
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            for path in images:
+            for path in result["images"]:
                 shutil.copy2(path, out / Path(path).name)
         except OSError as exc:
             raise StudioError(f"could not copy the images to {out} ({exc.strerror}) — choose a writable --out") from None
-    result = {
-        "id": record["id"],
-        "status": record["status"],
-        "images": images,
-        "seed": record["request"]["seed"],
-        "request": record["request"],
-        "timings": record["timings"],
-    }
-    if record.get("replay_of"):
-        result["replay_of"] = record["replay_of"]
     return result
 
 

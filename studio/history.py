@@ -112,7 +112,7 @@ def _migrate(engine: sa.Engine) -> int:
     """Apply the migrations not yet recorded in ``schema_migrations``, in order, in one transaction."""
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
         if conn.dialect.name == "postgresql":  # what BEGIN IMMEDIATE does on SQLite: one migrating process at a time
-            pass
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         md = sa.MetaData()
         sa.Table(
             "schema_migrations",
@@ -182,7 +182,7 @@ def _now() -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return (moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 def new_id(moment: datetime) -> str:

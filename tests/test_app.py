@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,27 +64,36 @@ def chromium_or_skip():
     return CHROMIUM
 
 
-@pytest.mark.browser
-def test_browser_generate_then_reload_shows_history(server, tmp_path):
+@contextlib.contextmanager
+def browser_page(tmp_path: Path, viewport: dict | None = None):
+    """A page in Debian's Chromium; a full-page screenshot lands in tmp_path when the block fails."""
     executable = chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+        page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1300})
         try:
-            page.goto(server.url + "/")
-            page.locator("#prompt textarea").fill("a blue square in the center on a yellow background")
-            page.locator("#generate").click()
-            expect(page.locator("#results img").first).to_be_visible(timeout=90_000)
-            expect(page.locator("#status")).to_contain_text("Done", timeout=30_000)
-            page.reload()
-            expect(page.locator("#history img").first).to_be_visible(timeout=30_000)
+            yield page
         except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+def test_browser_generate_then_reload_shows_history(server, tmp_path):
+    from playwright.sync_api import expect
+
+    with browser_page(tmp_path) as page:
+        page.goto(server.url + "/")
+        page.locator("#prompt textarea").fill("a blue square in the center on a yellow background")
+        page.locator("#generate").click()
+        expect(page.locator("#results img").first).to_be_visible(timeout=90_000)
+        expect(page.locator("#status")).to_contain_text("Done", timeout=30_000)
+        page.reload()
+        expect(page.locator("#history img").first).to_be_visible(timeout=30_000)
 
 
 def latest_records(server, n: int) -> list[dict]:
@@ -94,40 +104,32 @@ def latest_records(server, n: int) -> list[dict]:
 
 @pytest.mark.browser
 def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_image(server, tmp_path):
-    executable = chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        try:
-            page.goto(server.url + "/")
-            page.locator("#prompt textarea").fill(PROMPT)
-            page.locator("#seed input").fill("5")
-            page.get_by_label("Preset").click()
-            page.get_by_role("option", name="compose early").click()
-            handle = page.locator('#schedule_editor circle[data-ch="guidance"][data-i="0"]')
-            expect(handle).to_be_visible(timeout=10_000)
-            page.locator("#generate").click()
-            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
-            before = latest_records(server, 1)[0]
+    with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
+        page.goto(server.url + "/")
+        page.locator("#prompt textarea").fill(PROMPT)
+        page.locator("#seed input").fill("5")
+        page.get_by_label("Preset").click()
+        page.get_by_role("option", name="compose early").click()
+        handle = page.locator('#schedule_editor circle[data-ch="guidance"][data-i="0"]')
+        expect(handle).to_be_visible(timeout=10_000)
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+        before = latest_records(server, 1)[0]
 
-            box = handle.bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(box["x"] + 5, box["y"] + 90, steps=5)
-            page.mouse.up()
-            expect(page.locator("#schedule_passes")).to_contain_text("Transformer passes")
-            page.wait_for_timeout(1000)
-            page.locator("#generate").click()
-            expect(page.locator("#status")).not_to_contain_text(before["id"], timeout=60_000)
-            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
-            after = latest_records(server, 1)[0]
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            raise
-        finally:
-            browser.close()
+        handle.scroll_into_view_if_needed()
+        box = handle.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 5, box["y"] + 90, steps=5)
+        page.mouse.up()
+        expect(page.locator("#schedule_passes")).to_contain_text("Transformer passes")
+        page.wait_for_timeout(1000)
+        page.locator("#generate").click()
+        expect(page.locator("#status")).not_to_contain_text(before["id"], timeout=60_000)
+        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+        after = latest_records(server, 1)[0]
     first, second = before["request"]["schedule"]["guidance"], after["request"]["schedule"]["guidance"]
     assert first[0][1] > second[0][1]  # dragged down: less guidance at the start
     assert first[1:] == second[1:]
@@ -137,37 +139,29 @@ def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_i
 
 @pytest.mark.browser
 def test_browser_painted_region_reaches_the_record(server, tmp_path):
-    executable = chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     region_prompt = "a red circle in the top left on a white background"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        try:
-            page.goto(server.url + "/")
-            page.locator("#prompt textarea").fill(
-                "a red circle in the top left and a blue square in the bottom right on a white background")
-            page.get_by_role("tab", name="Regions").click()
-            editor = page.locator("#region_editor")
-            editor.get_by_role("button", name="Brush").first.click()
-            box = editor.locator("canvas").first.bounding_box()
-            page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3)
-            page.mouse.down()
-            for t in range(10):
-                page.mouse.move(box["x"] + box["width"] * (0.35 + 0.015 * t),
-                                box["y"] + box["height"] * (0.3 + 0.02 * t), steps=3)
-            page.mouse.up()
-            page.locator("#region_prompt_red textarea").fill(region_prompt)
-            page.locator("#region_prompt_red textarea").blur()
-            expect(page.locator("#region_overlay img")).to_be_visible(timeout=20_000)
-            page.locator("#generate").click()
-            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
+        page.goto(server.url + "/")
+        page.locator("#prompt textarea").fill(
+            "a red circle in the top left and a blue square in the bottom right on a white background")
+        page.get_by_role("tab", name="Regions").click()
+        editor = page.locator("#region_editor")
+        editor.get_by_role("button", name="Brush").first.click()
+        editor.scroll_into_view_if_needed()
+        box = editor.locator("canvas").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3)
+        page.mouse.down()
+        for t in range(10):
+            page.mouse.move(box["x"] + box["width"] * (0.35 + 0.015 * t),
+                            box["y"] + box["height"] * (0.3 + 0.02 * t), steps=3)
+        page.mouse.up()
+        page.locator("#region_prompt_red textarea").fill(region_prompt)
+        page.locator("#region_prompt_red textarea").blur()
+        expect(page.locator("#region_overlay img")).to_be_visible(timeout=20_000)
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
     record = latest_records(server, 1)[0]
     assert [r["prompt"] for r in record["request"]["regions"]] == [region_prompt]
     assert record["request"]["regions"][0]["mask"].startswith("sha256:")
@@ -175,9 +169,8 @@ def test_browser_painted_region_reaches_the_record(server, tmp_path):
 
 @pytest.mark.browser
 def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
-    executable = chromium_or_skip()
     from diffusers import FluxTransformer2DModel
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from tests.conftest import MODEL
     from tests.test_loras import peft_lora, write
@@ -186,27 +179,19 @@ def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
     lora_dir = server.log_path.parent / "loras"
     write(lora_dir / "zwx-style.safetensors", peft_lora(transformer),
           metadata={"flux_studio.trigger_words": "zwx", "flux_studio.base_model": "flux-mini"})
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        try:
-            page.goto(server.url + "/")
-            page.locator("#prompt textarea").fill(PROMPT)
-            page.get_by_role("tab", name="LoRA").click()
-            page.locator("#lora_refresh").click()
-            expect(page.locator("#lora_table")).to_contain_text("zwx-style", timeout=20_000)
-            page.locator("#lora_0_name input").click()
-            page.get_by_role("option", name="zwx-style").click()
-            expect(page.locator("#lora_0_info")).to_contain_text("zwx", timeout=20_000)
-            page.locator("#lora_insert_triggers").click()
-            expect(page.locator("#prompt textarea")).to_have_value(re.compile("zwx"), timeout=20_000)
-            page.locator("#generate").click()
-            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
+        page.goto(server.url + "/")
+        page.locator("#prompt textarea").fill(PROMPT)
+        page.get_by_role("tab", name="LoRA").click()
+        page.locator("#lora_refresh").click()
+        expect(page.locator("#lora_table")).to_contain_text("zwx-style", timeout=20_000)
+        page.locator("#lora_0_name input").click()
+        page.get_by_role("option", name="zwx-style").click()
+        expect(page.locator("#lora_0_info")).to_contain_text("zwx", timeout=20_000)
+        page.locator("#lora_insert_triggers").click()
+        expect(page.locator("#prompt textarea")).to_have_value(re.compile("zwx"), timeout=20_000)
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
     record = latest_records(server, 1)[0]
     assert record["request"]["loras"][0]["name"] == "zwx-style"
     assert len(record["request"]["loras"][0]["sha256"]) == 64 and "zwx" in record["request"]["prompt"]
@@ -214,52 +199,34 @@ def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
 
 @pytest.mark.browser
 def test_browser_dropping_a_png_fills_the_panel(server, tmp_path):
-    executable = chromium_or_skip()
     from gradio_client import Client
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     made = Client(server.url, verbose=False).predict(
         prompt="a green triangle in the bottom left on a black background", seed=77, steps=3, guidance=2.5,
         api_name="/generate")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        try:
-            page.goto(server.url + "/")
-            page.locator("#import_png input[type=file]").set_input_files(made["images"][0])
-            expect(page.locator("#prompt textarea")).to_have_value(
-                "a green triangle in the bottom left on a black background", timeout=20_000)
-            expect(page.locator("#seed input")).to_have_value("77")
-            expect(page.locator("#steps input")).to_have_value("3")
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
+        page.goto(server.url + "/")
+        page.locator("#import_png input[type=file]").set_input_files(made["images"][0])
+        expect(page.locator("#prompt textarea")).to_have_value(
+            "a green triangle in the bottom left on a black background", timeout=20_000)
+        expect(page.locator("#seed input")).to_have_value("77")
+        expect(page.locator("#steps input")).to_have_value("3")
 
 
 @pytest.mark.browser
 def test_browser_live_mode_regenerates_as_you_type(server, tmp_path):
     import time
 
-    executable = chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        try:
-            page.goto(server.url + "/")
-            page.locator("#live input").check()
-            before = len(latest_records(server, 100))
-            started = time.perf_counter()
-            page.locator("#prompt textarea").press_sequentially("a red circle", delay=30)
-            expect(page.locator("#status")).to_contain_text("Live", timeout=30_000)
-            expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
-            print(f"keystrokes to image: {time.perf_counter() - started:.2f}s (typing took ~0.4s)")
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
+        page.goto(server.url + "/")
+        page.locator("#live input").check()
+        before = len(latest_records(server, 100))
+        started = time.perf_counter()
+        page.locator("#prompt textarea").press_sequentially("a red circle", delay=30)
+        expect(page.locator("#status")).to_contain_text("Live", timeout=30_000)
+        expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
+        print(f"keystrokes to image: {time.perf_counter() - started:.2f}s (typing took ~0.4s)")
     assert len(latest_records(server, 100)) == before  # live previews are not saved

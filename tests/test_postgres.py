@@ -82,6 +82,10 @@ def sql(url: str, statement: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[sa.Engine]:
     engine = sa.create_engine(server_url())
+    try:
+        engine.connect().close()
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"cannot connect to the PostgreSQL server at {ENV}: {exc.orig}", pytrace=False)
     yield engine
     engine.dispose()
 

@@ -5,7 +5,6 @@ Extension slots (regions, structure, schedule, LoRA) are placed here and filled 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import gradio as gr
 from studio import pngmeta, xyplot
 from studio.caching_hints import HINTS
 from studio.errors import StudioError
+from studio.outputs import generate_output
 from studio.ui import adapters, lora_panel, region_masks
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.jobs import CancelRegistry, stream_job
@@ -406,14 +406,14 @@ def _api_endpoints(studio: Studio, owner: str | None) -> None:
                 true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
                 cache=parse_cache(cache), loras=tuple(parse_lora(x) for x in lora or []),
             ).validate()
-            return _generate_json(studio.generate(req, owner=owner))
+            return generate_output(studio.generate(req, owner=owner))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
     def replay(id: str) -> dict:  # noqa: A002 - the contract's name
         """Regenerate a record exactly."""
         try:
-            return _generate_json(studio.replay(id, owner=owner))
+            return generate_output(studio.replay(id, owner=owner))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -437,17 +437,3 @@ def _api_endpoints(studio: Studio, owner: str | None) -> None:
     gr.api(share, api_name="share", queue=False)
     gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=1)
     gr.api(history, api_name="history", queue=False)  # browsing never waits behind generations
-
-
-def _generate_json(record: dict[str, Any]) -> dict[str, Any]:
-    result = {
-        "id": record["id"],
-        "status": record["status"],
-        "images": [img["path"] for img in record["images"]],
-        "seed": record["request"]["seed"],
-        "request": record["request"],
-        "timings": record["timings"],
-    }
-    if record.get("replay_of"):
-        result["replay_of"] = record["replay_of"]
-    return json.loads(json.dumps(result))
