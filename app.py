@@ -54,6 +54,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         guidance=defaults.guidance,
         guidance_embeds=bool(studio.engine.pipe.transformer.config.guidance_embeds),
         multi_user=args.multi_user,
+        share_base_url=args.share_base_url.rstrip("/") if args.share_base_url else None,
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
     app = FastAPI(title="Flux Studio")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -230,3 +231,29 @@ def test_browser_live_mode_regenerates_as_you_type(server, tmp_path):
         expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
         print(f"keystrokes to image: {time.perf_counter() - started:.2f}s (typing took ~0.4s)")
     assert len(latest_records(server, 100)) == before  # live previews are not saved
+
+
+@pytest.mark.browser
+def test_browser_favourite_share_and_delete_from_the_history_strip(server, tmp_path):
+    from playwright.sync_api import expect
+
+    with browser_page(tmp_path) as page:
+        page.goto(server.url + "/")
+        page.locator("#prompt textarea").fill("a purple circle in the center on a white background")
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+        made = latest_records(server, 1)[0]
+        page.locator("#history img").first.click()
+        page.locator("#favourite").click()
+        page.wait_for_timeout(1500)
+        page.locator("#share").click()
+        expect(page.locator("#share_link")).to_contain_text("/share/", timeout=20_000)
+        link = page.locator("#share_link a").first.get_attribute("href")
+        with urllib.request.urlopen(link) as resp:
+            assert "a purple circle" in resp.read().decode()
+        assert latest_records(server, 1)[0]["favourite"] is True
+        page.locator("#delete").click()
+        page.wait_for_timeout(2000)
+    assert made["id"] not in [r["id"] for r in latest_records(server, 100)]
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(link)  # deleting the record revokes its link

@@ -49,6 +49,7 @@ class UIContext:
     guidance: float
     guidance_embeds: bool = True
     multi_user: bool = False
+    share_base_url: str | None = None
 
 
 def _history_items(studio: Studio, owner: str | None) -> tuple[list[tuple[str, str]], list[str]]:
@@ -116,6 +117,10 @@ def build(ctx: UIContext) -> gr.Blocks:
             reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="reuse")
             replay_btn = gr.Button("Replay", size="sm", elem_id="replay")
             refresh_btn = gr.Button("Refresh history", size="sm")
+            favourite_btn = gr.Button("★ Favourite", size="sm", elem_id="favourite")
+            share_btn = gr.Button("Share link", size="sm", elem_id="share")
+            delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete")
+        share_link = gr.Markdown("", elem_id="share_link")
 
         panel_inputs = [panel[name] for name in adapters.FIELDS]
 
@@ -242,6 +247,30 @@ def build(ctx: UIContext) -> gr.Blocks:
             gr.Info("Settings loaded from the PNG")
             return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
 
+        def on_favourite(record_id: str, request: gr.Request) -> Any:
+            if not record_id:
+                raise gr.Error("select an image in the history strip first")
+            record = studio.store.get(record_id, who(request))
+            return studio.store.set_favourite(record_id, not record["favourite"], who(request))
+
+        def on_share(record_id: str, request: gr.Request) -> str:
+            if not record_id:
+                raise gr.Error("select an image in the history strip first")
+            try:
+                token = studio.store.share(record_id, who(request))
+            except StudioError as exc:
+                raise gr.Error(str(exc)) from None
+            raw = getattr(request, "request", None)
+            base = ctx.share_base_url or (str(raw.base_url).rstrip("/") if raw is not None else "")
+            return f"Share link: [{base}/share/{token}]({base}/share/{token}) — anyone with it can see this image"
+
+        def on_delete(record_id: str, request: gr.Request) -> tuple[Any, list[str], str, Any]:
+            if not record_id:
+                raise gr.Error("select an image in the history strip first")
+            studio.store.delete(record_id, who(request))
+            items, ids = _history_items(studio, who(request))
+            return items, ids, "", None
+
         def on_cancel(request: gr.Request) -> str:
             running = cancels.cancel(request.session_hash or "local")
             return "Cancelling…" if running else "Nothing is running."
@@ -309,6 +338,10 @@ def build(ctx: UIContext) -> gr.Blocks:
         history.select(on_select, [history_ids], [selected_id, record_json], api_visibility="private")
         reuse_btn.click(on_reuse, [selected_id], panel_inputs + lora_slot_inputs, api_visibility="private")
         refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
+        favourite_btn.click(on_favourite, selected_id, record_json, api_visibility="private")
+        share_btn.click(on_share, selected_id, share_link, api_visibility="private")
+        delete_btn.click(on_delete, selected_id, [history, history_ids, selected_id, record_json],
+                         api_visibility="private")
         demo.load(refresh, None, [history, history_ids], api_visibility="private")
         demo.load(
             lambda text, steps, g, cfg, neg: schedule_panel_render(text, steps, g, cfg, neg, ctx.guidance_embeds),

@@ -1,0 +1,152 @@
+"""LoRA training on the resident flux-mini: a file with metadata that inspect accepts, a falling loss, base weights
+untouched, the new LoRA changes generations, cancel leaves nothing in the LoRA folder, resume, and refusals."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from studio.errors import Cancelled, InvalidRequest
+from studio.lora_files import LoraLibrary, read_header
+from studio.lora_inspect import inspect
+from studio.lora_training import TrainingConfig, TrainingExample, checkpoint_path, train_lora, with_trigger
+from studio.request import GenerationRequest, LoraSpec
+from studio.toyworld.grammar import random_scene, scene_prompt
+from studio.toyworld.render import render_scene
+
+TRIGGER = "zwx"
+
+
+def toy_examples(n: int = 8, size: int = 64, seed: int = 0) -> list[TrainingExample]:
+    rng = np.random.default_rng(seed)
+    examples = []
+    for i in range(n):
+        scene = random_scene(rng, 1)
+        examples.append(TrainingExample(Image.fromarray(render_scene(scene, size, i).image), scene_prompt(scene)))
+    return examples
+
+
+def snapshot(transformer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+
+
+def pixels(record) -> np.ndarray:
+    return np.asarray(Image.open(record["images"][0]["path"]).convert("RGB"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_adapters_afterwards(engine):
+    """Other test modules share the engine: leave its transformer as we found it."""
+    engine.lora_adapters.clear()
+    yield
+    engine.lora_adapters.clear()
+
+
+def test_trained_lora_is_written_checked_and_changes_the_image(studio):
+    engine = studio.engine
+    engine.lora_adapters.clear()
+    before = snapshot(engine.pipe.transformer)
+    folder = studio.settings.data_dir / "loras"
+    losses: list[float] = []
+    busy: list[bool] = []
+
+    def progress(step: int, total: int, loss: float) -> None:
+        assert total == 24 and step == len(losses) + 1
+        losses.append(loss)
+        busy.append(engine.busy)
+
+    config = TrainingConfig("zwx-style", TRIGGER, rank=4, steps=24, learning_rate=1e-2, seed=0)
+    path = train_lora(engine, config, toy_examples(), folder, on_progress=progress)
+    assert path == folder / "zwx-style.safetensors" and path.is_file()
+    assert all(busy), "the engine lock is held for the whole run"
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+
+    after = engine.pipe.transformer.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+    info = inspect(path, engine.pipe.transformer)
+    assert (info.format, info.target, info.rank, info.trigger_words) == ("diffusers", "flux", 4, (TRIGGER,))
+    assert info.matched == info.total == 14  # to_q/k/v/out.0 in 2 double blocks, to_q/k/v in 2 single
+    meta = read_header(path).metadata
+    training = json.loads(meta["flux_studio.training"])
+    assert training["steps"] == 24 and training["rank"] == 4 and training["images"] == 8
+    assert meta["flux_studio.base_model"] == engine.model_name
+    assert all(k.startswith("transformer.") and k.endswith((".lora_A.weight", ".lora_B.weight"))
+               for k in load_file(path))
+    entry = LoraLibrary([folder]).describe(LoraLibrary([folder]).resolve("zwx-style"))
+    assert entry["trigger_words"] == [TRIGGER] and entry["error"] is None
+
+    prompt = f"{TRIGGER}, a red circle in the top left on a white background"
+    base = studio.generate(GenerationRequest(prompt=prompt, seed=3))
+    styled = studio.generate(GenerationRequest(prompt=prompt, seed=3, loras=(LoraSpec("zwx-style"),)))
+    assert not np.array_equal(pixels(base), pixels(styled))
+    assert engine.lora_adapters.active[0].info.matched == 14
+
+
+def test_cancel_writes_nothing_and_a_rerun_resumes_to_the_same_weights(engine, tmp_path):
+    folder = tmp_path / "loras"
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def stop_at_6(step: int, total: int, loss: float) -> None:
+        seen.append(step)
+        if step == 6:
+            cancel.set()
+
+    config = TrainingConfig("halfway", TRIGGER, rank=2, steps=10, learning_rate=1e-2, batch_size=2)
+    examples = toy_examples(4)
+    with pytest.raises(Cancelled, match="nothing was written"):
+        train_lora(engine, config, examples, folder, on_progress=stop_at_6, cancel=cancel, checkpoint_every=4)
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert not folder.exists() or not any(folder.iterdir())
+    assert LoraLibrary([folder]).scan() == []
+    assert checkpoint_path(folder, "halfway").is_file()
+
+    resumed: list[int] = []
+    path = train_lora(engine, config, examples, folder, on_progress=lambda s, t, l: resumed.append(s))
+    assert resumed == [5, 6, 7, 8, 9, 10]
+    assert not checkpoint_path(folder, "halfway").exists()
+    straight = train_lora(engine, TrainingConfig("straight", TRIGGER, rank=2, steps=10, learning_rate=1e-2,
+                                                 batch_size=2), examples, folder)
+    a, b = load_file(path), load_file(straight)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    with pytest.raises(InvalidRequest, match="already exists"):
+        train_lora(engine, config, examples, folder)
+
+
+@pytest.mark.parametrize(
+    ("changes", "n", "message"),
+    [
+        ({}, 3, "use 10–30 images"),
+        ({"name": "../evil"}, 8, "not a safe file name"),
+        ({"name": "a/b"}, 8, "not a safe file name"),
+        ({"trigger_word": " "}, 8, "trigger word"),
+        ({"rank": 0}, 8, "rank 0"),
+        ({"steps": 6000}, 8, "steps 6000"),
+        ({"learning_rate": float("nan")}, 8, "learning rate"),
+        ({"resolution": 72}, 8, "multiple of 16"),
+    ],
+)
+def test_bad_input_is_refused_before_touching_the_model(engine, tmp_path, changes, n, message):
+    config = TrainingConfig(**{"name": "ok", "trigger_word": TRIGGER, **changes})
+    with pytest.raises(InvalidRequest, match=message):
+        train_lora(engine, config, toy_examples(n), tmp_path / "loras")
+    assert not (tmp_path / "loras").exists()
+
+
+def test_empty_caption_refused_and_mixed_sizes_are_cropped(engine, tmp_path):
+    examples = toy_examples(4)
+    with pytest.raises(InvalidRequest, match="image 2 has an empty caption"):
+        train_lora(engine, TrainingConfig("ok", TRIGGER), [examples[0], TrainingExample(examples[1].image, " "),
+                                                           *examples[2:]], tmp_path)
+    mixed = [TrainingExample(e.image.resize((64 + 16 * i, 48 + 8 * i)), e.caption) for i, e in enumerate(examples)]
+    path = train_lora(engine, TrainingConfig("mixed", TRIGGER, rank=2, steps=2), mixed, tmp_path / "loras")
+    assert path.is_file()
+    assert with_trigger("a red circle", "zwx") == "zwx, a red circle"
+    assert with_trigger("a ZWX red circle", "zwx") == "a ZWX red circle"
