@@ -79,12 +79,13 @@ def _card(record: dict[str, Any]) -> str:
     )
 
 
-def _pages(query: str, page: int, per_page: int, total: int, where: str) -> str:
+def _pages(query: str, page: int, per_page: int, total: int, where: str, filters: dict[str, str]) -> str:
     """The pagination bar (``where`` = top/bottom): total count, previous/next links."""
     last = max(1, -(-total // per_page))
 
     def link(target: int, label: str, rel: str) -> str:
-        params = urlencode({k: v for k, v in (("q", query), ("page", target), ("per_page", per_page)) if v != ""})
+        pairs = (("q", query), ("page", target), ("per_page", per_page), *filters.items())
+        params = urlencode({k: v for k, v in pairs if v != ""})
         return f'<a rel="{rel}" href="/gallery?{esc(params)}">{label}</a>'
 
     parts = [f'<span class="total">{total} record{"" if total == 1 else "s"}</span>',
@@ -96,16 +97,27 @@ def _pages(query: str, page: int, per_page: int, total: int, where: str) -> str:
     return f'<nav class="pages" id="pages-{where}">{"".join(parts)}</nav>'
 
 
-def render_gallery(records: list[dict[str, Any]], total: int, query: str, page: int, per_page: int) -> str:
+def render_gallery(
+    records: list[dict[str, Any]], total: int, query: str, page: int, per_page: int,
+    filters: dict[str, str] | None = None,
+) -> str:
     """The whole gallery page."""
+    filters = filters or {}
+    statuses = "".join(
+        f'<option value="{v}"{" selected" if filters.get("status", "") == v else ""}>{label}</option>'
+        for v, label in (("", "any status"), ("done", "done"), ("cancelled", "cancelled"), ("failed", "failed"))
+    )
+    checked = " checked" if filters.get("fav") == "1" else ""
     form = (
         '<form method="get" action="/gallery" role="search">'
         f'<input type="search" name="q" value="{esc(query)}" placeholder="search prompts" aria-label="search">'
-        f'<input type="hidden" name="per_page" value="{per_page}"> <button type="submit">Search</button>'
-        "</form>"
+        f'<input type="hidden" name="per_page" value="{per_page}"> '
+        f'<select name="status" aria-label="status">{statuses}</select> '
+        f'<label><input type="checkbox" name="fav" value="1"{checked}> favourites</label> '
+        '<button type="submit">Search</button></form>'
     )
     grid = "".join(_card(r) for r in records) or '<p id="empty">No records here.</p>'
-    top, bottom = (_pages(query, page, per_page, total, where) for where in ("top", "bottom"))
+    top, bottom = (_pages(query, page, per_page, total, where, filters) for where in ("top", "bottom"))
     body = f'<h1>Gallery</h1><p><a href="/">← Studio</a></p>{form}{top}<div class="grid">{grid}</div>{bottom}'
     return html_page("Gallery — Flux Studio", body)
 
@@ -122,15 +134,19 @@ def register_gallery_routes(app: FastAPI, studio: Studio, auth: tuple[str, str] 
         return HTMLResponse(body, status_code=401, headers=headers)
 
     @app.get("/gallery", dependencies=guard, include_in_schema=False)
-    def gallery(q: str = "", page: str | None = None, per_page: str | None = None) -> Response:
-        """Records newest first, optionally filtered by a prompt substring, ``per_page`` to a page."""
+    def gallery(
+        q: str = "", page: str | None = None, per_page: str | None = None, status: str = "", fav: str = ""
+    ) -> Response:
+        """Records newest first, filtered by a prompt substring, status and favourites, ``per_page`` to a page."""
         size = _whole(per_page, PER_PAGE, 1, MAX_PER_PAGE)
         number = _whole(page, 1, 1, MAX_PAGE)
+        filters = {"status": status, "fav": "1" if fav == "1" else ""}
         try:
-            records, total = store.list(search=q or None, limit=size, offset=(number - 1) * size)
+            records, total = store.list(search=q or None, limit=size, offset=(number - 1) * size,
+                                        status=status or None, favourite=True if fav == "1" else None)
         except StudioError as exc:
             return error_page(400, str(exc))
-        body = render_gallery(records, total, q, number, size)
+        body = render_gallery(records, total, q, number, size, filters)
         return HTMLResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
     @app.get("/gallery/image/{rest:path}", dependencies=guard, include_in_schema=False)

@@ -423,7 +423,8 @@ class Store:
             return self._record(self._row(session, gen_id, owner))
 
     def list(
-        self, search: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
+        self, search: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None,
+        status: str | None = None, favourite: bool | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """(records newest first, total matching); ``search`` is a case-insensitive substring of the prompts."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
@@ -442,6 +443,13 @@ class Store:
         if owner is not None:
             mine = col(Generation.owner) == owner
             query, count = query.where(mine), count.where(mine)
+        if status is not None:
+            if status not in STATUSES:
+                raise InvalidRequest(f"status {status!r} is unknown — use one of {', '.join(STATUSES)}")
+            query, count = query.where(col(Generation.status) == status), count.where(col(Generation.status) == status)
+        if favourite is not None:
+            fav = col(Generation.favourite) == bool(favourite)
+            query, count = query.where(fav), count.where(fav)
         query = query.order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
         with self._session() as session:
             total = session.exec(count).one()

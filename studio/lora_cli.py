@@ -1,12 +1,16 @@
-"""``python -m studio lora inspect PATH`` and ``lora list``: the LoRA commands of INTERFACES.md."""
+"""``python -m studio lora inspect PATH``, ``lora list`` and ``lora train``: the LoRA commands of INTERFACES.md."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from studio.errors import NotFound
+from studio.errors import InvalidRequest, NotFound
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def add_lora_parser(sub: Any, common: Any, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -20,6 +24,24 @@ def add_lora_parser(sub: Any, common: Any, parser_class: type[argparse.ArgumentP
     inspect_cmd.add_argument("--model", default=None, help="check against this model (default: STUDIO_MODEL)")
     list_cmd = commands.add_parser("list", help="the LoRAs in STUDIO_LORA_DIRS")
     common(list_cmd)
+    train = commands.add_parser("train", help="train a LoRA on the model from a folder of images")
+    common(train)
+    train.add_argument("--name", required=True, help="file name of the LoRA (written to STUDIO_DATA_DIR/loras)")
+    train.add_argument("--trigger", required=True, help="trigger word put in front of every caption")
+    train.add_argument("--images", required=True, type=Path, help="folder of 10–30 images")
+    train.add_argument("--captions", type=Path, default=None,
+                       help="file with one 'FILENAME<TAB>caption' (or 'FILENAME: caption') a line; default: a .txt "
+                            "next to each image")
+    train.add_argument("--captions-from-filenames", action="store_true",
+                       help="caption each image with its file name ('red_circle.png' → 'red circle')")
+    train.add_argument("--steps", type=int, default=200)
+    train.add_argument("--rank", type=int, default=8)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--resolution", type=int, default=None, help="default: the model's default size")
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=1, help="CPU threads for training (default 1)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing LoRA of that name")
 
 
 def cmd_lora(args: argparse.Namespace) -> dict[str, Any]:
@@ -27,6 +49,8 @@ def cmd_lora(args: argparse.Namespace) -> dict[str, Any]:
     from studio import settings as settings_mod
 
     settings = settings_mod.from_env()
+    if args.lora_command == "train":
+        return train_from_folder(args, settings)
     if args.lora_command == "list":
         from studio.lora_files import LoraLibrary
 
@@ -44,3 +68,65 @@ def inspect_file(path: Path, settings: Any, model: str | None = None) -> Any:
         raise NotFound(f"no file at {path} — check the path")
     location = locate(model or settings.model, settings)
     return inspect(path, transformer_skeleton(location.source))
+
+
+def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool) -> list[Any]:
+    """Training examples from a folder: captions from a captions file, ``.txt`` side files or the file names."""
+    from PIL import Image
+
+    from studio.lora_training import TrainingExample
+
+    if not folder.is_dir():
+        raise NotFound(f"no folder at {folder} — give --images a folder of images")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    listed: dict[str, str] = {}
+    if captions_file is not None:
+        if not captions_file.is_file():
+            raise NotFound(f"no captions file at {captions_file}")
+        for line in captions_file.read_text(encoding="utf-8").splitlines():
+            sep = "\t" if "\t" in line else ":"
+            if sep in line:
+                key, caption = line.split(sep, 1)
+                listed[key.strip()] = caption.strip()
+    examples = []
+    for path in paths:
+        side = path.with_suffix(".txt")
+        if path.name in listed or path.stem in listed:
+            caption = listed.get(path.name, listed.get(path.stem, ""))
+        elif side.is_file():
+            caption = side.read_text(encoding="utf-8").strip()
+        elif from_filenames:
+            caption = path.stem.replace("_", " ").replace("-", " ").strip()
+        else:
+            raise InvalidRequest(f"no caption for {path.name} — add {side.name}, list it in --captions, or pass "
+                                 "--captions-from-filenames")
+        try:
+            with Image.open(path) as image:
+                examples.append(TrainingExample(image.convert("RGB"), caption))
+        except OSError as exc:
+            raise InvalidRequest(f"{path.name} is not a readable image ({exc}) — remove it from {folder}") from None
+    return examples
+
+
+def train_from_folder(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    """``lora train``: train on the folder's images and report the file, steps, final loss and seconds."""
+    from studio.engine import Engine
+    from studio.lora_training import TrainingConfig, train_lora
+
+    config = TrainingConfig(args.name, args.trigger, rank=args.rank, steps=args.steps, learning_rate=args.lr,
+                            resolution=args.resolution, seed=args.seed, batch_size=args.batch_size)
+    examples = load_examples(args.images, args.captions, args.captions_from_filenames)
+    engine = Engine(settings)
+    started = time.perf_counter()
+    losses: list[float] = []
+
+    def progress(step: int, total: int, loss: float) -> None:
+        losses.append(loss)
+        if step == total or step % 10 == 0:
+            print(f"step {step}/{total} loss {loss:.4f}", file=sys.stderr)
+
+    path = train_lora(engine, config, examples, settings.data_dir / "loras", on_progress=progress,
+                      overwrite=args.overwrite, threads=args.threads)
+    tail = losses[-10:] or [float("nan")]
+    return {"path": str(path), "steps": args.steps, "final_loss": round(sum(tail) / len(tail), 6),
+            "seconds": round(time.perf_counter() - started, 2)}

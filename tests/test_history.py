@@ -327,3 +327,13 @@ def test_assets_live_under_the_data_dir(store: Store, tmp_path: Path) -> None:
     assert not (tmp_path / "assets").exists()  # created on the first write only
     ref = store.assets.put_image(image("blue"))
     assert store.assets.path(ref).parent == tmp_path / "assets" and store.assets.exists(ref)
+
+
+def test_filters_by_status_and_favourite(store: Store) -> None:
+    done = add(store)
+    add(store, n=0, status="cancelled")
+    store.set_favourite(done["id"], True)
+    assert store.list(status="done")[1] == 1 and store.list(status="cancelled")[1] == 1
+    assert [r["id"] for r in store.list(favourite=True)[0]] == [done["id"]]
+    with pytest.raises(InvalidRequest, match="status"):
+        store.list(status="weird")

@@ -109,7 +109,7 @@ def test_cancel_writes_nothing_and_a_rerun_resumes_to_the_same_weights(engine, t
     assert checkpoint_path(folder, "halfway").is_file()
 
     resumed: list[int] = []
-    path = train_lora(engine, config, examples, folder, on_progress=lambda s, t, l: resumed.append(s))
+    path = train_lora(engine, config, examples, folder, on_progress=lambda step, total, loss: resumed.append(step))
     assert resumed == [5, 6, 7, 8, 9, 10]
     assert not checkpoint_path(folder, "halfway").exists()
     straight = train_lora(engine, TrainingConfig("straight", TRIGGER, rank=2, steps=10, learning_rate=1e-2,
@@ -150,3 +150,27 @@ def test_empty_caption_refused_and_mixed_sizes_are_cropped(engine, tmp_path):
     assert path.is_file()
     assert with_trigger("a red circle", "zwx") == "zwx, a red circle"
     assert with_trigger("a ZWX red circle", "zwx") == "a ZWX red circle"
+
+
+def test_cli_lora_train(tmp_path, monkeypatch, capsys):
+    from studio.cli import main
+    from tests.conftest import MODEL
+
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for i, example in enumerate(toy_examples(4)):
+        example.image.save(images / f"toy{i}.png")
+        lines.append(f"toy{i}.png\t{example.caption}")
+    (images / "captions.txt").write_text("\n".join(lines), encoding="utf-8")
+    monkeypatch.setenv("STUDIO_MODEL", str(MODEL))
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
+    args = ["lora", "train", "--name", "cli", "--trigger", TRIGGER, "--images", str(images),
+            "--captions", str(images / "captions.txt"), "--steps", "3", "--rank", "2", "--lr", "1e-3", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"path", "steps", "final_loss", "seconds"} and out["steps"] == 3
+    assert out["path"] == str(tmp_path / "data" / "loras" / "cli.safetensors") and np.isfinite(out["final_loss"])
+    (images / "captions.txt").unlink()
+    assert main([*args[:8], "--name", "nocap", "--json"]) == 2
+    assert "no caption for toy0.png" in json.loads(capsys.readouterr().out)["error"]
