@@ -213,8 +213,10 @@ def _train_locked(
     captions = [with_trigger(e.caption, config.trigger_word) for e in examples]
     latents, img_ids = encode_images(pipe, [e.image for e in examples], size, device)
     conds = [engine.encode(c, None) for c in captions]
-    embeds = torch.cat([c.prompt_embeds for c in conds])
-    pooled = torch.cat([c.pooled_embeds for c in conds])
+    dtype = transformer.dtype
+    latents = latents.to(dtype)
+    embeds = torch.cat([c.prompt_embeds for c in conds]).to(device=device, dtype=dtype)
+    pooled = torch.cat([c.pooled_embeds for c in conds]).to(device=device, dtype=dtype)
     text_ids = conds[0].text_ids
     fingerprint = _fingerprint(config, size, captions, latents, engine.model_name)
 

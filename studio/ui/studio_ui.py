@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from studio import pngmeta, xyplot
-from studio.caching_hints import HINTS
 from studio.errors import StudioError
-from studio.outputs import generate_output
 from studio.ui import adapters, lora_panel, region_masks
+from studio.ui.api import GPU, register_api  # GPU: one concurrency id for every listener using the model
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.jobs import CancelRegistry, stream_job
+from studio.ui.prompt_panel import build_prompt_panel
 from studio.ui.regions_panel import prompt_names as regions_panel_prompts
 from studio.ui.schedule_panel import render as schedule_panel_render
 from studio.ui.visitors import visitor_token
@@ -73,7 +73,7 @@ def build(ctx: UIContext) -> gr.Blocks:
         gr.Markdown(f"## Flux Studio · `{Path(ctx.model).name or ctx.model}`")
         with gr.Row():
             with gr.Column(scale=2):
-                panel = _prompt_panel(ctx)
+                panel = build_prompt_panel(ctx)
                 import_png = gr.File(label="Drop a PNG (ours, A1111/Forge, ComfyUI) to load its settings",
                                      file_types=[".png"], type="filepath", height=90, elem_id="import_png")
                 with gr.Row():
@@ -350,42 +350,8 @@ def build(ctx: UIContext) -> gr.Blocks:
             api_visibility="private",
         )
         del gen_event, replay_event
-        _api_endpoints(studio, API_OWNER if ctx.multi_user else None)
+        register_api(studio, API_OWNER if ctx.multi_user else None)
     return demo
-
-
-def _prompt_panel(ctx: UIContext) -> dict[str, Any]:
-    """Prompt, negative prompt, T5 prompt, size, steps, seed, guidance, true CFG, batch."""
-    w: dict[str, Any] = {}
-    w["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
-                             placeholder="a red circle in the top left on a white background")
-    w["negative_prompt"] = gr.Textbox(label="Negative prompt (used when true CFG > 1)", lines=1,
-                                      elem_id="negative_prompt")
-    with gr.Accordion("T5 prompt (optional; defaults to the prompt)", open=False):
-        w["prompt_2"] = gr.Textbox(label="T5 prompt", lines=2, elem_id="prompt_2")
-    with gr.Row():
-        w["width"] = gr.Number(label="Width", value=ctx.width, precision=0, step=16, minimum=16, elem_id="width")
-        w["height"] = gr.Number(label="Height", value=ctx.height, precision=0, step=16, minimum=16, elem_id="height")
-        w["steps"] = gr.Number(label="Steps", value=ctx.steps, precision=0, minimum=1, maximum=200, elem_id="steps")
-    with gr.Row():
-        w["seed"] = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="seed")
-        with gr.Column(min_width=80):
-            dice = gr.Button("Random", size="sm", min_width=60, elem_id="random_seed")
-            w["reuse_seed"] = gr.Button("Last seed", size="sm", min_width=60, elem_id="reuse_seed")
-        w["batch"] = gr.Number(label="Batch", value=1, precision=0, minimum=1, maximum=16, elem_id="batch")
-    guidance_label = "Distilled guidance" if ctx.guidance_embeds else "Distilled guidance (this model ignores it)"
-    with gr.Row():
-        w["guidance"] = gr.Slider(0, 15, value=ctx.guidance, step=0.1, label=guidance_label, elem_id="guidance")
-        w["true_cfg"] = gr.Slider(1, 15, value=1.0, step=0.1, label="True CFG (1 = off; > 1 runs a negative pass)",
-                                  elem_id="true_cfg")
-    w["schedule_json"] = gr.Textbox(label="schedule (JSON)", elem_id="schedule_json", visible="hidden")
-    with gr.Accordion("Speed: step caching (off by default)", open=False):
-        with gr.Row():
-            w["cache_kind"] = gr.Dropdown(["none", *HINTS], value="none", label="Step cache", elem_id="cache_kind")
-            w["cache_threshold"] = gr.Number(value=None, label="Threshold (empty = default)", elem_id="cache_threshold")
-        gr.Markdown("Fidelity vs speed — " + " · ".join(f"**{k}**: {v}" for k, v in HINTS.items()))
-    dice.click(lambda: adapters.random_seed_value(), None, w["seed"], queue=False, api_visibility="private")
-    return w
 
 
 def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
@@ -404,69 +370,3 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
             library = ctx.studio.loras
             widgets["loras"] = lora_panel.build(lambda: [library.describe(f) for f in library.scan()], panel["prompt"])
     return widgets
-
-
-def _api_endpoints(studio: Studio, owner: str | None) -> None:
-    """Gradio API names of INTERFACES.md: generate, replay, history, share (gradio_client).
-
-    In multi-user mode API clients are one owner of their own (``API_OWNER``): they never see browsers' records.
-    """
-
-    def generate(
-        prompt: str,
-        prompt_2: str | None = None,
-        negative_prompt: str | None = None,
-        width: int | None = None,
-        height: int | None = None,
-        steps: int | None = None,
-        seed: int | None = None,
-        guidance: float | None = None,
-        true_cfg: float = 1.0,
-        schedule: str | None = None,
-        batch: int = 1,
-        model: str | None = None,
-        cache: str | None = None,
-        lora: list[str] | None = None,
-    ) -> dict:
-        """Generate images; returns the CLI's generate JSON."""
-        from studio.cli_requests import parse_cache, parse_lora
-        from studio.request import GenerationRequest
-
-        try:
-            req = GenerationRequest(
-                prompt=prompt, model=model or "", prompt_2=prompt_2 or None, negative_prompt=negative_prompt or None,
-                width=width, height=height, steps=steps, seed=seed, batch_size=batch or 1, guidance=guidance,
-                true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
-                cache=parse_cache(cache), loras=tuple(parse_lora(x) for x in lora or []),
-            ).validate()
-            return generate_output(studio.generate(req, owner=owner))
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-
-    def replay(id: str) -> dict:  # noqa: A002 - the contract's name
-        """Regenerate a record exactly."""
-        try:
-            return generate_output(studio.replay(id, owner=owner))
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-
-    def history(search: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        """Records, newest first."""
-        try:
-            records, total = studio.store.list(search=search or None, limit=limit, offset=offset, owner=owner)
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return {"records": records, "total": total}
-
-    def share(id: str) -> dict:  # noqa: A002 - the contract's name
-        """A share link for a record: {"token", "url"}."""
-        try:
-            token = studio.store.share(id, owner)
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return {"token": token, "url": f"/share/{token}"}
-
-    gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=1)
-    gr.api(share, api_name="share", queue=False)
-    gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=1)
-    gr.api(history, api_name="history", queue=False)  # browsing never waits behind generations
