@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     from studio.service import Studio
 
 log = logging.getLogger(__name__)
-GPU = "gpu"
-API_OWNER = "api"  # the owner of records made through the API in multi-user mode  # one concurrency id for every listener that runs the model
+API_OWNER = "api"  # the owner of records made through the API in multi-user mode
 HISTORY_SIZE = 24
 CSS = """
 #status {min-height: 1.5em}
