@@ -85,6 +85,20 @@ class Studio:
         except Cancelled:
             return None
 
+    def train_lora(
+        self, name: str, trigger_word: str, images: list[Any], captions: list[str], rank: int, steps: int,
+        learning_rate: float, on_progress: Callable[[int, int, float], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """Train a LoRA on the resident model from PIL images + captions into ``$STUDIO_DATA_DIR/loras``."""
+        from studio.lora_training import TrainingConfig, TrainingExample, train_lora
+
+        self.engine.ensure()
+        config = TrainingConfig(name=name, trigger_word=trigger_word, rank=rank, steps=steps,
+                                learning_rate=learning_rate)
+        examples = [TrainingExample(image, caption) for image, caption in zip(images, captions, strict=True)]
+        return train_lora(self.engine, config, examples, self.settings.data_dir / "loras", on_progress, cancel)
+
     def control_map(self, kind: str, image: Any) -> Any:
         """The map a control input turns into (shown before generating): canny/depth/pose, or the map itself."""
         from studio.conditioning.control import annotate

@@ -257,3 +257,38 @@ def test_browser_favourite_share_and_delete_from_the_history_strip(server, tmp_p
     assert made["id"] not in [r["id"] for r in latest_records(server, 100)]
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(link)  # deleting the record revokes its link
+
+
+@pytest.mark.browser
+def test_browser_train_a_tiny_lora_then_use_it(server, tmp_path):
+    from playwright.sync_api import expect
+
+    from studio.toyworld.grammar import random_scene, scene_prompt
+    from studio.toyworld.render import render_scene
+
+    rng = __import__("numpy").random.default_rng(0)
+    files, captions = [], []
+    for k in range(6):
+        scene = random_scene(rng, 1, style="outlined")
+        path = tmp_path / f"img{k}.png"
+        __import__("PIL.Image", fromlist=["Image"]).fromarray(render_scene(scene, 64, k).image).save(path)
+        files.append(str(path))
+        captions.append(scene_prompt(scene))
+    with browser_page(tmp_path) as page:
+        page.goto(server.url + "/")
+        page.get_by_role("tab", name="Train LoRA").click()
+        page.locator("#train_images input[type=file]").set_input_files(files)
+        page.locator("#train_captions textarea").fill("\n".join(captions))
+        page.locator("#train_name textarea").fill("tab-trained")
+        page.locator("#train_steps input").fill("6")
+        page.locator("#train_start").click()
+        expect(page.locator("#train_status")).to_contain_text("Done", timeout=120_000)
+        page.get_by_role("tab", name="LoRA", exact=True).click()
+        page.locator("#lora_refresh").click()
+        expect(page.locator("#lora_table")).to_contain_text("tab-trained", timeout=20_000)
+        page.locator("#lora_0_name input").click()
+        page.get_by_role("option", name="tab-trained").click()
+        page.locator("#prompt textarea").fill("zwx " + PROMPT)
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+    assert latest_records(server, 1)[0]["request"]["loras"][0]["name"] == "tab-trained"

@@ -355,7 +355,7 @@ def build(ctx: UIContext) -> gr.Blocks:
 
 def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
     """The panels that extend a generation (schedule, regions, structure); a slot for the LoRA picker."""
-    from studio.ui import controls_panel, lora_panel, regions_panel, schedule_panel
+    from studio.ui import controls_panel, lora_panel, regions_panel, schedule_panel, training_panel
 
     widgets: dict[str, Any] = {}
     with gr.Tabs():
@@ -365,6 +365,8 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
             widgets["regions"] = regions_panel.build()
         with gr.Tab("Structure", id="structure"):
             widgets["controls"] = controls_panel.build(ctx.studio.control_map)
+        with gr.Tab("Train LoRA", id="train"):
+            widgets["training"] = training_panel.build(ctx.studio)
         with gr.Tab("LoRA", id="lora"):
             library = ctx.studio.loras
             widgets["loras"] = lora_panel.build(lambda: [library.describe(f) for f in library.scan()], panel["prompt"])
