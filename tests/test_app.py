@@ -183,7 +183,7 @@ def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
     with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
         page.goto(server.url + "/")
         page.locator("#prompt textarea").fill(PROMPT)
-        page.get_by_role("tab", name="LoRA").click()
+        page.get_by_role("tab", name="LoRA", exact=True).click()
         page.locator("#lora_refresh").click()
         expect(page.locator("#lora_table")).to_contain_text("zwx-style", timeout=20_000)
         page.locator("#lora_0_name input").click()
