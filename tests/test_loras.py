@@ -39,12 +39,25 @@ def peft_lora(transformer, modules=STYLE_MODULES, rank=4, scale=0.5, seed=0, wid
     return tensors
 
 
+def _model_width() -> int:
+    """Inner width of the embedded transformer (heads × head dim): crafted Flux-format files follow it."""
+    import json
+
+    from tests.conftest import MODEL
+
+    config = json.loads((MODEL / "transformer" / "config.json").read_text())
+    return config["num_attention_heads"] * config["attention_head_dim"]
+
+
+W = _model_width()
+
+
 def kohya_flux(rank=4, with_text_encoder=False):
     gen = torch.Generator().manual_seed(1)
     tensors = {}
-    for key, (out_f, in_f) in {"lora_unet_double_blocks_0_img_attn_qkv": (768, 256),
-                               "lora_unet_double_blocks_0_img_attn_proj": (256, 256),
-                               "lora_unet_single_blocks_1_linear2": (256, 1280)}.items():
+    for key, (out_f, in_f) in {"lora_unet_double_blocks_0_img_attn_qkv": (3 * W, W),
+                               "lora_unet_double_blocks_0_img_attn_proj": (W, W),
+                               "lora_unet_single_blocks_1_linear2": (W, 5 * W)}.items():
         tensors[f"{key}.lora_down.weight"] = torch.randn(rank, in_f, generator=gen) * 0.1
         tensors[f"{key}.lora_up.weight"] = torch.randn(out_f, rank, generator=gen) * 0.1
         tensors[f"{key}.alpha"] = torch.tensor(float(rank))
@@ -58,10 +71,10 @@ def kohya_flux(rank=4, with_text_encoder=False):
 def xlabs_flux(rank=4):
     gen = torch.Generator().manual_seed(2)
     return {
-        "double_blocks.1.processor.qkv_lora1.down.weight": torch.randn(rank, 256, generator=gen),
-        "double_blocks.1.processor.qkv_lora1.up.weight": torch.randn(768, rank, generator=gen),
-        "double_blocks.1.processor.proj_lora1.down.weight": torch.randn(rank, 256, generator=gen),
-        "double_blocks.1.processor.proj_lora1.up.weight": torch.randn(256, rank, generator=gen),
+        "double_blocks.1.processor.qkv_lora1.down.weight": torch.randn(rank, W, generator=gen),
+        "double_blocks.1.processor.qkv_lora1.up.weight": torch.randn(3 * W, rank, generator=gen),
+        "double_blocks.1.processor.proj_lora1.down.weight": torch.randn(rank, W, generator=gen),
+        "double_blocks.1.processor.proj_lora1.up.weight": torch.randn(W, rank, generator=gen),
     }
 
 
@@ -154,7 +167,7 @@ def test_kohya_metadata_gives_trigger_words_and_base_model(tmp_path):
         (lambda tr: unet_lora("sdxl"), "is an SDXL LoRA"),
         (lambda tr: unet_lora("sd15"), "Stable Diffusion 1.5 LoRA"),
         (lambda tr: peft_lora(tr, wider=f"{BLOCK}.attn.to_q"),
-         rf"1 of 7 modules have wrong shapes: e.g. {BLOCK}.attn.to_q expects in 256, file has 512 — it was trained"),
+         rf"1 of 7 modules have wrong shapes: e.g. {BLOCK}.attn.to_q expects in {W}, file has {2 * W} — it was trained"),
         (lambda tr: {**peft_lora(tr), **peft_lora(tr, modules=(f"{BLOCK}.attn.to_q",), prefix="transformer.x")},
          "not in this model"),
         (lambda tr: {"model.diffusion_model.foo.weight": torch.zeros(2, 2)}, "no LoRA weights we recognise"),

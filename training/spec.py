@@ -20,11 +20,11 @@ class MiniSpec:
 
     native_size: int = 64
     latent_channels: int = 16
-    vae_channels: tuple[int, ...] = (32, 64, 64, 64)
-    vae_norm_groups: int = 16
+    vae_channels: tuple[int, ...] = (16, 32, 64, 64)
+    vae_norm_groups: int = 1
     num_layers: int = 2
-    num_single_layers: int = 4
-    num_attention_heads: int = 8
+    num_single_layers: int = 2
+    num_attention_heads: int = 6
     attention_head_dim: int = 32
     axes_dims_rope: tuple[int, int, int] = (8, 12, 12)
     t5_dim: int = 128
