@@ -1,8 +1,9 @@
-"""X/Y plot: the same request over one or two axes (schedule preset, guidance, true CFG, steps, seed) as one
-labelled grid image; every cell is also an ordinary record in history."""
+"""X/Y plot: the same request over one or two axes (schedule preset, guidance, true CFG, steps, seed, LoRA weight,
+control strength) as one labelled grid image; every cell is also an ordinary record in history."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from studio import schedule as sched
 from studio.errors import Cancelled, InvalidRequest
 from studio.request import GenerationRequest
 
-AXES = ("schedule preset", "guidance", "true_cfg", "steps", "seed")
+AXES = ("schedule preset", "guidance", "true_cfg", "steps", "seed", "LoRA weight", "control strength")
 MAX_CELLS = 64
 
 
@@ -52,6 +53,14 @@ def apply(request: GenerationRequest, axis: Axis, value: Any) -> GenerationReque
         level = request.true_cfg if request.true_cfg > 1 else 3.0
         guidance = request.guidance if request.guidance is not None else 3.5
         return request.replace(schedule=sched.presets(guidance=guidance, true_cfg=level)[value])
+    if axis.name == "LoRA weight":
+        if not request.loras:
+            raise InvalidRequest("the LoRA weight axis needs at least one LoRA — pick one in the LoRA tab")
+        return request.replace(loras=tuple(dataclasses.replace(lora, weight=value) for lora in request.loras))
+    if axis.name == "control strength":
+        if not request.controls:
+            raise InvalidRequest("the control strength axis needs a control — add one in the Structure tab")
+        return request.replace(controls=tuple(dataclasses.replace(c, strength=value) for c in request.controls))
     field = {"true_cfg": "true_cfg", "guidance": "guidance", "steps": "steps", "seed": "seed"}[axis.name]
     return request.replace(**{field: value})
 

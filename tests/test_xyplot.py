@@ -37,3 +37,17 @@ def test_bad_axes_name_the_fix(axis, text, fragment):
 def test_invalid_cell_values_are_refused_before_generating():
     with pytest.raises(InvalidRequest, match="steps"):
         xyplot.cell_requests(GenerationRequest(prompt=PROMPT), xyplot.parse_axis("steps", "4, 0"), None)
+
+
+def test_lora_weight_and_control_strength_axes_set_every_unit():
+    from studio.request import ControlSpec, LoraSpec
+
+    ref = "sha256:" + "a" * 64
+    base = GenerationRequest(prompt=PROMPT, loras=(LoraSpec("a"), LoraSpec("b", "", 0.5)),
+                             controls=(ControlSpec("canny", ref),))
+    cells = xyplot.cell_requests(base, xyplot.parse_axis("LoRA weight", "0, 0.8"),
+                                 xyplot.parse_axis("control strength", "0.3, 1"))
+    assert [[lo.weight for lo in c.loras] for c in cells[0]] == [[0.0, 0.0], [0.8, 0.8]]
+    assert [c.controls[0].strength for c in (cells[0][0], cells[1][0])] == [0.3, 1.0]
+    with pytest.raises(InvalidRequest, match="needs at least one LoRA"):
+        xyplot.cell_requests(GenerationRequest(prompt=PROMPT), xyplot.parse_axis("LoRA weight", "1"), None)
