@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from studio import sampling
+from studio import coalesce, sampling
 from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
 from studio.caching import step_cache
@@ -69,6 +69,8 @@ class Engine:
         self._derived: dict[str, Any] = {}
         self._text_cache: OrderedDict[tuple, sampling.TextConditioning] = OrderedDict()
         self._current_cancel: threading.Event | None = None
+        self._group_cancels: tuple[threading.Event, ...] = ()
+        self._coalescer: coalesce.Coalescer | None = None
         self._exec_device: torch.device = self.device
         self._assets = AssetStore(settings.data_dir / "assets")
         self._controlnets: dict[str, Any] = {}
@@ -83,6 +85,7 @@ class Engine:
                 f"STUDIO_MEMORY={settings.memory} offloads to a CUDA GPU, but the device is {self.device} — "
                 "unset STUDIO_MEMORY (or use none) on this machine"
             )
+        self.configure_coalescing(_coalesce_ms(settings))
 
     # ---- model -------------------------------------------------------------------------------------
     @property
@@ -176,12 +179,28 @@ class Engine:
         )
 
     def cancel(self) -> bool:
-        """Ask the running generation to stop at its next step; True if one was running."""
-        event = self._current_cancel
-        if event is None:
-            return False
-        event.set()
-        return True
+        """Ask the running generation (every request of a coalesced group) to stop at its next step; True if one ran."""
+        events = [e for e in (self._current_cancel, *self._group_cancels) if e is not None]
+        for event in events:
+            event.set()
+        return bool(events)
+
+    def configure_coalescing(self, window_ms: float) -> None:
+        """Coalesce queued compatible txt2img requests into one batched denoise; each waits ≤ ``window_ms`` for
+        partners while the engine is idle. 0 turns coalescing off (every request runs alone)."""
+        if window_ms < 0:
+            raise StudioError(f"the coalescing window must be ≥ 0 ms (got {window_ms:g}) — try 30, or 0 for off")
+        self._coalescer = coalesce.Coalescer(self._run_group, window_ms / 1000) if window_ms > 0 else None
+
+    @property
+    def coalescer(self) -> coalesce.Coalescer | None:
+        """The request coalescer (None when coalescing is off)."""
+        return self._coalescer
+
+    @property
+    def execution_device(self) -> torch.device:
+        """The device the transformer runs on (resolved once per load)."""
+        return self._exec_device
 
     @property
     def busy(self) -> bool:
@@ -203,6 +222,9 @@ class Engine:
         """
         request.validate()
         cancel = cancel or threading.Event()
+        key = coalesce.compatibility_key(request) if self._coalescer is not None else None
+        if self._coalescer is not None and key is not None:
+            return self._coalescer.submit(request, key, on_step, cancel, loras)
         with self._lock:
             self._current_cancel = cancel
             self._assets = assets or AssetStore(self.settings.data_dir / "assets")
@@ -211,6 +233,27 @@ class Engine:
                 return self._generate_locked(request, on_step, cancel)
             finally:
                 self._current_cancel = None
+
+    def _run_group(self, take: Callable[[], list[coalesce.Ticket]]) -> None:
+        """Run a coalesced group once the engine is free: alone as usual, or as one batched denoise."""
+        assert self._coalescer is not None
+        finish = self._coalescer.finish
+        with self._lock:
+            tickets = take()
+            self._group_cancels = tuple(t.cancel for t in tickets)
+            self._loras = tickets[0].loras or self.lora_library
+            try:
+                if len(tickets) > 1:
+                    coalesce.run_group(self, tickets, finish)
+                    return
+                ticket = tickets[0]
+                try:
+                    outcome: Result | Exception = self._generate_locked(ticket.request, ticket.on_step, ticket.cancel)
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting request's thread
+                    outcome = exc
+                finish(ticket, outcome)
+            finally:
+                self._group_cancels = ()
 
     def _generate_locked(
         self, request: GenerationRequest, on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
@@ -283,7 +326,7 @@ class Engine:
             pipe, req.seeds(), req.height, req.width, cond.prompt_embeds.dtype, self._exec_device
         )
         scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
-        callback = self._step_callback(on_step, req.height, req.width)
+        callback = self.step_callback(on_step, req.height, req.width)
         extensions = [ext for ext in (self._regions(req, cond, plan), self._controls(req, plan)) if ext is not None]
         with step_cache(pipe.transformer, req.cache, req.steps):
             latents = sampling.denoise(
@@ -355,9 +398,10 @@ class Engine:
             self._controlnets[source] = net.to(self._exec_device).eval()
         return self._controlnets[source], mode
 
-    def _step_callback(
+    def step_callback(
         self, on_step: Callable[[StepUpdate], None] | None, height: int, width: int
     ) -> Callable[[sampling.StepInfo], None] | None:
+        """A sampling callback that reports StepUpdates with a preview at most every PREVIEW_INTERVAL_S."""
         if on_step is None:
             return None
         last = [0.0]
@@ -423,6 +467,15 @@ class Engine:
         if width and height and image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.LANCZOS)
         return image
+
+
+def _coalesce_ms(settings: Settings) -> float:
+    """The coalescing window: ``settings.extra["coalesce_ms"]``, else STUDIO_COALESCE_MS, else 0 (off)."""
+    raw = settings.extra.get("coalesce_ms", os.environ.get("STUDIO_COALESCE_MS", "0"))
+    try:
+        return float(raw or 0)
+    except (TypeError, ValueError):
+        raise StudioError(f"STUDIO_COALESCE_MS={raw!r} is not a number — use milliseconds, e.g. 30 (0 = off)") from None
 
 
 def default_threads() -> int:
