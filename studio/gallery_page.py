@@ -1,8 +1,10 @@
-"""The gallery page: ``/gallery?q=&page=&per_page=`` (server-rendered grid) and ``/gallery/image/<id>/<k>``.
+"""The gallery page: ``/gallery?q=&page=&per_page=&…filters`` (server-rendered grid) and ``/gallery/image/<id>/<k>``.
 
-No JavaScript: a search form, a grid of records (thumbnail, prompt, date, status) and page links. With
-``--auth user:pass`` both routes require HTTP Basic auth with the same credentials (Gradio's own login covers
-only the Gradio routes).
+No JavaScript: a search and filter form (status, favourites, model, LoRA, tag, date range, has regions/controls,
+sort), a grid of records (thumbnail linking to the detail view, prompt, date, status) and page links; every filter
+lives in the query string. With ``--auth user:pass`` the routes require HTTP Basic auth with the same credentials
+(Gradio's own login covers only the Gradio routes). In multi-user mode ``owner_of(request)`` scopes every route to
+the visitor's own records. The detail view and its actions are in ``gallery_detail``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from studio.errors import NotFound, StudioError
+from studio.errors import InvalidRequest, NotFound, StudioError
+from studio.history_query import parse_day
 from studio.share import SECURITY_HEADERS, error_page, esc, html_page, image_file, when
 
 if TYPE_CHECKING:
@@ -28,6 +31,9 @@ MAX_PER_PAGE = 200
 MAX_PAGE = 1_000_000
 RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IMAGE_INDEX = re.compile(r"[0-9]{1,4}")
+FILTER_KEYS = ("status", "fav", "model", "lora", "tag", "from", "to", "regions", "controls", "sort")
+NOBODY = "!nobody"  # the owner of a multi-user visitor without an identity yet: matches no record
+OwnerOf = Callable[[Request], str | None]
 
 
 class AuthRequired(Exception):
@@ -60,19 +66,47 @@ def basic_auth(auth: tuple[str, str] | None) -> Callable[..., None]:
     return check
 
 
+def filters_from_query(params: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(``Store.list`` keyword arguments, the normalised query values to echo into the form and page links).
+
+    ``fav``/``regions``/``controls``: ``1`` yes, ``0`` no, empty any; ``from``/``to``: days (YYYY-MM-DD, UTC,
+    both inclusive); ``sort``: ``newest`` (default) or ``oldest``. Bad values raise InvalidRequest naming the fix.
+    """
+    echo = {key: str(params.get(key) or "").strip() for key in FILTER_KEYS}
+    kwargs: dict[str, Any] = {}
+    for key, arg in (("status", "status"), ("model", "model"), ("lora", "lora"), ("tag", "tag")):
+        if echo[key]:
+            kwargs[arg] = echo[key]
+    for key, arg in (("fav", "favourite"), ("regions", "has_regions"), ("controls", "has_controls")):
+        if echo[key] not in ("", "0", "1"):
+            raise InvalidRequest(f"{key}={echo[key][:20]!r} is not understood — use {key}=1, {key}=0 or leave it out")
+        if echo[key]:
+            kwargs[arg] = echo[key] == "1"
+    if echo["from"]:
+        kwargs["since"] = parse_day(echo["from"])
+    if echo["to"]:
+        kwargs["until"] = parse_day(echo["to"], end=True)
+    if echo["sort"] and echo["sort"] != "newest":
+        kwargs["sort"] = echo["sort"]
+    else:
+        echo["sort"] = ""
+    return kwargs, echo
+
+
 def _card(record: dict[str, Any]) -> str:
-    """One grid cell: thumbnail (or a placeholder), prompt, date and status."""
+    """One grid cell: thumbnail (or a placeholder) linking to the detail view, prompt, date and status."""
     rid = esc(record["id"])
     req = record.get("request") or {}
     prompt = str(req.get("prompt") or "")
     if record.get("images"):
         src = f"/gallery/image/{rid}/0"
-        thumb = (f'<a href="{src}"><img src="{src}" alt="{esc(prompt[:200])}" loading="lazy" decoding="async"'
-                 f' width="{esc(req.get("width"))}" height="{esc(req.get("height"))}"></a>')  # fmt: skip
+        thumb = (f'<a href="/gallery/{rid}"><img src="{src}" alt="{esc(prompt[:200])}" loading="lazy"'
+                 f' decoding="async" width="{esc(req.get("width"))}" height="{esc(req.get("height"))}"></a>')  # fmt: skip
     else:
-        thumb = '<div class="none">no image</div>'
+        thumb = f'<a class="none" href="/gallery/{rid}">no image</a>'
+    star = '<span class="fav" title="favourite">★</span> ' if record.get("favourite") else ""
     return (
-        f'<div class="card" data-id="{rid}">{thumb}<p class="prompt">{esc(prompt)}</p>'
+        f'<div class="card" data-id="{rid}">{thumb}<p class="prompt">{star}{esc(prompt)}</p>'
         f'<p class="muted"><time datetime="{esc(record.get("created_at"))}">{esc(when(record.get("created_at")))}'
         f'</time> · <span class="status">{esc(record.get("status"))}</span>'
         f" · {len(record.get('images') or [])} image(s)</p></div>"
@@ -84,7 +118,7 @@ def _pages(query: str, page: int, per_page: int, total: int, where: str, filters
     last = max(1, -(-total // per_page))
 
     def link(target: int, label: str, rel: str) -> str:
-        pairs = (("q", query), ("page", target), ("per_page", per_page), *filters.items())
+        pairs = (("q", query), ("page", target), ("per_page", per_page), *sorted(filters.items()))
         params = urlencode({k: v for k, v in pairs if v != ""})
         return f'<a rel="{rel}" href="/gallery?{esc(params)}">{label}</a>'
 
@@ -97,35 +131,67 @@ def _pages(query: str, page: int, per_page: int, total: int, where: str, filters
     return f'<nav class="pages" id="pages-{where}">{"".join(parts)}</nav>'
 
 
+def _select(name: str, label: str, options: list[tuple[str, str]], current: str) -> str:
+    """A ``<select>`` whose option ``current`` is selected (values and labels escaped here)."""
+    opts = "".join(f'<option value="{esc(v)}"{" selected" if v == current else ""}>{esc(text)}</option>'
+                   for v, text in options)  # fmt: skip
+    return f'<select name="{name}" aria-label="{label}" id="f-{name}">{opts}</select> '
+
+
+def _form(query: str, per_page: int, filters: dict[str, str], models: list[str]) -> str:
+    """The search and filter form (GET, so every view is a link)."""
+    f = filters.get
+    yes_no = [("", "any"), ("1", "yes"), ("0", "no")]
+    model_options = [("", "any model"), *((m, m.rsplit("/", 1)[-1] or m) for m in models)]
+    if f("model") and f("model") not in models:
+        model_options.append((f("model") or "", f("model") or ""))
+    checked = " checked" if f("fav") == "1" else ""
+    return (
+        '<form method="get" action="/gallery" role="search" id="filters">'
+        f'<input type="search" name="q" value="{esc(query)}" placeholder="search prompts" aria-label="search">'
+        f'<input type="hidden" name="per_page" value="{per_page}"> '
+        + _select("status", "status", [("", "any status"), ("done", "done"), ("cancelled", "cancelled"),
+                                       ("failed", "failed")], f("status") or "")
+        + f'<label><input type="checkbox" name="fav" value="1"{checked}> favourites</label> '
+        + _select("model", "model", model_options, f("model") or "")
+        + f'<input type="text" name="lora" value="{esc(f("lora"))}" placeholder="LoRA name" aria-label="LoRA"> '
+        f'<input type="text" name="tag" value="{esc(f("tag"))}" placeholder="tag" aria-label="tag"> '
+        f'<label>from <input type="date" name="from" value="{esc(f("from"))}"></label> '
+        f'<label>to <input type="date" name="to" value="{esc(f("to"))}"></label> '
+        + '<label>regions ' + _select("regions", "has regions", yes_no, f("regions") or "") + "</label>"
+        + '<label>controls ' + _select("controls", "has controls", yes_no, f("controls") or "") + "</label>"
+        + _select("sort", "sort", [("", "newest first"), ("oldest", "oldest first")], f("sort") or "")
+        + '<button type="submit">Search</button> <a href="/gallery">clear</a></form>'
+    )
+
+
 def render_gallery(
     records: list[dict[str, Any]], total: int, query: str, page: int, per_page: int,
-    filters: dict[str, str] | None = None,
+    filters: dict[str, str] | None = None, models: list[str] | None = None,
 ) -> str:
     """The whole gallery page."""
     filters = filters or {}
-    statuses = "".join(
-        f'<option value="{v}"{" selected" if filters.get("status", "") == v else ""}>{label}</option>'
-        for v, label in (("", "any status"), ("done", "done"), ("cancelled", "cancelled"), ("failed", "failed"))
-    )
-    checked = " checked" if filters.get("fav") == "1" else ""
-    form = (
-        '<form method="get" action="/gallery" role="search">'
-        f'<input type="search" name="q" value="{esc(query)}" placeholder="search prompts" aria-label="search">'
-        f'<input type="hidden" name="per_page" value="{per_page}"> '
-        f'<select name="status" aria-label="status">{statuses}</select> '
-        f'<label><input type="checkbox" name="fav" value="1"{checked}> favourites</label> '
-        '<button type="submit">Search</button></form>'
-    )
+    form = _form(query, per_page, filters, models or [])
     grid = "".join(_card(r) for r in records) or '<p id="empty">No records here.</p>'
     top, bottom = (_pages(query, page, per_page, total, where, filters) for where in ("top", "bottom"))
     body = f'<h1>Gallery</h1><p><a href="/">← Studio</a></p>{form}{top}<div class="grid">{grid}</div>{bottom}'
     return html_page("Gallery — Flux Studio", body)
 
 
-def register_gallery_routes(app: FastAPI, studio: Studio, auth: tuple[str, str] | None = None) -> None:
-    """Add ``/gallery`` and ``/gallery/image/<id>/<k>`` to ``app`` (before Gradio's mount)."""
+def register_gallery_routes(
+    app: FastAPI, studio: Studio, auth: tuple[str, str] | None = None, owner_of: OwnerOf | None = None
+) -> None:
+    """Add ``/gallery``, ``/gallery/image/<id>/<k>`` and the detail routes to ``app`` (before Gradio's mount).
+
+    ``owner_of`` (multi-user mode) names the visitor of a request; then every route shows only their records.
+    """
+    from studio.gallery_detail import register_detail_routes
+
     store = studio.store
     guard = [Depends(basic_auth(auth))]
+
+    def owner(request: Request) -> str | None:
+        return None if owner_of is None else (owner_of(request) or NOBODY)
 
     @app.exception_handler(AuthRequired)
     def _challenge(_request: Any, _exc: AuthRequired) -> Response:
@@ -134,29 +200,31 @@ def register_gallery_routes(app: FastAPI, studio: Studio, auth: tuple[str, str] 
         return HTMLResponse(body, status_code=401, headers=headers)
 
     @app.get("/gallery", dependencies=guard, include_in_schema=False)
-    def gallery(
-        q: str = "", page: str | None = None, per_page: str | None = None, status: str = "", fav: str = ""
-    ) -> Response:
-        """Records newest first, filtered by a prompt substring, status and favourites, ``per_page`` to a page."""
+    def gallery(request: Request, q: str = "", page: str | None = None, per_page: str | None = None) -> Response:
+        """Records filtered by a prompt substring and the FILTER_KEYS of the query string, ``per_page`` a page."""
         size = _whole(per_page, PER_PAGE, 1, MAX_PER_PAGE)
         number = _whole(page, 1, 1, MAX_PAGE)
-        filters = {"status": status, "fav": "1" if fav == "1" else ""}
+        visitor = owner(request)
         try:
-            records, total = store.list(search=q or None, limit=size, offset=(number - 1) * size,
-                                        status=status or None, favourite=True if fav == "1" else None)
-        except StudioError as exc:
+            kwargs, filters = filters_from_query(dict(request.query_params))
+            records, total = store.list(search=q or None, limit=size, offset=(number - 1) * size, owner=visitor,
+                                        **kwargs)  # fmt: skip
+            models = store.models(visitor)
+        except InvalidRequest as exc:
             return error_page(400, str(exc))
-        body = render_gallery(records, total, q, number, size, filters)
+        except StudioError as exc:
+            return error_page(503, str(exc))
+        body = render_gallery(records, total, q, number, size, {k: v for k, v in filters.items() if v}, models)
         return HTMLResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
     @app.get("/gallery/image/{rest:path}", dependencies=guard, include_in_schema=False)
-    def gallery_image(rest: str) -> Response:
+    def gallery_image(request: Request, rest: str) -> Response:
         """``<record_id>/<k>``: that record's image ``k``; anything else under /gallery/image is a 404."""
         record_id, _, k = rest.partition("/")
         if not RECORD_ID.fullmatch(record_id) or not IMAGE_INDEX.fullmatch(k):
             return error_page(404, "No such image.")
         try:
-            record = store.get(record_id)
+            record = store.get(record_id, owner(request))
         except NotFound:
             return error_page(404, "No such image.")
         except StudioError as exc:
@@ -165,3 +233,5 @@ def register_gallery_routes(app: FastAPI, studio: Studio, auth: tuple[str, str] 
         if path is None:
             return error_page(404, "No such image.")
         return FileResponse(path, media_type="image/png", headers={**SECURITY_HEADERS, "Cache-Control": "private"})
+
+    register_detail_routes(app, studio, guard, owner)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import errno
 import json
+import os
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ from sqlmodel import Field, Session, SQLModel, col, func, select
 from studio import pngmeta
 from studio.assetstore import AssetStore
 from studio.errors import InvalidRequest, NotFound, StudioError
+from studio.history_query import Filters, conditions, counts, fts_page, lora_names_text, order_by, search_only
 
 STATUSES = ("done", "cancelled", "failed")
 MAX_LIMIT = 500
@@ -59,6 +61,9 @@ class Generation(SQLModel, table=True):
     tags: str = Field(default="[]", sa_type=sa.Text)
     error: str | None = Field(default=None, sa_type=sa.Text)
     owner: str | None = Field(default=None, max_length=64, index=True)
+    lora_names: str = Field(default="", sa_type=sa.Text)
+    n_regions: int = 0
+    n_controls: int = 0
 
 
 class Share(SQLModel, table=True):
@@ -103,7 +108,50 @@ def _migration_2(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_generation_owner ON generation (owner)"))
 
 
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1, _migration_2)
+def _migration_3(conn: sa.Connection) -> None:
+    """Gallery filters: LoRA names and region/control counts as columns (filled from each request), an index
+    for the model filter, and on SQLite an FTS5 trigram index of the prompts kept in step by triggers."""
+    for column in ("lora_names TEXT NOT NULL DEFAULT ''", "n_regions INTEGER NOT NULL DEFAULT 0",
+                   "n_controls INTEGER NOT NULL DEFAULT 0"):
+        conn.execute(sa.text(f"ALTER TABLE generation ADD COLUMN {column}"))
+    conn.execute(sa.text("CREATE INDEX ix_generation_model_created_at ON generation (model, created_at)"))
+    conn.execute(sa.text("CREATE INDEX ix_generation_created_at_id ON generation (created_at, id)"))  # pages
+    update = sa.text("UPDATE generation SET lora_names = :loras, n_regions = :regions, n_controls = :controls "
+                     "WHERE id = :id")
+    for gen_id, request_json in conn.execute(sa.text("SELECT id, request FROM generation")).all():
+        request = json.loads(request_json)
+        regions, controls = counts(request)
+        conn.execute(update, {"id": gen_id, "loras": lora_names_text(request), "regions": regions,
+                              "controls": controls})
+    if conn.dialect.name == "sqlite" and _sqlite_has_trigram(conn):
+        for statement in _FTS_SCHEMA:
+            conn.execute(sa.text(statement))
+
+
+_FTS_SCHEMA = (
+    "CREATE VIRTUAL TABLE generation_fts USING fts5(id UNINDEXED, search_text, tokenize='trigram')",
+    "CREATE TRIGGER generation_fts_insert AFTER INSERT ON generation BEGIN "
+    "INSERT INTO generation_fts (id, search_text) VALUES (new.id, new.search_text); END",
+    "CREATE TRIGGER generation_fts_delete AFTER DELETE ON generation BEGIN "
+    "DELETE FROM generation_fts WHERE id = old.id; END",
+    "CREATE TRIGGER generation_fts_update AFTER UPDATE OF search_text ON generation BEGIN "
+    "UPDATE generation_fts SET search_text = new.search_text WHERE id = old.id; END",
+    "INSERT INTO generation_fts (id, search_text) SELECT id, search_text FROM generation ORDER BY created_at, id",
+)
+
+
+def _sqlite_has_trigram(conn: sa.Connection) -> bool:
+    """Whether this SQLite has FTS5 with the trigram tokenizer (3.34+); without it search stays a LIKE scan."""
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.text("CREATE VIRTUAL TABLE temp.fts_probe USING fts5(x, tokenize='trigram')"))
+            conn.execute(sa.text("DROP TABLE temp.fts_probe"))
+        return True
+    except sa_exc.OperationalError:
+        return False
+
+
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1, _migration_2, _migration_3)
 _VERSIONS = sa.table("schema_migrations", sa.column("version"), sa.column("applied_at"))
 _MIGRATION_LOCK = 0x466C7578_53747564  # "FluxStud": the PostgreSQL advisory lock held while migrating
 
@@ -190,10 +238,6 @@ def new_id(moment: datetime) -> str:
     return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _search_text(request: dict[str, Any]) -> str:
     parts = (request.get(k) for k in ("prompt", "prompt_2", "negative_prompt"))
     return "\n".join(p for p in parts if isinstance(p, str) and p).casefold()
@@ -271,11 +315,21 @@ class Store:
         try:
             with self._db_errors():
                 self.schema_version = _migrate(self._engine)
+                self.fts = self._has_fts()
         except BaseException:
             self._engine.dispose()
             raise
 
     # ---- plumbing -----------------------------------------------------------------------------------
+    def _has_fts(self) -> bool:
+        """Whether the database has the SQLite FTS5 prompt index (``generation_fts``)."""
+        if self._engine.dialect.name != "sqlite":
+            return False
+        with self._engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT 1 FROM sqlite_master WHERE name = 'generation_fts'")).first()
+            conn.rollback()
+        return found is not None
+
     def close(self) -> None:
         """Close all pooled connections."""
         self._engine.dispose()
@@ -333,7 +387,8 @@ class Store:
         }
 
     def _images(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"path": str(self.data_dir / f["file"]), "sha256": f["sha256"], "seed": f["seed"]} for f in files]
+        root = str(self.data_dir)  # os.path.join: pages of records build many paths
+        return [{"path": os.path.join(root, f["file"]), "sha256": f["sha256"], "seed": f["seed"]} for f in files]
 
     def _row(self, session: Session, gen_id: Any, owner: str | None = None) -> Generation:
         """The row ``gen_id``; with ``owner`` set, only that owner's rows exist (others are NotFound)."""
@@ -393,6 +448,9 @@ class Store:
             prompt=str(request.get("prompt") or ""),
             search_text=_search_text(request),
             model=str(request.get("model") or ""),
+            lora_names=lora_names_text(request),
+            n_regions=counts(request)[0],
+            n_controls=counts(request)[1],
             timings=json.dumps(timings),
             replay_of=replay_of,
             error=error,
@@ -424,37 +482,43 @@ class Store:
 
     def list(
         self, search: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None,
-        status: str | None = None, favourite: bool | None = None,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """(records newest first, total matching); ``search`` is a case-insensitive substring of the prompts."""
+        status: str | None = None, favourite: bool | None = None, **filters: Any,
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
+        """(records newest first, total matching); ``search`` is a case-insensitive substring of the prompts.
+
+        More ``filters`` (``history_query.Filters``): ``model``, ``since``/``until`` (datetimes, until exclusive),
+        ``lora`` (part of a LoRA name), ``tag``, ``has_regions``, ``has_controls``, ``sort`` (newest/oldest).
+        """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"limit must be from 1 to {MAX_LIMIT} (got {limit!r}) — try 50")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidRequest(f"offset must be a whole number ≥ 0 (got {offset!r}) — try 0")
-        query = select(Generation)
-        count = select(func.count()).select_from(Generation)
-        if search is not None and search.strip():
-            if len(search) > 4000:
-                raise InvalidRequest("the search text is too long — use a few words")
-            pattern = f"%{_escape_like(search.strip().casefold())}%"
-            # prompts never hold NUL (and PostgreSQL refuses it in text): such a search matches nothing
-            condition = col(Generation.search_text).like(pattern, escape="\\") if "\x00" not in pattern else sa.false()
-            query, count = query.where(condition), count.where(condition)
-        if owner is not None:
-            mine = col(Generation.owner) == owner
-            query, count = query.where(mine), count.where(mine)
-        if status is not None:
-            if status not in STATUSES:
-                raise InvalidRequest(f"status {status!r} is unknown — use one of {', '.join(STATUSES)}")
-            query, count = query.where(col(Generation.status) == status), count.where(col(Generation.status) == status)
-        if favourite is not None:
-            fav = col(Generation.favourite) == bool(favourite)
-            query, count = query.where(fav), count.where(fav)
-        query = query.order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
+        try:
+            wanted = Filters(search=search, owner=owner, status=status, favourite=favourite, **filters)
+        except TypeError as exc:
+            raise InvalidRequest(f"unknown history filter ({exc}) — see history_query.Filters") from None
+        wanted = wanted.validated(STATUSES)
+        ordered = order_by(Generation, wanted.sort)
         with self._session() as session:
-            total = session.exec(count).one()
-            rows = session.exec(query.offset(offset).limit(limit)).all()
-            return [self._record(row) for row in rows], int(total)
+            if search_only(wanted, self.fts):
+                page_ids, total = fts_page(session.connection(), wanted, limit, offset)
+                query = select(Generation).where(col(Generation.id).in_(page_ids)).order_by(*ordered)
+            else:
+                where = conditions(Generation, wanted, self.fts)
+                # the page's ids first (a covering index), then just those rows: deep pages read no skipped row
+                page = select(Generation.id).where(*where).order_by(*ordered).offset(offset).limit(limit).subquery()
+                query = select(Generation).join(page, col(Generation.id) == page.c.id).order_by(*ordered)
+                total = session.exec(select(func.count()).select_from(Generation).where(*where)).one()
+            rows = session.exec(query).all()
+        return [self._record(row) for row in rows], int(total)
+
+    def models(self, owner: str | None = None, limit: int = 100) -> builtins.list[str]:
+        """The distinct model names in the history (of ``owner``, when set), sorted."""
+        query = select(Generation.model).distinct().order_by(col(Generation.model)).limit(limit)
+        if owner is not None:
+            query = query.where(col(Generation.owner) == owner)
+        with self._session() as session:
+            return [m for m in session.exec(query).all() if m]
 
     def delete(self, gen_id: str, owner: str | None = None) -> None:
         """Remove the record, its share tokens and its image files."""
@@ -473,11 +537,11 @@ class Store:
             session.flush()
             return self._record(row)
 
-    def set_tags(self, gen_id: str, tags: builtins.list[str]) -> dict[str, Any]:
+    def set_tags(self, gen_id: str, tags: builtins.list[str], owner: str | None = None) -> dict[str, Any]:
         """Replace the record's tags (trimmed, de-duplicated); return it."""
         cleaned = _clean_tags(tags)
         with self._session(write=True) as session:
-            row = self._row(session, gen_id)
+            row = self._row(session, gen_id, owner)
             row.tags = json.dumps(cleaned)
             session.flush()
             return self._record(row)
@@ -518,6 +582,13 @@ class Store:
             token = secrets.token_urlsafe(24)
             session.add(Share(token=token, generation_id=row.id, created_at=_now()))
             return token
+
+    def active_share(self, gen_id: str, owner: str | None = None) -> str | None:
+        """The record's active share token, or None when it is not shared."""
+        with self._session() as session:
+            row = self._row(session, gen_id, owner)
+            active = select(Share.token).where(col(Share.generation_id) == row.id, col(Share.revoked_at).is_(None))
+            return session.exec(active.order_by(col(Share.created_at))).first()
 
     def _share_row(self, session: Session, token: Any) -> Share:
         row = session.get(Share, token) if isinstance(token, str) and _TOKEN.fullmatch(token) else None

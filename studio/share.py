@@ -96,7 +96,7 @@ def _base_url(request: Request, share_base_url: str | None) -> str:
     return (share_base_url or str(request.base_url)).rstrip("/")
 
 
-def _settings(record: dict[str, Any]) -> list[tuple[str, str]]:
+def settings_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows of the main settings, unescaped."""
     req = record.get("request") or {}
     images = record.get("images") or []
@@ -149,7 +149,7 @@ def render_share_page(record: dict[str, Any], token: str, base: str) -> str:
         parts.append(f'<p class="prompt" id="prompt-2"><b>Prompt 2:</b> {esc(req["prompt_2"])}</p>')
     if req.get("negative_prompt"):
         parts.append(f'<p class="prompt" id="negative-prompt"><b>Negative:</b> {esc(req["negative_prompt"])}</p>')
-    rows = "".join(f"<dt>{esc(label)}</dt><dd>{esc(value)}</dd>" for label, value in _settings(record))
+    rows = "".join(f"<dt>{esc(label)}</dt><dd>{esc(value)}</dd>" for label, value in settings_rows(record))
     parts.append(f'<dl id="settings">{rows}</dl>')
     parts.append(
         f'<p class="actions"><a id="remix" href="/?remix={esc(token)}">Remix</a>'

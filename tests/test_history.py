@@ -337,3 +337,87 @@ def test_filters_by_status_and_favourite(store: Store) -> None:
     assert [r["id"] for r in store.list(favourite=True)[0]] == [done["id"]]
     with pytest.raises(InvalidRequest, match="status"):
         store.list(status="weird")
+
+
+# ---- gallery filters (history_query) ------------------------------------------------------------------
+REF = "sha256:" + "ab" * 32
+
+
+def add_request(store: Store, prompt: str, **fields: object) -> dict:
+    request = {**make_request(prompt), **fields}
+    return store.add(request, [image()], [1], {"total_s": 0.5})
+
+
+def set_created(store: Store, record_id: str, moment: datetime) -> None:
+    with store._write_engine.begin() as conn:
+        conn.execute(history.sa.text("UPDATE generation SET created_at = :at WHERE id = :id"),
+                     {"at": moment, "id": record_id})
+
+
+def test_filters_by_model_lora_regions_controls_and_tag(store: Store) -> None:
+    plain = add_request(store, "a red circle")
+    dev = add_request(store, "a red square", model="black-forest-labs/FLUX.1-dev",
+                      loras=[{"name": "Pixel-Art", "sha256": "0" * 64, "weight": 0.8}])
+    regional = add_request(store, "two cats", regions=[{"mask": REF, "prompt": "a cat"}])
+    controlled = add_request(store, "a house", controls=[{"kind": "canny", "image": REF, "preprocess": True,
+                                                          "strength": 0.7, "start": 0.0, "end": 1.0}])
+    store.set_tags(plain["id"], ["Best", "portrait"])
+
+    def ids(**kw: object) -> set[str]:
+        records, total = store.list(**kw)
+        assert total == len(records)
+        return {r["id"] for r in records}
+
+    assert ids(model="black-forest-labs/FLUX.1-dev") == {dev["id"]}
+    assert ids(model="m") == {plain["id"], regional["id"], controlled["id"]}
+    assert ids(lora="pixel") == ids(lora="ART") == {dev["id"]} and ids(lora="nothing") == set()
+    assert ids(has_regions=True) == {regional["id"]} and ids(has_controls=True) == {controlled["id"]}
+    assert ids(has_regions=False, has_controls=False) == {plain["id"], dev["id"]}
+    assert ids(tag="best") == {plain["id"]} and ids(tag="bes") == set()  # whole tags, any case
+    assert ids(search="red", model="m") == {plain["id"]}
+    assert store.models() == ["black-forest-labs/FLUX.1-dev", "m"]
+
+
+def test_date_range_and_sort(store: Store) -> None:
+    from studio.history_query import parse_day
+
+    old, mid, new = (add(store, p) for p in ("old one", "mid one", "new one"))
+    for record, day in ((old, 1), (mid, 15), (new, 28)):
+        set_created(store, record["id"], datetime(2025, 2, day, 12, tzinfo=history.UTC))
+    span = {"since": parse_day("2025-02-10"), "until": parse_day("2025-02-28", end=True)}
+    assert [r["id"] for r in store.list(**span)[0]] == [new["id"], mid["id"]]
+    assert [r["id"] for r in store.list(sort="oldest")[0]] == [old["id"], mid["id"], new["id"]]
+    assert [r["id"] for r in store.list(search="one", sort="oldest", limit=2, offset=1)[0]] == [mid["id"], new["id"]]
+    assert [r["id"] for r in store.list(until=parse_day("2025-02-01", end=True))[0]] == [old["id"]]
+    for bad, message in (({"sort": "random"}, "sort"), ({"since": parse_day("2025-03-01"),
+                         "until": parse_day("2025-02-01")}, "date range"), ({"colour": "red"}, "unknown")):
+        with pytest.raises(InvalidRequest, match=message):
+            store.list(**bad)
+    with pytest.raises(InvalidRequest, match="YYYY-MM-DD"):
+        parse_day("yesterday")
+
+
+def test_search_index_follows_inserts_deletes_and_short_needles(store: Store) -> None:
+    keep = add(store, "a lighthouse at night")
+    gone = add(store, "a lighthouse at dawn")
+    assert store.list(search="LIGHTHOUSE")[1] == 2 and store.list(search="ighthou")[1] == 2  # substrings
+    store.delete(gone["id"])
+    assert [r["id"] for r in store.list(search="lighthouse")[0]] == [keep["id"]]
+    assert store.list(search="at")[1] == 1 and store.list(search='"at night"')[1] == 0  # quotes are literal
+    assert store.list(search="e a")[1] == 1  # short needles scan, same semantics
+
+
+def test_a_version_2_gallery_gains_the_filter_columns_and_search_index(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:2])
+    Store(default_url(tmp_path), tmp_path).close()
+    request = {**make_request("a pixel castle"), "loras": [{"name": "pixel", "sha256": "0", "weight": 1.0}],
+               "regions": [{"mask": REF, "prompt": "x"}]}
+    with sqlite3.connect(tmp_path / "studio.db") as conn:  # a row as version 2 wrote it
+        conn.execute(
+            "INSERT INTO generation (id, created_at, status, request, prompt, search_text, model, images, timings,"
+            " replay_of, favourite, tags, error, owner) VALUES ('old-2', '2026-01-01 00:00:00', 'done', ?, ?, ?,"
+            " 'm', '[]', '{}', NULL, 0, '[]', NULL, NULL)", (json.dumps(request), request["prompt"], request["prompt"]))
+    monkeypatch.undo()
+    with Store(default_url(tmp_path), tmp_path) as new:
+        assert new.schema_version == len(history.MIGRATIONS) and new.fts
+        assert new.list(lora="pixel", has_regions=True)[1] == 1 and new.list(search="castle")[1] == 1
