@@ -40,6 +40,8 @@ from studio.errors import Cancelled, InvalidRequest
 
 ADAPTER = "studio-training"
 TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
+# Attention of the double-stream blocks only: the part every LoRA format (kohya, xlabs, ai-toolkit) can express
+DOUBLE_BLOCK_TARGETS = r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0)"
 MIN_IMAGES, MAX_IMAGES = 4, 64
 CHECKPOINT_EVERY = 50
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
@@ -57,6 +59,7 @@ class TrainingConfig:
     resolution: int | None = None
     seed: int = 0
     batch_size: int = 4
+    double_blocks_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,8 @@ def _train_locked(
     torch.manual_seed(config.seed)
     grad_flags = {n: p.requires_grad for n, p in transformer.named_parameters()}
     transformer.add_adapter(
-        LoraConfig(r=config.rank, lora_alpha=config.rank, target_modules=TARGET_MODULES, init_lora_weights="gaussian"),
+        LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
+                   target_modules=DOUBLE_BLOCK_TARGETS if config.double_blocks_only else TARGET_MODULES),
         adapter_name=ADAPTER)
     try:
         transformer.requires_grad_(False)
