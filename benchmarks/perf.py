@@ -3,7 +3,8 @@
     python -m benchmarks.perf [--n 16] [--steps 12] [--json out.json]
 
 Rows: prompt cache hit vs miss; each step cache at 2-3 thresholds (speedup and ToyGenEval change); int8 vs fp32
-transformer (size, speed, ToyGenEval change); LoRA switch vs pipeline reload; cold start to first image.
+transformer (size, speed, ToyGenEval change); 8 concurrent compatible requests coalesced vs serial
+(``benchmarks.coalesce``); LoRA switch vs pipeline reload; cold start to first image.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import coalesce as coalesce_bench
 from studio import settings as settings_mod
 from studio.engine import Engine
 from studio.request import CacheSpec, GenerationRequest
@@ -132,6 +134,7 @@ def main() -> None:
                  "detail": f"joint {int8_joint:.3f} vs {base_joint:.3f} ({(int8_joint - base_joint) * 100:+.1f} pts)"})
     del int8
 
+    rows += coalesce_bench.rows(settings, n=8, steps=(args.steps,), repeats=3)
     reload_s = timed(lambda: Engine(settings).ensure(), 3)
     rows.append({"row": "pipeline load (warm disk)", "ratio": 1.0, "detail": f"{reload_s:.2f} s"})
     rows += lora_rows(settings, reload_s)

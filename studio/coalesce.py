@@ -250,13 +250,13 @@ def _denoise_rows(engine: Engine, live: list[tuple[Ticket, GenerationRequest]],
         if any(active):
             raise
         return [None] * len(live)
-    out: list[list[Any] | None] = []
-    for k, ((ticket, resolved), (a, b)) in enumerate(zip(live, bounds)):
+    for k, ((ticket, resolved), _) in enumerate(zip(live, bounds)):
         if active[k] and ticket.cancel.is_set():
             active[k] = False
             finish(ticket, _cancelled("generation cancelled before decoding", resolved))
-        out.append(sampling.decode(pipe, latents[a:b], req.height, req.width) if active[k] else None)
-    return out
+    rows = [r for k, (a, b) in enumerate(bounds) if active[k] for r in range(a, b)]
+    images = iter(sampling.decode(pipe, latents[rows], req.height, req.width))  # one VAE batch for all
+    return [[next(images) for _ in range(b - a)] if active[k] else None for k, (a, b) in enumerate(bounds)]
 
 
 def _concat(conds: list[sampling.TextConditioning]) -> sampling.TextConditioning:
