@@ -138,3 +138,72 @@ def test_overlay_blends_or_outlines_the_map_on_the_result():
     assert tuple(np.asarray(overlay.overlay_maps(result, [edges], "outline"))[64, 128]) == overlay.HIGHLIGHTS[0]
     with pytest.raises(StudioError, match="unknown overlay mode"):
         overlay.overlay_maps(result, [control], "sparkle")
+
+
+@pytest.fixture(scope="module")
+def pose_server(tmp_path_factory):
+    """The app with a (random) pose ControlNet, so pose-map controls run on the embedded model."""
+    from diffusers import FluxTransformer2DModel
+
+    from tests.conftest import MODEL
+    from tests.server import AppServer
+    from tests.test_control import make_controlnet
+
+    tmp = tmp_path_factory.mktemp("pose-app")
+    net = make_controlnet(FluxTransformer2DModel.from_pretrained(MODEL / "transformer"), tmp / "pose-net")
+    (tmp / "data").mkdir()
+    srv = AppServer(tmp / "data", env={"STUDIO_CONTROLNET_POSE": str(net)})
+    yield srv
+    srv.close()
+
+
+@pytest.mark.browser
+def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_path):
+    from gradio_client import Client
+    from playwright.sync_api import expect
+
+    from tests.test_app import browser_page
+
+    with browser_page(tmp_path, {"width": 1400, "height": 1600}) as page:
+        page.goto(pose_server.url + "/")
+        page.locator("#prompt textarea").fill(PROMPT)
+        page.locator("#seed input").fill("3")
+        page.get_by_role("tab", name="Structure", exact=True).click()
+        editor = page.locator("#pose_editor")
+        expect(editor.locator("circle.kp")).to_have_count(18, timeout=20_000)
+        preview = page.locator("#pose_map img")
+        first = preview.get_attribute("src")
+
+        page.locator("#pose_preset input").click()
+        page.get_by_role("option", name="arms up").click()
+        expect(preview).not_to_have_attribute("src", first, timeout=20_000)
+        expect(page.locator("#control_0_kind input")).to_have_value("pose-map", timeout=20_000)
+        preset_src = preview.get_attribute("src")
+
+        wrist = editor.locator('circle.kp[data-i="4"]')
+        wrist.scroll_into_view_if_needed()
+        box = wrist.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 40, box["y"] + 120, steps=6)
+        page.mouse.up()
+        expect(preview).not_to_have_attribute("src", preset_src, timeout=20_000)
+
+        page.get_by_text("Keypoints (JSON)").click()
+        keypoints = page.locator("#pose_json textarea")
+        expect(keypoints).to_be_visible(timeout=10_000)
+        figures = pose.parse_pose(keypoints.input_value())
+        arms_up = pose.preset_figure("arms up", 64, 64)
+        assert figures[0][4][1] > arms_up[4][1] + 0.1 and close(figures[0][5:], arms_up[5:])  # only the wrist moved
+
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
+        expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#control_overlay img")).to_be_visible(timeout=30_000)
+
+    record = Client(pose_server.url, verbose=False).predict(limit=1, api_name="/history")["records"][0]
+    (control,) = record["request"]["controls"]
+    assert control["kind"] == "pose-map" and control["strength"] == 1.0
+    stored = pose_server.log_path.parent / "assets" / f"{control['image'].removeprefix('sha256:')}.png"
+    expected = pose.pose_map_array(figures, 64, 64)
+    assert np.array_equal(np.asarray(Image.open(stored).convert("RGB")), expected)  # the map, bit for bit

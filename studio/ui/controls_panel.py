@@ -1,23 +1,41 @@
-"""Structure panel: up to three control units (kind, image or ready map, strength, start/end) with map previews."""
+"""Structure panel: up to three control units (kind, image or ready map, strength, start/end) with map previews,
+a pose editor that feeds a unit, and the control maps drawn over the last result."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
+from PIL import Image
 
+from studio.conditioning.overlay import overlay_maps
 from studio.errors import StudioError
+from studio.ui import pose_editor
+
+if TYPE_CHECKING:
+    from studio.service import Studio
 
 KINDS = ["off", "canny", "depth", "pose", "canny-map", "depth-map", "pose-map"]
 UNITS = 3
 FIELDS = ("kind", "image", "strength", "start", "end")
+OVERLAY_MODES = ["blend", "outline", "off"]
 
 
-def build(preview_map: Any) -> list[dict[str, Any]]:
-    """Widgets of each unit; ``preview_map(kind, image)`` returns the map an input turns into (or raises)."""
+class ControlWidgets(list):
+    """The units' widget dicts (a list, one per unit), plus the pose editor's and the overlay's widgets."""
+
+    pose: dict[str, Any]
+    overlay: dict[str, Any]
+
+
+def build(preview_map: Any, size: tuple[Any, Any] | None = None) -> ControlWidgets:
+    """Widgets of each unit; ``preview_map(kind, image)`` returns the map an input turns into (or raises).
+
+    ``size`` (the prompt panel's width and height boxes) sets the pose editor's map size.
+    """
     gr.Markdown("Edges, depth or pose. `KIND-map` means the image already is the map (no preprocessing). The "
                 "schedule's control curve multiplies every unit's strength per step.")
-    units = []
+    units = ControlWidgets()
     for k in range(UNITS):
         with gr.Accordion(f"Control {k + 1}", open=k == 0):
             u: dict[str, Any] = {}
@@ -28,9 +46,9 @@ def build(preview_map: Any) -> list[dict[str, Any]]:
                 u["start"] = gr.Slider(0, 1, value=0.0, step=0.05, label="Start", elem_id=f"control_{k}_start")
                 u["end"] = gr.Slider(0, 1, value=1.0, step=0.05, label="End", elem_id=f"control_{k}_end")
             with gr.Row():
-                u["image"] = gr.Image(label="Image or map", type="pil", image_mode="RGB", height=160,
+                u["image"] = gr.Image(label="Image or map", type="pil", image_mode="RGB", format="png", height=160,
                                       elem_id=f"control_{k}_image")
-                u["map"] = gr.Image(label="Map used", type="pil", interactive=False, height=160,
+                u["map"] = gr.Image(label="Map used", type="pil", format="png", interactive=False, height=160,
                                     elem_id=f"control_{k}_map")
 
             def show(kind: str, image: Any) -> Any:
@@ -45,4 +63,42 @@ def build(preview_map: Any) -> list[dict[str, Any]]:
             u["image"].change(show, [u["kind"], u["image"]], u["map"], api_visibility="private")
             u["kind"].change(show, [u["kind"], u["image"]], u["map"], api_visibility="private")
             units.append(u)
+    with gr.Accordion("Pose editor: draw a skeleton (no detector needed)", open=True):
+        units.pose = pose_editor.build(units, size)
+    with gr.Accordion("Control maps on the result", open=True):
+        units.overlay = {
+            "mode": gr.Radio(OVERLAY_MODES, value="blend", label="Show the maps", elem_id="control_overlay_mode"),
+            "image": gr.Image(label="Result with its control maps", type="pil", format="png", interactive=False,
+                              height=256, elem_id="control_overlay"),
+        }
     return units
+
+
+def record_overlay(record: dict[str, Any] | None, mode: str, studio: Studio) -> Image.Image | None:
+    """The record's first image with its control maps drawn over it; None without controls or when off."""
+    if mode == "off" or not record or not record.get("images"):
+        return None
+    controls = (record.get("request") or {}).get("controls") or []
+    if not controls:
+        return None
+    with Image.open(record["images"][0]["path"]) as img:
+        result = img.convert("RGB")
+    maps = []
+    for control in controls:
+        kind = control["kind"] if control.get("preprocess", True) else f"{control['kind'].removesuffix('-map')}-map"
+        maps.append(studio.control_map(kind, studio.store.assets.load(control["image"])))
+    return overlay_maps(result, maps, mode)
+
+
+def wire_overlay(units: ControlWidgets, record_json: Any, studio: Studio) -> None:
+    """Redraw the overlay whenever the shown record (``record_json``) or the overlay mode changes."""
+    def show(record: dict[str, Any] | None, mode: str) -> Any:
+        try:
+            return record_overlay(record, mode, studio)
+        except (StudioError, OSError) as exc:
+            gr.Warning(f"cannot draw the control maps over the result: {exc}")
+            return None
+
+    inputs = [record_json, units.overlay["mode"]]
+    record_json.change(show, inputs, units.overlay["image"], api_visibility="private")
+    units.overlay["mode"].change(show, inputs, units.overlay["image"], api_visibility="private")

@@ -18,6 +18,7 @@ from studio.errors import StudioError
 from studio.ui import adapters, lora_panel, region_masks
 from studio.ui.api import GPU, register_api  # GPU: one concurrency id for every listener using the model
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
+from studio.ui.controls_panel import wire_overlay as wire_control_overlay
 from studio.ui.jobs import CancelRegistry, stream_job
 from studio.ui.prompt_panel import build_prompt_panel
 from studio.ui.regions_panel import prompt_names as regions_panel_prompts
@@ -154,6 +155,7 @@ def build(ctx: UIContext) -> gr.Blocks:
                 cancels.finish(session, cancel)
 
         region_w, control_units, lora_w = extension["regions"], extension["controls"], extension["loras"]
+        wire_control_overlay(control_units, record_json, studio)
         lora_slot_inputs = [s[f] for s in lora_w["slots"] for f in lora_panel.FIELDS]
         request_inputs = {*panel_inputs, region_w["editor"], *(region_w[n] for n in regions_panel_prompts()),
                           *(u[f] for u in control_units for f in CONTROL_FIELDS), lora_w["entries"],
@@ -364,7 +366,7 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
         with gr.Tab("Regions", id="regions"):
             widgets["regions"] = regions_panel.build()
         with gr.Tab("Structure", id="structure"):
-            widgets["controls"] = controls_panel.build(ctx.studio.control_map)
+            widgets["controls"] = controls_panel.build(ctx.studio.control_map, (panel["width"], panel["height"]))
         with gr.Tab("Train LoRA", id="train"):
             widgets["training"] = training_panel.build(ctx.studio)
         with gr.Tab("LoRA", id="lora"):
