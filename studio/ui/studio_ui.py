@@ -15,7 +15,7 @@ import gradio as gr
 
 from studio import pngmeta, xyplot
 from studio.errors import StudioError
-from studio.ui import adapters, lora_panel, region_masks
+from studio.ui import adapters, edit_panel, lora_panel, region_masks
 from studio.ui.api import GPU, register_api  # GPU: one concurrency id for every listener using the model
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.controls_panel import wire_overlay as wire_control_overlay
@@ -119,6 +119,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             refresh_btn = gr.Button("Refresh history", size="sm")
             favourite_btn = gr.Button("★ Favourite", size="sm", elem_id="favourite")
             share_btn = gr.Button("Share link", size="sm", elem_id="share")
+            send_edit_btn = gr.Button("Send to edit (img2img / inpaint)", size="sm", elem_id="send_to_edit")
             delete_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="delete")
         share_link = gr.Markdown("", elem_id="share_link")
 
@@ -156,10 +157,11 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         region_w, control_units, lora_w = extension["regions"], extension["controls"], extension["loras"]
         wire_control_overlay(control_units, record_json, studio)
+        edit_w = extension["edit"]
         lora_slot_inputs = [s[f] for s in lora_w["slots"] for f in lora_panel.FIELDS]
         request_inputs = {*panel_inputs, region_w["editor"], *(region_w[n] for n in regions_panel_prompts()),
                           *(u[f] for u in control_units for f in CONTROL_FIELDS), lora_w["entries"],
-                          *lora_slot_inputs}
+                          *lora_slot_inputs, edit_w["mode"], edit_w["editor"], edit_w["strength"]}
 
         def request_from(data: dict[Any, Any]) -> Any:
             """Every panel's widget values → one validated request (inputs stored by content hash)."""
@@ -172,8 +174,9 @@ def build(ctx: UIContext) -> gr.Blocks:
             put = studio.store.assets.put_image
             picked = lora_panel.selection([(data[s["name"]], data[s["weight"]]) for s in lora_w["slots"]],
                                           data[lora_w["entries"]])
+            edit = edit_panel.edit_fields(data[edit_w["mode"]], data[edit_w["editor"]], data[edit_w["strength"]], put)
             return req.replace(regions=adapters.region_specs(pairs, put), controls=adapters.control_specs(units, put),
-                               loras=adapters.lora_specs(picked)).validate()
+                               loras=adapters.lora_specs(picked), **edit).validate()
 
         def on_generate(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             owner = who(request)
@@ -337,6 +340,14 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         panel["reuse_seed"].click(on_reuse_seed, record_json, panel["seed"], queue=False, api_visibility="private")
         history.select(on_select, [history_ids], [selected_id, record_json], api_visibility="private")
+
+        def on_send_to_edit(record: dict[str, Any] | None) -> Any:
+            if not record or not record.get("images"):
+                raise gr.Error("no image yet — generate one or select one in the history strip")
+            return edit_panel.editor_value(record["images"][0]["path"]), "img2img", gr.Tabs(selected="edit")
+
+        send_edit_btn.click(on_send_to_edit, record_json, [edit_w["editor"], edit_w["mode"], extension["tabs"]],
+                            api_visibility="private")
         reuse_btn.click(on_reuse, [selected_id], panel_inputs + lora_slot_inputs, api_visibility="private")
         refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
         favourite_btn.click(on_favourite, selected_id, record_json, api_visibility="private")
@@ -357,16 +368,19 @@ def build(ctx: UIContext) -> gr.Blocks:
 
 def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
     """The panels that extend a generation (schedule, regions, structure); a slot for the LoRA picker."""
-    from studio.ui import controls_panel, lora_panel, regions_panel, schedule_panel, training_panel
+    from studio.ui import controls_panel, edit_panel, lora_panel, regions_panel, schedule_panel, training_panel
 
     widgets: dict[str, Any] = {}
-    with gr.Tabs():
+    with gr.Tabs() as tabs:
+        widgets["tabs"] = tabs
         with gr.Tab("Schedule", id="schedule"):
             widgets["schedule"] = schedule_panel.build(panel, ctx.guidance_embeds)
         with gr.Tab("Regions", id="regions"):
             widgets["regions"] = regions_panel.build()
         with gr.Tab("Structure", id="structure"):
             widgets["controls"] = controls_panel.build(ctx.studio.control_map, (panel["width"], panel["height"]))
+        with gr.Tab("Edit", id="edit"):
+            widgets["edit"] = edit_panel.build()
         with gr.Tab("Train LoRA", id="train"):
             widgets["training"] = training_panel.build(ctx.studio)
         with gr.Tab("LoRA", id="lora"):
