@@ -1,0 +1,320 @@
+"""GPU benchmark: a FLUX.1-dev-geometry transformer with random weights, timed per denoising step.
+
+    python -m benchmarks.gpu                  # CUDA: 19 double + 38 single blocks, 1024² (4096 + 512 tokens), 28 steps
+    python -m benchmarks.gpu --scaled-down    # CPU/CI: the same harness on tiny widths and few tokens (seconds)
+    python -m benchmarks.gpu --modes base compile fp8 --steps 28 --json benchmarks/results/gpu.json
+
+Modes: ``base`` (bf16 on CUDA, fp32 on CPU), ``compile`` (regional ``compile_repeated_blocks``), ``fp8`` (torchao
+float8 weight-only, what STUDIO_QUANT=fp8 loads) and ``fp8-dynamic`` (float8 weights and activations), the step
+caches ``fbcache`` / ``magcache`` / ``taylorseer`` (diffusers hooks, as ``studio.caching`` attaches them) and the
+offload modes ``offload-model`` / ``offload-group`` / ``offload-sequential`` (time and peak memory). Each row
+reports seconds per step, the FLOP floor (analytic FLOPs per step / the GPU's dense bf16 peak) and their ratio.
+No weights are downloaded: the model is built on the meta device and materialised on the target device. Random
+weights make the caches' skip decisions unlike a trained model's: their speedups here are illustrative only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODES = ("base", "compile", "fp8", "fp8-dynamic", "fbcache", "magcache", "taylorseer",
+         "offload-model", "offload-group", "offload-sequential")
+CACHE_THRESHOLDS = {"fbcache": 0.12, "magcache": 0.12, "taylorseer": 3.0}
+# Dense bf16 tensor-core peak (TFLOPS, no sparsity) by device-name fragment; longest fragment wins.
+PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "H100 PCIe": 756.0, "H800": 989.4, "GH200": 989.4,
+                    "A100": 312.0, "A800": 312.0, "L40S": 362.1, "L4": 121.0, "B200": 2250.0}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Transformer shape and token counts of one benchmark configuration."""
+
+    double: int
+    single: int
+    heads: int
+    head_dim: int
+    joint_attention_dim: int
+    pooled: int
+    rope: tuple[int, int, int]
+    image_tokens: int
+    text_tokens: int
+    in_channels: int = 64
+
+    @property
+    def width(self) -> int:
+        """Hidden size (heads × head dim)."""
+        return self.heads * self.head_dim
+
+
+FULL = Geometry(19, 38, 24, 128, 4096, 768, (16, 56, 56), image_tokens=4096, text_tokens=512)  # FLUX.1-dev, 1024²
+SCALED = Geometry(2, 4, 2, 16, 32, 16, (4, 6, 6), image_tokens=64, text_tokens=16)
+
+
+def flops_per_step(g: Geometry) -> float:
+    """Matmul FLOPs of one transformer pass: 12·d² per token per block for the linears, 4·L²·d for attention,
+    plus the input/output projections (FLUX.1-dev at 1024²: ≈ 74.4 TFLOP)."""
+    d, tokens = g.width, g.image_tokens + g.text_tokens
+    blocks = g.double + g.single
+    linears = 2 * 12 * d * d * tokens * blocks
+    attention = 4 * tokens * tokens * d * blocks
+    io = 2 * (g.in_channels * d * g.image_tokens * 2 + g.joint_attention_dim * d * g.text_tokens)
+    return float(linears + attention + io)
+
+
+def peak_tflops(device: torch.device, override: float | None) -> tuple[str, float | None]:
+    """The device's name and dense bf16 peak (None when unknown and not given)."""
+    if device.type != "cuda":
+        return platform.processor() or platform.machine(), override
+    name = torch.cuda.get_device_name(device)
+    if override:
+        return name, override
+    hits = [k for k in PEAK_BF16_TFLOPS if k in name]
+    return name, PEAK_BF16_TFLOPS[max(hits, key=len)] if hits else None
+
+
+def build(g: Geometry, device: torch.device | str, dtype: torch.dtype) -> Any:
+    """A FluxTransformer2DModel of geometry ``g`` with random weights, allocated directly on ``device``."""
+    from diffusers import FluxTransformer2DModel
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # parameters are created in ``dtype``: no full-precision copy on the device
+    try:
+        with torch.device("meta"):
+            model = FluxTransformer2DModel(
+                patch_size=1, in_channels=g.in_channels, num_layers=g.double, num_single_layers=g.single,
+                attention_head_dim=g.head_dim, num_attention_heads=g.heads, joint_attention_dim=g.joint_attention_dim,
+                pooled_projection_dim=g.pooled, guidance_embeds=True, axes_dims_rope=g.rope,
+            )
+    finally:
+        torch.set_default_dtype(previous)
+    model = model.to_empty(device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.zero_()
+            elif param.ndim == 1:
+                param.fill_(1.0)  # norm scales
+            else:
+                param.normal_(0.0, param.shape[-1] ** -0.5, generator=generator)
+    return model.eval().requires_grad_(False)
+
+
+def inputs(g: Geometry, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Random transformer inputs for one image (batch 1)."""
+    gen = torch.Generator(device=device).manual_seed(1)
+    return {
+        "hidden_states": torch.randn(1, g.image_tokens, g.in_channels, device=device, dtype=dtype, generator=gen),
+        "encoder_hidden_states": torch.randn(1, g.text_tokens, g.joint_attention_dim, device=device, dtype=dtype,
+                                             generator=gen),
+        "pooled_projections": torch.randn(1, g.pooled, device=device, dtype=dtype, generator=gen),
+        "txt_ids": torch.zeros(g.text_tokens, 3, device=device),
+        "img_ids": torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(64.0), torch.arange(64.0), indexing="ij"),
+                               -1).reshape(-1, 3)[: g.image_tokens].to(device),
+    }
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def denoise(model: Any, tensors: dict[str, torch.Tensor], steps: int, device: torch.device) -> float:
+    """Run ``steps`` Euler steps with our loop's cache context; seconds (device-synchronised)."""
+    latents = tensors["hidden_states"]
+    sigmas = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    guidance = torch.full([1], 3.5, device=device, dtype=torch.float32)
+    sync(device)
+    started = time.perf_counter()
+    for i in range(steps):
+        timestep = torch.full([1], sigmas[i], device=device, dtype=latents.dtype)
+        with model.cache_context("cond"):
+            velocity = model(hidden_states=latents, timestep=timestep, guidance=guidance,
+                             pooled_projections=tensors["pooled_projections"],
+                             encoder_hidden_states=tensors["encoder_hidden_states"], txt_ids=tensors["txt_ids"],
+                             img_ids=tensors["img_ids"], return_dict=False)[0]
+        latents = latents + (sigmas[i + 1] - sigmas[i]) * velocity
+    sync(device)
+    return time.perf_counter() - started
+
+
+def skip_reason(mode: str, device: torch.device, scaled_down: bool, explicit: bool) -> str | None:
+    """Why a mode cannot (or should not by default) run here; None when it runs."""
+    cuda = device.type == "cuda"
+    if mode.startswith("offload") and not cuda:
+        return "offloading moves weights between CPU and a CUDA GPU — needs CUDA"
+    if mode.startswith("fp8") and (not cuda or torch.cuda.get_device_capability(device) < (8, 9)):
+        return "torchao float8 needs a CUDA GPU with compute capability ≥ 8.9 (Ada/Hopper)"
+    if mode == "compile" and not cuda and not explicit:
+        return "torch.compile is off on CPU by default (pass --modes compile to force it)"
+    return None
+
+
+@contextlib.contextmanager
+def prepared(mode: str, model: Any, g: Geometry, steps: int, device: torch.device) -> Iterator[Any]:
+    """The model set up for one mode (hooks removed afterwards); offload/quant/compile modes mutate it."""
+    if mode in CACHE_THRESHOLDS:
+        from studio.caching import cache_config
+        from studio.request import CacheSpec
+
+        model.enable_cache(cache_config(CacheSpec(mode, CACHE_THRESHOLDS[mode]), steps))
+        try:
+            yield model
+        finally:
+            model.disable_cache()
+        return
+    if mode == "compile":
+        from studio.compiling import compile_transformer
+
+        compile_transformer(model)
+    elif mode.startswith("fp8"):
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Float8WeightOnlyConfig, quantize_
+
+        quantize_(model, Float8WeightOnlyConfig() if mode == "fp8" else Float8DynamicActivationFloat8WeightConfig())
+    elif mode == "offload-group":
+        model.to("cpu")
+        model.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                   offload_type="leaf_level", use_stream=True)
+    elif mode == "offload-sequential":
+        from accelerate import cpu_offload
+
+        model.to("cpu")
+        cpu_offload(model, execution_device=device)
+    yield model
+
+
+def run_mode(mode: str, g: Geometry, steps: int, device: torch.device, dtype: torch.dtype,
+             base: Any | None) -> dict[str, Any]:
+    """Time one mode: a warm-up generation (compile happens here), then the measured one."""
+    fresh = mode in ("compile", "fp8", "fp8-dynamic") or mode.startswith("offload")
+    model = build(g, device, dtype) if fresh or base is None else base
+    tensors = inputs(g, device, dtype)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    row: dict[str, Any] = {"mode": mode, "status": "ok", "steps": steps}
+    with prepared(mode, model, g, steps, device) as prepared_model:
+        move: Callable[[], None] = lambda: None  # noqa: E731
+        if mode == "offload-model":  # what model CPU offload does per generation: on before, off after
+            prepared_model.to("cpu")
+
+            def move() -> None:
+                prepared_model.to(device)
+
+        warm_started = time.perf_counter()
+        move()
+        denoise(prepared_model, tensors, min(steps, 2) if mode != "compile" else steps, device)
+        row["warmup_s"] = round(time.perf_counter() - warm_started, 4)
+        if mode == "offload-model":
+            prepared_model.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        started = time.perf_counter()
+        move()
+        denoise(prepared_model, tensors, steps, device)
+        if mode == "offload-model":
+            prepared_model.to("cpu")
+        sync(device)
+        total = time.perf_counter() - started
+    row["total_s"] = round(total, 4)
+    row["per_step_s"] = round(total / steps, 5)
+    row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None
+    if model is not base:
+        del model
+    gc.collect()
+    return row
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every requested mode on one geometry; the result object written as JSON."""
+    scaled = args.scaled_down
+    g = SCALED if scaled else FULL
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not scaled else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("STUDIO_THREADS") or 1))
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    steps = args.steps or (4 if scaled else 28)
+    name, peak = peak_tflops(device, args.peak_tflops)
+    flops = flops_per_step(g)
+    floor = flops / (peak * 1e12) if peak else None
+    modes = args.modes or list(MODES)
+    base = build(g, device, dtype)
+    rows = []
+    for mode in MODES:
+        if mode not in modes:
+            continue
+        reason = skip_reason(mode, device, scaled, explicit=bool(args.modes))
+        if reason:
+            rows.append({"mode": mode, "status": "skipped", "reason": reason})
+            continue
+        try:
+            row = run_mode(mode, g, steps, device, dtype, base)
+        except Exception as exc:  # noqa: BLE001 - one failing mode must not hide the others
+            rows.append({"mode": mode, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]})
+            continue
+        row["achieved_tflops"] = sig(flops / row["per_step_s"] / 1e12)
+        row["ratio_to_floor"] = sig(row["per_step_s"] / floor) if floor else None
+        rows.append(row)
+    base_row = next((r for r in rows if r["mode"] == "base" and r["status"] == "ok"), None)
+    for row in rows:
+        if base_row and row["status"] == "ok":
+            row["speedup_vs_base"] = round(base_row["per_step_s"] / row["per_step_s"], 3)
+    return {
+        "scaled_down": scaled, "device": str(device), "device_name": name, "dtype": str(dtype).removeprefix("torch."),
+        "geometry": asdict(g), "params": sum(p.numel() for p in base.parameters()), "steps": steps,
+        "flop_per_step": flops, "tflop_per_step": sig(flops / 1e12), "peak_bf16_tflops": peak,
+        "floor_s_per_step": sig(floor) if floor else None, "torch": torch.__version__, "rows": rows,
+    }
+
+
+def sig(value: float, digits: int = 4) -> float:
+    """``value`` rounded to significant digits (tiny scaled-down numbers stay non-zero)."""
+    return float(f"{value:.{digits}g}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scaled-down", action="store_true", help="tiny widths and few tokens (CPU, CI)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (28 full, 4 scaled down)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak when the table lacks it")
+    parser.add_argument("--json", type=Path, default=None, help="default benchmarks/results/gpu[-scaled-down].json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    result = run(args)
+    path = args.json or RESULTS / ("gpu-scaled-down.json" if args.scaled_down else "gpu.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"{result['device_name']} ({result['device']}, {result['dtype']}), {result['params'] / 1e6:.2f} M params, "
+          f"{result['tflop_per_step']} TFLOP/step, floor {result['floor_s_per_step']} s/step")
+    print(f"{'mode':<20} {'s/step':>9} {'×floor':>8} {'speedup':>8} {'peak GiB':>9}  note")
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            print(f"{r['mode']:<20} {'-':>9} {'-':>8} {'-':>8} {'-':>9}  {r['status']}: {r['reason']}")
+            continue
+        print(f"{r['mode']:<20} {r['per_step_s']:>9.4f} {r['ratio_to_floor'] or float('nan'):>8.2f} "
+              f"{r.get('speedup_vs_base', float('nan')):>8.2f} {r['peak_mem_gib'] or float('nan'):>9}  "
+              f"warm-up {r['warmup_s']} s")
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
