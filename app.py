@@ -82,11 +82,11 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
             raise SystemExit("--auth must look like user:pass")
         auth = (user, password)
     register_share_routes(app, studio, args.share_base_url)
-    if args.multi_user:
+    if args.multi_user:  # each visitor's gallery shows only their own records (HF user or browser cookie)
         from studio.ui import visitors
 
         visitors.install(app)
-        register_private_gallery_notice(app)
+        register_gallery_routes(app, studio, auth, owner_of=visitors.owner)
     else:
         register_gallery_routes(app, studio, auth)
     settings.images_dir.mkdir(parents=True, exist_ok=True)
@@ -94,16 +94,6 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         app, demo, path="", auth=auth, allowed_paths=[str(settings.images_dir)], show_error=True,
         footer_links=["api"], css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
     )
-
-
-def register_private_gallery_notice(app) -> None:  # noqa: ANN001 - FastAPI app
-    """In multi-user mode there is no public gallery: each visitor's history is private to their browser."""
-    from fastapi.responses import PlainTextResponse
-
-    @app.get("/gallery")
-    def gallery_off() -> PlainTextResponse:
-        return PlainTextResponse("The gallery page is off in multi-user mode: your own history is in the studio, and "
-                                 "share links are the way to show an image to others.", status_code=404)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--search", default=None)
     hist.add_argument("--limit", type=int, default=50)
     hist.add_argument("--offset", type=int, default=0)
+    hist.add_argument("--model", default=None, help="only this model")
+    hist.add_argument("--lora", default=None, help="only records using a LoRA whose name contains this")
+    hist.add_argument("--tag", default=None, help="only records with this tag")
+    hist.add_argument("--since", default=None, help="from this day on (YYYY-MM-DD, UTC)")
+    hist.add_argument("--until", default=None, help="up to and including this day (YYYY-MM-DD, UTC)")
+    hist.add_argument("--status", default=None, choices=("done", "cancelled", "failed"))
+    hist.add_argument("--favourite", action="store_true", help="only favourites")
+    hist.add_argument("--has-regions", default=None, choices=("yes", "no"))
+    hist.add_argument("--has-controls", default=None, choices=("yes", "no"))
+    hist.add_argument("--sort", default="newest", choices=("newest", "oldest"))
     for name, helptext in (("show", "one record"), ("delete", "remove a record and its images"),
                            ("share", "make a share link")):
         cmd = sub.add_parser(name, help=helptext)
@@ -146,7 +156,16 @@ def cmd_replay(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_history(args: argparse.Namespace) -> dict[str, Any]:
-    records, total = _studio().store.list(search=args.search, limit=args.limit, offset=args.offset)
+    from studio.history_query import parse_day
+
+    filters: dict[str, Any] = {"model": args.model, "lora": args.lora, "tag": args.tag, "status": args.status,
+                               "favourite": True if args.favourite else None, "sort": args.sort,
+                               "since": parse_day(args.since) if args.since else None,
+                               "until": parse_day(args.until, end=True) if args.until else None}  # fmt: skip
+    for name in ("has_regions", "has_controls"):
+        if getattr(args, name) is not None:
+            filters[name] = getattr(args, name) == "yes"
+    records, total = _studio().store.list(search=args.search, limit=args.limit, offset=args.offset, **filters)
     return {"records": records, "total": total}
 
 

@@ -109,13 +109,15 @@ def _migration_2(conn: sa.Connection) -> None:
 
 
 def _migration_3(conn: sa.Connection) -> None:
-    """Gallery filters: LoRA names and region/control counts as columns (filled from each request), an index
-    for the model filter, and on SQLite an FTS5 trigram index of the prompts kept in step by triggers."""
+    """Gallery filters: LoRA names and region/control counts as columns (filled from each request), covering
+    indexes for pages and filters, and on SQLite an FTS5 trigram index of the prompts kept in step by triggers."""
     for column in ("lora_names TEXT NOT NULL DEFAULT ''", "n_regions INTEGER NOT NULL DEFAULT 0",
                    "n_controls INTEGER NOT NULL DEFAULT 0"):
         conn.execute(sa.text(f"ALTER TABLE generation ADD COLUMN {column}"))
-    conn.execute(sa.text("CREATE INDEX ix_generation_model_created_at ON generation (model, created_at)"))
     conn.execute(sa.text("CREATE INDEX ix_generation_created_at_id ON generation (created_at, id)"))  # pages
+    # every filter column too: a filtered page or count reads this index, never the wide rows (request JSON)
+    conn.execute(sa.text("CREATE INDEX ix_generation_filters ON generation (created_at, id, status, favourite, "
+                         "model, n_regions, n_controls, lora_names, tags)"))
     update = sa.text("UPDATE generation SET lora_names = :loras, n_regions = :regions, n_controls = :controls "
                      "WHERE id = :id")
     for gen_id, request_json in conn.execute(sa.text("SELECT id, request FROM generation")).all():

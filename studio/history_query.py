@@ -115,7 +115,8 @@ def search_condition(table: Any, search: str, fts: bool) -> sa.ColumnElement[boo
         return sa.false()
     if fts and len(needle) >= 3:
         matching = sa.select(FTS_TABLE.c.id).where(FTS_TABLE.c.search_text.op("MATCH")(fts_phrase(needle)))
-        return table.id.in_(matching)
+        # "+id": probe the matches while walking a (covering) index, rather than look up every match's wide row
+        return sa.literal_column("+generation.id").in_(matching)
     return table.search_text.like(f"%{escape_like(needle)}%", escape="\\")
 
 

@@ -251,3 +251,25 @@ def test_owner_is_the_hugging_face_user_with_oauth_else_the_browser_cookie() -> 
     gradio_like = types.SimpleNamespace(username="bob", request=starlette_request({}))
     assert visitors.owner(gradio_like, SPACE_ENV) == "hf:bob"  # gr.Request.username
     assert visitors.owner(starlette_request({visitors.COOKIE: "short"}), {}) is None
+
+
+def test_cli_history_takes_the_gallery_filters(store: Store, rich: dict, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    plain = store.add(request(PROMPT), [Image.new("RGB", (16, 16))], [1], {})
+    env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path), "STUDIO_THREADS": "1"}
+
+    def history(*flags: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "studio", "history", "--json", *flags], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])  # fmt: skip
+        return {"code": done.returncode, **json.loads(done.stdout)}
+
+    found = history("--lora", "pixel", "--has-regions", "yes", "--model", "black-forest-labs/FLUX.1-dev")
+    assert found["code"] == 0 and [r["id"] for r in found["records"]] == [rich["id"]]
+    oldest = history("--sort", "oldest", "--has-controls", "no", "--since", "2000-01-01")
+    assert [r["id"] for r in oldest["records"]] == [plain["id"]]
+    bad = history("--until", "tomorrow")
+    assert bad["code"] == 2 and "YYYY-MM-DD" in bad["error"]

@@ -1,4 +1,4 @@
-"""--multi-user: each browser has a private history; the API is an owner of its own; no public gallery."""
+"""--multi-user: each browser has a private history and gallery; the API is an owner of its own."""
 
 from __future__ import annotations
 
@@ -20,16 +20,20 @@ def server(tmp_path_factory):
     srv.close()
 
 
-def test_gallery_page_is_off_and_api_history_is_separate(server):
+def test_gallery_shows_a_stranger_nothing_and_api_history_is_separate(server):
     from gradio_client import Client
 
-    with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(server.url + "/gallery")
-    assert err.value.code == 404
     client = Client(server.url, verbose=False)
     made = client.predict(prompt=PROMPT, seed=1, api_name="/generate")
     records = client.predict(api_name="/history")["records"]
     assert [r["id"] for r in records] == [made["id"]] and "owner" not in records[0]
+    with urllib.request.urlopen(server.url + "/gallery") as resp:  # no visitor cookie: an empty gallery
+        page = resp.read().decode()
+    assert 'id="empty"' in page and made["id"] not in page
+    for path in (f"/gallery/{made['id']}", f"/gallery/image/{made['id']}/0"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url + path)
+        assert err.value.code == 404
 
 
 @pytest.mark.browser
@@ -51,6 +55,14 @@ def test_two_browsers_do_not_see_each_others_work(server, tmp_path):
             b.goto(server.url + "/")
             b.wait_for_timeout(3000)
             expect(b.locator("#history img")).to_have_count(0)  # bob sees nothing of alice's (nor the API's)
+            a.goto(server.url + "/gallery?q=blue+square")
+            expect(a.locator(".card")).to_have_count(1)  # alice's gallery has hers
+            mine = a.locator(".card").first.get_attribute("data-id")
+            a.goto(f"{server.url}/gallery/{mine}")
+            expect(a.locator("#prompt")).to_contain_text("blue square")
+            b.goto(server.url + "/gallery?q=blue+square")
+            expect(b.locator("#empty")).to_be_visible()  # bob's gallery does not
+            assert b.goto(f"{server.url}/gallery/{mine}").status == 404
         except Exception:
             a.screenshot(path=str(tmp_path / "alice.png"), full_page=True)
             b.screenshot(path=str(tmp_path / "bob.png"), full_page=True)
