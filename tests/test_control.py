@@ -95,3 +95,23 @@ def test_missing_controlnet_and_annotator_weights_name_the_fix(control_studio):
         control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("pose-map", ref),)))
     with pytest.raises(StudioError, match="STUDIO_ANNOTATORS"):
         control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("depth", ref),)))
+
+
+def test_overlay_of_a_record_draws_its_control_maps_over_the_result(control_studio):
+    from studio.conditioning import overlay
+    from studio.ui.controls_panel import record_overlay
+
+    studio = control_studio
+    ref = edge_image(studio)
+    record = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, controls=(ControlSpec("canny", ref),)))
+    result = Image.open(record["images"][0]["path"]).convert("RGB").resize((256, 256), Image.Resampling.NEAREST)
+    outlined = np.asarray(record_overlay(record, "outline", studio))
+    changed = (outlined != np.asarray(result)).any(axis=2)
+    assert changed.any() and (outlined[changed] == overlay.HIGHLIGHTS[0]).all(axis=1).all()
+    edges = np.asarray(studio.control_map("canny", studio.store.assets.load(ref)).resize((256, 256)))
+    assert changed[edges.any(axis=2)].mean() > 0.5  # the outline follows the canny edges
+    blended = np.asarray(record_overlay(record, "blend", studio))
+    assert blended.shape == (256, 256, 3) and not np.array_equal(blended, outlined)
+    assert record_overlay(record, "off", studio) is None
+    plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=4))
+    assert record_overlay(plain, "blend", studio) is None
