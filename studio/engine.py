@@ -75,6 +75,7 @@ class Engine:
         self._assets = AssetStore(settings.data_dir / "assets")
         self._controlnets: dict[str, Any] = {}
         self.load_count = 0
+        self.compiled = False
         self.lora_library = LoraLibrary(settings.lora_dirs)
         self.lora_adapters = LoraAdapters()
         self._loras = self.lora_library
@@ -126,8 +127,20 @@ class Engine:
             raise _load_error(location, exc) from exc
         pipe.set_progress_bar_config(disable=True)
         apply_memory_mode(pipe, self.settings.memory, self.device)
+        self.compiled = self._maybe_compile(pipe)
         log.info("loaded %s in %.1fs", location.name, time.perf_counter() - started)
         return pipe
+
+    def _maybe_compile(self, pipe: Any) -> bool:
+        """Regional torch.compile of the transformer when STUDIO_COMPILE (or ``settings.extra["compile"]``) asks."""
+        from studio.compiling import compile_wanted, lora_max_rank, prepare_pipeline
+
+        extra = self.settings.extra
+        env = {**os.environ, **({"STUDIO_COMPILE": str(extra["compile"])} if "compile" in extra else {})}
+        if not compile_wanted(self.device, env):
+            return False
+        prepare_pipeline(pipe, lora_max_rank(env))
+        return True
 
     def _unload(self) -> None:
         self._pipe, self._key, self._location, self._defaults = None, None, None, None

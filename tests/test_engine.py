@@ -125,3 +125,52 @@ def test_cuda_only_memory_mode_is_refused_on_cpu():
     settings = settings_mod.from_env({"STUDIO_MEMORY": "sequential", "STUDIO_DEVICE": "cpu"})
     with pytest.raises(UnsupportedOnDevice, match="CUDA"):
         Engine(settings)
+
+
+def write_random_lora(path: Path, transformer, rank: int, seed: int) -> None:
+    """A small diffusers-format LoRA on three of the transformer's layers."""
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_v", "proj_out"):
+        module = transformer.get_submodule(name)
+        tensors[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=gen) * 0.1
+        tensors[f"transformer.{name}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=gen) * 0.1
+    save_file(tensors, str(path))
+
+
+@pytest.mark.slow
+def test_compiled_transformer_generates_and_switches_loras_like_eager(engine, tmp_path):
+    from studio.request import LoraSpec
+    from tests.conftest import MODEL
+
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    write_random_lora(loras / "style-a.safetensors", engine.pipe.transformer, rank=4, seed=1)
+    write_random_lora(loras / "style-b.safetensors", engine.pipe.transformer, rank=8, seed=2)
+    env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_LORA_DIRS": str(loras)}
+    eager = Engine(settings_mod.from_env(env, threads=1))
+    compiled = Engine(settings_mod.from_env(env, threads=1).with_overrides(extra={"compile": "force"}))
+    compiled.ensure()
+    assert compiled.compiled and not eager.compiled
+    assert compiled.pipe.transformer.transformer_blocks[0]._compiled_call_impl is not None
+    request = GenerationRequest(prompt=PROMPT, seed=1, steps=2)
+    for adapters in ((), (LoraSpec("style-a"),), (LoraSpec("style-b", weight=0.5),)):  # ~7 min on one busy core
+        ours = np.asarray(compiled.generate(request.replace(loras=adapters)).images[0], dtype=np.int16)
+        theirs = np.asarray(eager.generate(request.replace(loras=adapters)).images[0], dtype=np.int16)
+        assert np.abs(ours - theirs).max() <= 2, adapters
+
+
+def test_compile_is_off_on_cpu_unless_forced():
+    import torch
+
+    from studio.compiling import compile_wanted
+    from studio.errors import StudioError
+
+    cpu = torch.device("cpu")
+    assert not compile_wanted(cpu, {}) and not compile_wanted(cpu, {"STUDIO_COMPILE": "1"})
+    assert compile_wanted(cpu, {"STUDIO_COMPILE": "force"})
+    with pytest.raises(StudioError, match="STUDIO_COMPILE"):
+        compile_wanted(cpu, {"STUDIO_COMPILE": "maybe"})
