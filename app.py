@@ -39,7 +39,9 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     from studio.ui import build
     from studio.ui.studio_ui import UIContext
 
-    settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size)
+    coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
+    settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size,
+                                     extra={"coalesce_ms": coalesce_ms})  # the CLI's default is 0 (off)
     studio = Studio(settings)
     swept = studio.store.sweep_orphans()  # image files a crash left without a record
     if swept:
