@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from studio.conditioning import overlay, pose
 from studio.errors import StudioError
 from studio.toyworld.figure import OPENPOSE_COLOURS, place_keypoints, pose_keypoints, pose_map
 from studio.ui import pose_editor
+from tests.conftest import ROOT
 
 PROMPT = "a red stick figure in the center on a white background"
 
@@ -140,6 +143,14 @@ def test_overlay_blends_or_outlines_the_map_on_the_result():
         overlay.overlay_maps(result, [control], "sparkle")
 
 
+def test_the_pose_editor_and_overlay_do_not_import_torch():
+    code = ("import sys, studio.ui.controls_panel, studio.ui.pose_editor; "
+            "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.fixture(scope="module")
 def pose_server(tmp_path_factory):
     """The app with a (random) pose ControlNet, so pose-map controls run on the embedded model."""
@@ -170,6 +181,10 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
         page.locator("#seed input").fill("3")
         page.get_by_role("tab", name="Structure", exact=True).click()
         editor = page.locator("#pose_editor")
+        expect(editor.locator("circle.kp")).to_have_count(18, timeout=20_000)
+        page.locator("#pose_add").click()
+        expect(editor.locator("circle.kp")).to_have_count(36, timeout=20_000)
+        page.locator("#pose_remove").click()  # the added figure is the selected one
         expect(editor.locator("circle.kp")).to_have_count(18, timeout=20_000)
         preview = page.locator("#pose_map img")
         first = preview.get_attribute("src")
