@@ -31,3 +31,11 @@ class Cancelled(StudioError):
 
 class QueueFull(StudioError):
     """Too many waiting generations."""
+
+
+class InsufficientMemory(StudioError):
+    """A generation whose estimated peak memory exceeds what is free (refused before allocating)."""
+
+
+class StorageError(StudioError):
+    """The data folder cannot take the results (read-only, full, not a folder)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -9,11 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio import pngmeta
+from studio import memory_estimate, pngmeta
 from studio.engine import Engine, StepUpdate
-from studio.errors import Cancelled, StudioError
+from studio.errors import Cancelled, StorageError, StudioError
 from studio.history import Store
 from studio.lora_files import LoraLibrary
+from studio.memory import model_bytes
+from studio.models import defaults_for, locate
+from studio.outputs import check_disk_space
 from studio.request import GenerationRequest
 from studio.settings import Settings
 from studio.spaces_support import gpu
@@ -27,7 +31,7 @@ class Studio:
     def __init__(self, settings: Settings, engine: Engine | None = None, store: Store | None = None) -> None:
         self.settings = settings
         self.engine = engine or Engine(settings)
-        self.store = store or Store(settings.db_url, settings.data_dir)
+        self.store = store or _open_store(settings)
         self.loras = LoraLibrary(settings.lora_dirs)
         self._run = gpu(self.engine.generate)
         self._maps: dict[tuple, Any] = {}  # control previews by (kind, input content)  # ZeroGPU on Spaces; the plain method elsewhere
@@ -39,32 +43,117 @@ class Studio:
         cancel: threading.Event | None = None,
         replay_of: str | None = None,
         owner: str | None = None,
+        on_phase: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Run a request and store its record: ``done``, ``cancelled`` (no images) or ``failed`` (then re-raised).
 
-        ``owner`` is the visitor in multi-user mode (None in single-user mode).
+        Refused before anything is allocated (StudioError) when the size does not fit in free memory or the data
+        disk is nearly full. A cancel at any phase — encode, denoise, decode, save — ends as a ``cancelled`` record
+        without images. ``owner`` is the visitor in multi-user mode (None in single-user mode). ``on_phase`` hears
+        the phase names ``check``, ``generate`` and ``save`` as each starts.
         """
+        cancel = cancel or threading.Event()
+        phase = on_phase or _no_phase
+        phase("check")
+        self.check_resources(request)
         started = time.perf_counter()
+        phase("generate")
         try:
             result = self._run(request, on_step=on_step, cancel=cancel, assets=self.store.assets, loras=self.loras)
         except Cancelled as exc:
             resolved = getattr(exc, "request", None) or request
-            timings = {"total_s": round(time.perf_counter() - started, 4)}
-            return self.store.add(resolved.to_dict(), [], [], timings, "cancelled", str(exc), replay_of, owner)
+            return self._cancelled(resolved, str(exc), started, replay_of, owner)
         except StudioError:
             raise
         except Exception as exc:
             log.exception("generation failed")
-            timings = {"total_s": round(time.perf_counter() - started, 4)}
-            self.store.add(request.to_dict(), [], [], timings, "failed", f"{type(exc).__name__}: {exc}", replay_of, owner)
+            self._failed(request, f"{type(exc).__name__}: {exc}", started, replay_of, owner)
             raise
+        if cancel.is_set():  # cancelled while decoding: the images are dropped before anything is written
+            return self._cancelled(result.request, "generation cancelled while decoding", started, replay_of, owner)
+        phase("save")
         timings = dict(result.timings)
         save_started = time.perf_counter()
-        record = self.store.add(
-            result.request.to_dict(), result.images, result.seeds, timings, replay_of=replay_of, owner=owner
-        )
+        record = self._save(result, timings, started, replay_of, owner)
+        if cancel.is_set():  # cancelled while saving: undo the save, keep the request as a cancelled record
+            try:
+                self.store.delete(record["id"], owner)
+            except StudioError:
+                log.warning("cancel after saving %s: the record could not be removed, kept as done", record["id"])
+                return record
+            return self._cancelled(result.request, "generation cancelled while saving", started, replay_of, owner)
         record["timings"]["save_s"] = round(time.perf_counter() - save_started, 4)
         return record
+
+    def check_resources(self, request: GenerationRequest) -> None:
+        """Refuse a request before generating: too little room on the data disk, or a size whose estimated peak
+        memory (``studio.memory_estimate``) exceeds free memory — the message names the largest size that fits."""
+        request.validate()
+        check_disk_space(self.store.data_dir)
+        pipe, device = self.engine.pipe, self.engine.device
+        location = locate(request.model or self.engine.settings.model, self.engine.settings)
+        if pipe is None or self.engine.model_name != location.name:
+            defaults = self.engine.defaults(request.model)  # loads the model, as generating would
+            pipe = self.engine.pipe
+        else:  # without the engine's lock: a request may queue behind a running generation
+            defaults = defaults_for(location, bool(pipe.transformer.config.guidance_embeds))
+        try:
+            shape = memory_estimate.shape_of(pipe, defaults.max_sequence_length)
+            budget = memory_estimate.available_bytes(device, pipe)
+        except StudioError:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. no CUDA outside a ZeroGPU call: generate without the check
+            log.warning("memory estimate skipped", exc_info=True)
+            return
+        memory_estimate.check_fits(
+            shape, budget, request.width or defaults.width, request.height or defaults.height, request.batch_size,
+            len(request.regions), len(request.controls), hint=self._memory_hint(pipe, device),
+        )
+
+    def _memory_hint(self, pipe: Any, device: Any) -> str:
+        hints = []
+        if memory_estimate.max_memory_cap() is not None:
+            hints.append(f"raise {memory_estimate.CAP_ENV}")
+        if device.type == "cuda" and memory_estimate.resident_weight_bytes(pipe, device) >= 0.9 * model_bytes(pipe):
+            hints.append("use STUDIO_MEMORY=model")
+        return f" (or {' or '.join(hints)})" if hints else ""
+
+    def _save(
+        self, result: Any, timings: dict[str, Any], started: float, replay_of: str | None, owner: str | None
+    ) -> dict[str, Any]:
+        """Store the images and the record; a failed write leaves neither (the Store removes written PNGs), is
+        kept as a ``failed`` record when the database still takes one, and becomes a message naming the fix."""
+        request = result.request.to_dict()
+        try:
+            return self.store.add(request, result.images, result.seeds, timings, replay_of=replay_of, owner=owner)
+        except StudioError as exc:
+            message = f"the images were not saved: {exc}"
+            self._failed(result.request, message, started, replay_of, owner)
+            raise StorageError(message) from exc
+        except OSError as exc:
+            log.warning("saving the images failed: %s", exc)
+            message = (
+                f"the images were not saved: cannot write into {self.store.images_dir} ({_reason(exc)}) — "
+                "make it a writable folder or choose another STUDIO_DATA_DIR"
+            )
+            self._failed(result.request, message, started, replay_of, owner)
+            raise StorageError(message) from exc
+
+    def _cancelled(
+        self, request: GenerationRequest, why: str, started: float, replay_of: str | None, owner: str | None
+    ) -> dict[str, Any]:
+        timings = {"total_s": round(time.perf_counter() - started, 4)}
+        return self.store.add(request.to_dict(), [], [], timings, "cancelled", why, replay_of, owner)
+
+    def _failed(
+        self, request: GenerationRequest, why: str, started: float, replay_of: str | None, owner: str | None
+    ) -> None:
+        """Keep the request as a ``failed`` record (so it can be replayed later) when the database takes it."""
+        timings = {"total_s": round(time.perf_counter() - started, 4)}
+        try:
+            self.store.add(request.to_dict(), [], [], timings, "failed", why, replay_of, owner)
+        except (StudioError, OSError):
+            log.warning("could not store the failed record either")
 
     def replay(
         self,
@@ -117,3 +206,25 @@ class Studio:
     def close(self) -> None:
         """Release the database."""
         self.store.close()
+
+
+def _open_store(settings: Settings) -> Store:
+    """The history Store; a data folder that cannot be a folder (a file is in the way) is a message naming the fix."""
+    try:
+        return Store(settings.db_url, settings.data_dir)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot use {exc.filename or settings.data_dir} as the data folder ({_reason(exc)}) — "
+            "set STUDIO_DATA_DIR to a writable folder"
+        ) from exc
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError in words a user can act on."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "a file is in the way of the folder"
+    return exc.strerror or str(exc)
+
+
+def _no_phase(_name: str) -> None:
+    """The default phase listener."""
