@@ -85,11 +85,12 @@ class Studio:
         record["timings"]["save_s"] = round(time.perf_counter() - save_started, 4)
         return record
 
-    def check_resources(self, request: GenerationRequest) -> None:
-        """Refuse a request before generating: too little room on the data disk, or a size whose estimated peak
-        memory (``studio.memory_estimate``) exceeds free memory — the message names the largest size that fits."""
+    def check_resources(self, request: GenerationRequest, disk: bool = True) -> None:
+        """Refuse a request before generating: too little room on the data disk (when ``disk``), or a size whose
+        estimated peak memory (``studio.memory_estimate``) exceeds free memory — naming the largest size that fits."""
         request.validate()
-        check_disk_space(self.store.data_dir)
+        if disk:
+            check_disk_space(self.store.data_dir)
         pipe, device = self.engine.pipe, self.engine.device
         location = locate(request.model or self.engine.settings.model, self.engine.settings)
         if pipe is None or self.engine.model_name != location.name:
@@ -169,6 +170,7 @@ class Studio:
 
     def preview(self, request: GenerationRequest, cancel: threading.Event | None = None) -> Any | None:
         """Generate without keeping a record (live mode); None when cancelled by a newer request."""
+        self.check_resources(request, disk=False)
         try:
             return self._run(request, cancel=cancel, assets=self.store.assets, loras=self.loras)
         except Cancelled:

@@ -115,12 +115,21 @@ CASES = [
     (["import-png", "{tmp}/corrupt.png"], "corrupt"),
     (["import-png", "{tmp}/good.png"], "no generation metadata"),
     (["history", "--limit", "0"], "limit"),
+    # resources ("ENV:NAME=VALUE" sets an environment variable for the case)
+    (["ENV:STUDIO_MAX_MEMORY_MB=400", *GEN, "--width", "4096", "--height", "4096"], "largest square size that fits"),
+    (["ENV:STUDIO_MAX_MEMORY_MB=abc", *GEN], "not a positive number of megabytes"),
+    (["ENV:STUDIO_MIN_FREE_MB=1e12", *GEN], "free on the disk holding"),
+    (["ENV:STUDIO_MIN_FREE_MB=-5", *GEN], "megabytes ≥ 0"),
+    (["ENV:STUDIO_DATA_DIR={tmp}/good.png", "history"], "as the data folder"),
 ]
 
 
 @pytest.mark.parametrize("argv, fragment", CASES, ids=[f"{i:02d}" for i in range(len(CASES))])
-def test_bad_input_exits_2_with_a_message_naming_the_problem(env, capsys, argv, fragment):
+def test_bad_input_exits_2_with_a_message_naming_the_problem(env, capsys, monkeypatch, argv, fragment):
     argv = [arg.replace("{tmp}", str(env)) for arg in argv]
+    for setting in [arg for arg in argv if arg.startswith("ENV:")]:
+        monkeypatch.setenv(*setting.removeprefix("ENV:").split("=", 1))
+    argv = [arg for arg in argv if not arg.startswith("ENV:")]
     code = main([*argv, "--json"])
     out = capsys.readouterr()
     assert code == 2, out.err[-1500:]

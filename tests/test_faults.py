@@ -62,6 +62,8 @@ def test_too_large_size_is_refused_before_allocating_with_the_largest_size_that_
     assert match, message
     assert phases == ["check"]  # refused before the engine ran: nothing was allocated
     assert studio.store.list()[1] == 0
+    with pytest.raises(InsufficientMemory):  # live previews too
+        studio.preview(GenerationRequest(prompt=PROMPT, seed=1, width=1024, height=4096))
     side = int(match.group(1))
     assert side % 16 == 0 and 256 <= side < 1024
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=1, width=side, height=side, steps=1))
