@@ -126,6 +126,17 @@ def test_editor_actions_round_trip_and_size_change_does_not_feed():
     assert pose_editor.output_size(None, "x", (64, 48)) == (64, 48) and pose_editor.output_size(9999, 32) == (4096, 32)
 
 
+def test_edits_feed_the_picked_unit_and_a_resize_only_a_pose_map_unit():
+    moved, clicked = json.dumps({"feed": True}), json.dumps({"feed": False})
+    kinds = ["canny", "pose-map", "off"]
+    assert pose_editor.fed_unit("preset", clicked, "Control 1", kinds) == 0
+    assert pose_editor.fed_unit("redraw", moved, "Control 3", kinds) == 2
+    assert pose_editor.fed_unit("redraw", clicked, "Control 3", kinds) is None  # a click only selects a figure
+    assert pose_editor.fed_unit("size", clicked, "Control 1", kinds) is None  # never takes over a canny unit
+    assert pose_editor.fed_unit("size", clicked, "Control 2", kinds) == 1  # keeps a pose-map unit at the output size
+    assert pose_editor.fed_unit("mirror", moved, "none", kinds) is None
+
+
 def test_overlay_blends_or_outlines_the_map_on_the_result():
     result = Image.new("RGB", (64, 64), (245, 245, 245))
     control = pose.render_pose_map([pose.preset_figure("standing", 64, 64)], 64, 64)

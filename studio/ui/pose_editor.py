@@ -146,54 +146,54 @@ def build(units: list[dict[str, Any]], size: tuple[Any, Any] | None) -> dict[str
     return w
 
 
+def fed_unit(action: str, state: str, target: str, kinds: list[str]) -> int | None:
+    """The control unit (0-based) an editor event puts its map into, or None.
+
+    Edits feed the picked unit; a redraw only when the state says the user moved a point; a new output size only
+    when the picked unit already is a ``pose-map`` (so its map keeps the output size, and nothing else is taken over).
+    """
+    names = target_names(len(kinds))
+    if target not in names or target == NO_TARGET:
+        return None
+    k = names.index(target) - 1
+    if action == "size":
+        return k if kinds[k] == "pose-map" else None
+    if action == "redraw":
+        return k if json.loads(state).get("feed") else None
+    return k
+
+
 def _wire(w: dict[str, Any], units: list[dict[str, Any]], size: tuple[Any, Any] | None,
           default: tuple[int, int]) -> None:
     kinds, images = [u["kind"] for u in units], [u["image"] for u in units]
     sizes = list(size) if size else []
+    n = len(units)
     outputs = [w["editor"], w["json"], w["map"], *kinds, *images]
 
-    def respond(state: str, text: str, image: Image.Image, target: str, feed: bool) -> list[Any]:
-        names = target_names(len(units))
-        k = names.index(target) - 1 if target in names else -1
-        fed_kinds = ["pose-map" if feed and i == k else gr.skip() for i in range(len(units))]
-        fed_images = [image if feed and i == k else gr.skip() for i in range(len(units))]
-        return [state, text, enlarged(image), *fed_kinds, *fed_images]
-
     def handler(action: str) -> Callable[..., list[Any]]:
-        def run(value: str, preset: str | None, target: str, *wh: Any) -> list[Any]:
+        def run(value: str, text: str, preset: str | None, target: str, *rest: Any) -> list[Any]:
+            current, wh = list(rest[:n]), rest[n:] or (None, None)
             try:
-                state, text, image = edit(value, action, preset, *(wh or (None, None)), default)
+                if action == "typed":
+                    value = from_json(text, value, *wh, default)
+                step = "redraw" if action in ("typed", "retarget") else action
+                state, text, image = edit(value, step, preset, *wh, default)
             except StudioError as exc:
                 raise gr.Error(str(exc)) from None
-            return respond(state, text, image, target, json.loads(state)["feed"])
+            k = fed_unit(action, state, target, current)
+            return [state, text, enlarged(image), *("pose-map" if i == k else gr.skip() for i in range(n)),
+                    *(image if i == k else gr.skip() for i in range(n))]
         return run
 
-    inputs = [w["editor"], w["preset"], w["target"], *sizes]
+    inputs = [w["editor"], w["json"], w["preset"], w["target"], *kinds, *sizes]
     private = {"queue": False, "api_visibility": "private"}
     w["preset"].input(handler("preset"), inputs, outputs, **private)
     w["add"].click(handler("add"), inputs, outputs, **private)
     w["remove"].click(handler("remove"), inputs, outputs, **private)
     w["mirror"].click(handler("mirror"), inputs, outputs, **private)
     w["editor"].change(handler("redraw"), inputs, outputs, **private)
+    w["target"].input(handler("retarget"), inputs, outputs, **private)
+    w["json"].submit(handler("typed"), inputs, outputs, **private)
+    w["json"].blur(handler("typed"), inputs, outputs, **private)
     for box in sizes:
         box.change(handler("size"), inputs, outputs, **private)
-
-    def typed(text: str, value: str, target: str, *wh: Any) -> list[Any]:
-        try:
-            state = from_json(text, value, *(wh or (None, None)), default)
-            state, text, image = edit(state, "redraw", None, *(wh or (None, None)), default)
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return respond(state, text, image, target, True)
-
-    for event in (w["json"].submit, w["json"].blur):
-        event(typed, [w["json"], w["editor"], w["target"], *sizes], outputs, **private)
-
-    def retarget(value: str, target: str, *wh: Any) -> list[Any]:
-        try:
-            state, text, image = edit(value, "redraw", None, *(wh or (None, None)), default)
-        except StudioError as exc:
-            raise gr.Error(str(exc)) from None
-        return respond(state, text, image, target, True)
-
-    w["target"].input(retarget, [w["editor"], w["target"], *sizes], outputs, **private)
