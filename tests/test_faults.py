@@ -282,3 +282,59 @@ def test_a_read_only_data_disk_at_start_is_a_message(engine, tiny_fs):
             studio_on(engine, tiny_fs / "data")
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(tiny_fs)], check=True)
+
+
+# ---- kill -9 between the PNG write and the database row ------------------------------------------------
+SAVE_THEN_WAIT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from studio import settings
+    from studio.request import GenerationRequest
+    from studio.service import Studio
+    marks = Path(sys.argv[2])
+    def on_phase(name):
+        if name == "save":  # tell the test, then wait until it holds the database's write lock
+            (marks / "saving").touch()
+            while not (marks / "locked").exists():
+                time.sleep(0.01)
+    studio = Studio(settings.from_env({"STUDIO_MODEL": sys.argv[1], "STUDIO_DATA_DIR": str(marks / "data")}))
+    studio.generate(GenerationRequest(prompt="a red circle", seed=1), on_phase=on_phase)
+""")
+
+
+@pytest.mark.slow
+def test_kill_9_between_png_and_row_leaves_an_orphan_that_is_swept(tmp_path):
+    import os
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    Store(f"sqlite:///{data / 'studio.db'}", data).close()  # the history exists (migrations done)
+    child = subprocess.Popen([sys.executable, "-c", SAVE_THEN_WAIT, str(MODEL), str(tmp_path)], cwd=ROOT,
+                             env={**_env(), "PYTHONPATH": str(ROOT), "STUDIO_THREADS": "1"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    holder = sqlite3.connect(data / "studio.db", isolation_level=None)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "saving").exists():
+            assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()[-2000:]
+            time.sleep(0.05)
+        holder.execute("BEGIN IMMEDIATE")  # the child's insert will wait on this lock ...
+        (tmp_path / "locked").touch()
+        while not pngs(data / "images"):  # ... after it wrote its PNG
+            assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()[-2000:]
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)  # killed mid-write: PNG on disk, no row
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    orphans = pngs(data / "images")
+    assert len(orphans) == 1 and orphans[0].suffix == ".png"  # the atomic write left a whole file, no temp file
+    with Store(f"sqlite:///{data / 'studio.db'}", data) as store:
+        assert store.list()[1] == 0  # no half record
+        assert store.sweep_orphans(min_age_s=0) == orphans
+    assert pngs(data) == [] and integrity(data / "studio.db") == "ok"
