@@ -86,8 +86,8 @@ def test_a_missing_lora_is_refused_not_ignored(studio):
     from studio.errors import NotFound
     from studio.request import LoraSpec
 
-    with pytest.raises(NotFound, match="no LoRA named 'outlined'"):
-        studio.generate(GenerationRequest(prompt=PROMPT, seed=1, loras=(LoraSpec("outlined"),)))
+    with pytest.raises(NotFound, match="no LoRA named 'no-such-lora'"):
+        studio.generate(GenerationRequest(prompt=PROMPT, seed=1, loras=(LoraSpec("no-such-lora"),)))
 
 
 def test_unknown_model_path_names_the_fix(tmp_path):
