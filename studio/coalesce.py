@@ -179,9 +179,13 @@ def run_group(engine: Engine, tickets: list[Ticket], finish: Callable[[Ticket, A
         engine.ensure(first.model, first.quant)
         load_s = time.perf_counter() - started
         for ticket in tickets:
-            resolved = engine.resolve(ticket.request).validate()
-            resolved = apply_request_loras(engine.pipe, resolved, ticket.loras or engine.lora_library,
-                                           engine.lora_adapters)
+            try:  # a request that fails here fails alone
+                resolved = engine.resolve(ticket.request).validate()
+                resolved = apply_request_loras(engine.pipe, resolved, ticket.loras or engine.lora_library,
+                                               engine.lora_adapters)
+            except Exception as exc:  # noqa: BLE001 - handed to that request's thread
+                finish(ticket, exc)
+                continue
             if ticket.cancel.is_set():
                 finish(ticket, _cancelled("generation cancelled before it started", resolved))
             else:
@@ -239,7 +243,13 @@ def _denoise_rows(engine: Engine, live: list[tuple[Ticket, GenerationRequest]],
                 finish(ticket, _cancelled("generation cancelled", resolved))
                 continue
             if callbacks[k] is not None:
-                callbacks[k](sampling.StepInfo(info.step, info.total, info.x0[a:b], info.elapsed_s))
+                try:  # a failing progress listener ends its own request, not its partners'
+                    callbacks[k](sampling.StepInfo(info.step, info.total, info.x0[a:b], info.elapsed_s))
+                except Exception as exc:  # noqa: BLE001 - handed to that request's thread
+                    active[k] = False
+                    if isinstance(exc, Cancelled):
+                        exc.request = resolved  # type: ignore[attr-defined]
+                    finish(ticket, exc)
         if not any(active):
             group_cancel.set()
 

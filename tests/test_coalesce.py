@@ -143,3 +143,15 @@ def test_a_group_error_reaches_every_request(coalescing):
     results = run_queued(coalescing, [lambda: coalescing.generate(request), lambda: coalescing.generate(request)])
     assert all(isinstance(r, NotFound) for r in results)
     assert not isinstance(results[0], Cancelled)
+
+
+def test_a_failing_progress_listener_ends_only_its_own_request(coalescing):
+    def broken(update) -> None:
+        raise RuntimeError("listener went away")
+
+    calls = [lambda: coalescing.generate(GenerationRequest(prompt=PROMPTS[0], seed=1)),
+             lambda: coalescing.generate(GenerationRequest(prompt=PROMPTS[1], seed=2), on_step=broken)]
+    done, failed = run_queued(coalescing, calls)
+    assert coalescing.coalescer.last_group_size == 2
+    assert isinstance(failed, RuntimeError) and "listener went away" in str(failed)
+    assert len(done.images) == 1 and done.seeds == [1]
