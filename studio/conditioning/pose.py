@@ -43,6 +43,12 @@ _SITTING = {
 }  # fmt: skip
 PRESETS: tuple[str, ...] = (*POSE_NAMES, "sitting")
 DEFAULT_SCALE = 0.8  # a preset's unit box spans this fraction of the shorter side
+TOY_SCALE, TOY_MAX_SIDE = 0.45, 128  # small outputs: the toy world's figure size, what flux-mini's nets learned
+
+
+def default_scale(width: int, height: int) -> float:
+    """How big a new figure is: the toy world's one-figure size up to 128 px, most of the image above."""
+    return TOY_SCALE if min(width, height) <= TOY_MAX_SIDE else DEFAULT_SCALE
 
 
 def preset_unit(name: str) -> np.ndarray:
@@ -55,9 +61,10 @@ def preset_unit(name: str) -> np.ndarray:
 
 
 def preset_figure(name: str, width: int, height: int, centre: tuple[float, float] = (0.5, 0.5),
-                  scale: float = DEFAULT_SCALE) -> Figure:
-    """The preset placed with its unit box centred on ``centre`` (fractions), side ``scale`` x the shorter side."""
-    side = scale * min(width, height)
+                  scale: float | None = None) -> Figure:
+    """The preset placed with its unit box centred on ``centre`` (fractions), side ``scale`` x the shorter side
+    (``default_scale`` when not given)."""
+    side = (scale or default_scale(width, height)) * min(width, height)
     unit = preset_unit(name)
     xs = centre[0] + (unit[:, 0] - 0.5) * side / width
     ys = centre[1] + (unit[:, 1] - 0.5) * side / height
@@ -72,11 +79,11 @@ def placement(figure: Figure, width: int, height: int) -> tuple[tuple[float, flo
     """
     neck, hips = figure[_NECK], [figure[i] for i in _HIPS]
     if neck is None or hips[0] is None or hips[1] is None:
-        return (0.5, 0.5), DEFAULT_SCALE
+        return (0.5, 0.5), default_scale(width, height)
     hip_x, hip_y = (hips[0][0] + hips[1][0]) / 2 * width, (hips[0][1] + hips[1][1]) / 2 * height
     torso = math.hypot(hip_x - neck[0] * width, hip_y - neck[1] * height)
     if torso < 2:
-        return (0.5, 0.5), DEFAULT_SCALE
+        return (0.5, 0.5), default_scale(width, height)
     side = torso / _UNIT_TORSO
     centre = (neck[0], neck[1] + (0.5 - _UNIT_NECK_Y) * side / height)
     return centre, side / min(width, height)
@@ -99,7 +106,7 @@ def add_figure(figures: list[Figure], width: int, height: int, name: str = "stan
         return [preset_figure(name, width, height)]
     centres = [_mean_x(f) for f in figures]
     x = max((0.2, 0.35, 0.5, 0.65, 0.8), key=lambda c: min(abs(c - m) for m in centres))
-    return [*figures, preset_figure(name, width, height, (x, 0.55), 0.6)]
+    return [*figures, preset_figure(name, width, height, (x, 0.55), 0.75 * default_scale(width, height))]
 
 
 def remove_figure(figures: list[Figure], index: int) -> list[Figure]:
