@@ -61,6 +61,7 @@ class Ticket:
     arrived: float = field(default_factory=time.perf_counter)
     taken: bool = False
     outcome: Result | BaseException | None = None
+    members: list[Ticket] = field(default_factory=list)  # the group this ticket leads (empty for followers)
 
     @property
     def rows(self) -> int:
@@ -111,9 +112,10 @@ class Coalescer:
         finally:
             with self._cv:
                 self._running = False
-                if ticket.outcome is None:  # the run failed before it finished this ticket
-                    self._remove(ticket)
-                    ticket.outcome = error or RuntimeError("the coalesced group ended without a result")
+                self._remove(ticket)
+                for member in {ticket, *ticket.members}:  # nobody waits forever on a run that broke early
+                    if member.outcome is None:
+                        member.outcome = error or RuntimeError("the coalesced group ended without a result")
                 self._cv.notify_all()
         return ticket.result()
 
@@ -159,6 +161,7 @@ class Coalescer:
             for member in members:
                 member.taken = True
                 self._remove(member)
+            leader.members = members
             self.groups_run += 1
             self.last_group_size = len(members)
             return members
