@@ -114,6 +114,19 @@ def _studio() -> Any:
     return Studio(settings_mod.from_env())
 
 
+def _store() -> Any:
+    """The history alone, for commands that only read records (no model, no torch import)."""
+    from studio import settings as settings_mod
+    from studio.history import Store
+
+    settings = settings_mod.from_env()
+    try:
+        return Store(settings.db_url, settings.data_dir)
+    except OSError as exc:
+        raise StudioError(f"cannot use {exc.filename or settings.data_dir} as the data folder ({exc.strerror}) — "
+                          "set STUDIO_DATA_DIR to a writable folder") from exc
+
+
 def _generate_output(record: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
     result = generate_output(record)
     if out is not None:
@@ -165,7 +178,7 @@ def cmd_history(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("has_regions", "has_controls"):
         if getattr(args, name) is not None:
             filters[name] = getattr(args, name) == "yes"
-    records, total = _studio().store.list(search=args.search, limit=args.limit, offset=args.offset, **filters)
+    records, total = _store().list(search=args.search, limit=args.limit, offset=args.offset, **filters)
     return {"records": records, "total": total}
 
 

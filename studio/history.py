@@ -375,7 +375,7 @@ class Store:
             else:
                 yield session
 
-    def _record(self, row: Generation) -> dict[str, Any]:
+    def _record(self, row: Generation | sa.Row[Any]) -> dict[str, Any]:
         return {
             "id": row.id,
             "created_at": _iso(row.created_at),
@@ -503,16 +503,17 @@ class Store:
         wanted = wanted.validated(STATUSES)
         ordered = order_by(Generation, wanted.sort)
         with self._session() as session:
+            table = Generation.__table__  # plain rows (Core), not ORM objects: a page is read-only
             if search_only(wanted, self.fts):
                 page_ids, total = fts_page(session.connection(), wanted, limit, offset)
-                query = select(Generation).where(col(Generation.id).in_(page_ids)).order_by(*ordered)
+                query = sa.select(table).where(col(Generation.id).in_(page_ids)).order_by(*ordered)
             else:
                 where = conditions(Generation, wanted, self.fts)
                 # the page's ids first (a covering index), then just those rows: deep pages read no skipped row
                 page = select(Generation.id).where(*where).order_by(*ordered).offset(offset).limit(limit).subquery()
-                query = select(Generation).join(page, col(Generation.id) == page.c.id).order_by(*ordered)
+                query = sa.select(table).join(page, col(Generation.id) == page.c.id).order_by(*ordered)
                 total = session.exec(select(func.count()).select_from(Generation).where(*where)).one()
-            rows = session.exec(query).all()
+            rows = session.connection().execute(query).all()
         return [self._record(row) for row in rows], int(total)
 
     def models(self, owner: str | None = None, limit: int = 100) -> builtins.list[str]:

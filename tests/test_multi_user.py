@@ -47,6 +47,7 @@ def test_two_browsers_do_not_see_each_others_work(server, tmp_path):
         a, b = alice.new_page(), bob.new_page()
         try:
             a.goto(server.url + "/")
+            expect(a.locator("#prompt textarea")).to_be_editable(timeout=120_000)  # load events ran (busy machine)
             a.locator("#prompt textarea").fill(PROMPT)
             a.locator("#generate").click()
             expect(a.locator("#status")).to_contain_text("Done", timeout=60_000)
