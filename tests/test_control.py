@@ -89,10 +89,19 @@ def test_mismatched_controlnet_is_refused_before_generating(control_studio):
         control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("depth-map", ref),)))
 
 
-def test_missing_controlnet_and_annotator_weights_name_the_fix(control_studio):
-    ref = edge_image(control_studio)
+def test_missing_controlnet_and_annotator_weights_name_the_fix(control_studio, tmp_path):
+    from studio.conditioning.control import controlnet_source
+    from studio.models import ModelLocation
+
+    bare = tmp_path / "model-without-controlnets"  # a local folder whose studio.json names no ControlNets
+    bare.mkdir()
+    (bare / "studio.json").write_text('{"name": "bare"}')
     with pytest.raises(StudioError, match="STUDIO_CONTROLNET_POSE"):
-        control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("pose-map", ref),)))
+        controlnet_source("pose", {"canny": "x"}, ModelLocation("bare", str(bare), False), "bare")
+    # flux-mini's own studio.json names its union ControlNet: pose resolves to it in union mode 4
+    source, mode = controlnet_source("pose", {}, ModelLocation("flux-mini", str(MODEL), False), "flux-mini")
+    assert source.endswith("flux-mini-controlnet-union") and mode == 4
+    ref = edge_image(control_studio)
     with pytest.raises(StudioError, match="STUDIO_ANNOTATORS"):
         control_studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("depth", ref),)))
 
