@@ -12,6 +12,17 @@ def test_flop_floor_of_the_full_geometry_is_flux_dev_at_1024():
     assert gpu.FULL.width == 3072 and gpu.FULL.image_tokens + gpu.FULL.text_tokens == 4608
 
 
+def test_full_geometry_is_flux_dev_and_a_pass_has_the_right_shapes_on_the_meta_device():
+    import torch
+
+    model = gpu.construct(gpu.FULL, torch.bfloat16)
+    assert abs(sum(p.numel() for p in model.parameters()) / 1e9 - 11.9) < 0.05
+    tensors = {k: v.to("meta") for k, v in gpu.inputs(gpu.FULL, torch.device("cpu"), torch.bfloat16).items()}
+    one = torch.ones(1, device="meta")
+    out = model(timestep=one, guidance=one, return_dict=False, **tensors)[0]
+    assert tuple(out.shape) == (1, 4096, 64)
+
+
 def test_scaled_down_run_writes_rows_for_every_mode(tmp_path):
     out = tmp_path / "gpu.json"
     gpu.main(["--scaled-down", "--steps", "3", "--peak-tflops", "1", "--json", str(out)])
