@@ -260,8 +260,11 @@ class Engine:
                     coalesce.run_group(self, tickets, finish)
                     return
                 ticket = tickets[0]
+                queue_s = time.perf_counter() - ticket.arrived
                 try:
                     outcome: Result | Exception = self._generate_locked(ticket.request, ticket.on_step, ticket.cancel)
+                    outcome.timings["queue_s"] = round(queue_s, 4)  # the window (and any wait for the engine)
+                    outcome.timings["total_s"] = round(outcome.timings["total_s"] + queue_s, 4)
                 except Exception as exc:  # noqa: BLE001 - handed to the waiting request's thread
                     outcome = exc
                 finish(ticket, outcome)
