@@ -32,7 +32,7 @@ DETAIL_STYLE = (
     ".inputs{display:flex;flex-wrap:wrap;gap:1rem}.inputs figure{margin:0;max-width:200px}"
     ".inputs img{max-width:200px;height:auto;background:#222;display:block}"
     "form.inline{display:inline-block;margin:0 .5rem .5rem 0}.images img{max-width:100%;height:auto}"
-    "pre{white-space:pre-wrap;background:#1c1c1c;padding:.5rem}"
+    "pre{white-space:pre-wrap;background:#1c1c1c;padding:.5rem}#actions{margin:1rem 0}"
 )
 
 
@@ -117,7 +117,8 @@ def render_detail(record: dict[str, Any], share_token: str | None) -> str:
             parts.append(f'<p class="prompt" id="{key.replace("_", "-")}"><b>{label}:</b> {esc(req[key])}</p>')
     parts.append(_dl(settings_rows(record) + _extra_rows(record), "settings"))
     if req.get("schedule"):
-        parts.append(f'<h2>Schedule</h2><pre id="schedule">{esc(json.dumps(req["schedule"], indent=1))}</pre>')
+        curves = "\n".join(f"{name}: {json.dumps(curve)}" for name, curve in req["schedule"].items() if curve)
+        parts.append(f'<h2>Schedule</h2><pre id="schedule">{esc(curves)}</pre>')
     if req.get("loras"):
         rows = "".join(f"<li>{esc(lo.get('name'))} · weight {esc(lo.get('weight'))} · "
                        f"<code>{esc(str(lo.get('sha256') or '')[:12])}</code></li>" for lo in req["loras"])  # fmt: skip
