@@ -25,7 +25,10 @@ def test_gpu_decorator_is_a_no_op_off_zero_gpu(monkeypatch):
 def space(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("space-data")
     env = {"SPACE_ID": "someone/flux-studio", "SPACE_HOST": "someone-flux-studio.hf.space",
-           "GRADIO_SERVER_NAME": "127.0.0.1", "SYSTEM": "spaces"}
+           "GRADIO_SERVER_NAME": "127.0.0.1", "SYSTEM": "spaces",
+           # what a Space with `hf_oauth: true` gets (the provider is only contacted when someone logs in)
+           "OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_SCOPES": "openid profile",
+           "OPENID_PROVIDER_URL": "https://huggingface.co"}
     srv = AppServer(data_dir, env=env)
     yield srv
     srv.close()
@@ -36,6 +39,10 @@ def test_app_serves_with_the_spaces_environment(space):
         assert json.load(resp)["status"] == "ok"
     with urllib.request.urlopen(space.url + "/") as resp:
         assert resp.status == 200 and b"Flux Studio" in resp.read()
+    with urllib.request.urlopen(space.url + "/config") as resp:
+        config = json.load(resp)
+    assert any(c.get("props", {}).get("value", "").startswith("Sign in") or c.get("type") == "loginbutton"
+               for c in config["components"])  # multi-user on a Space with OAuth: a Hugging Face login button
 
 
 def test_query_string_share_form_redirects_to_the_share_page(space):

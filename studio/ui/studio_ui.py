@@ -23,7 +23,8 @@ from studio.ui.jobs import CancelRegistry, stream_job
 from studio.ui.prompt_panel import build_prompt_panel
 from studio.ui.regions_panel import prompt_names as regions_panel_prompts
 from studio.ui.schedule_panel import render as schedule_panel_render
-from studio.ui.visitors import visitor_token
+from studio.ui.visitors import oauth_enabled
+from studio.ui.visitors import owner as visitor_owner
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -71,6 +72,8 @@ def build(ctx: UIContext) -> gr.Blocks:
     cancels = CancelRegistry()
     with gr.Blocks(title="Flux Studio") as demo:
         gr.Markdown(f"## Flux Studio · `{Path(ctx.model).name or ctx.model}`")
+        if ctx.multi_user and oauth_enabled():
+            gr.LoginButton()  # on a Space with hf_oauth: your history follows your Hugging Face account
         with gr.Row():
             with gr.Column(scale=2):
                 panel = build_prompt_panel(ctx)
@@ -109,7 +112,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             """The owner to filter by: the browser's visitor cookie in multi-user mode, None (everything) otherwise."""
             if not ctx.multi_user:
                 return None
-            token = visitor_token(request)
+            token = visitor_owner(request)  # hf:<user> when Hugging Face login is on, else the visitor cookie
             if not token:
                 raise gr.Error("this browser has no visitor id yet — allow cookies and reload the page")
             return token
@@ -126,7 +129,7 @@ def build(ctx: UIContext) -> gr.Blocks:
         panel_inputs = [panel[name] for name in adapters.FIELDS]
 
         def refresh(request: gr.Request) -> tuple[Any, list[str]]:
-            if ctx.multi_user and not visitor_token(request):
+            if ctx.multi_user and not visitor_owner(request):
                 return [], []
             return _history_items(studio, who(request))
 
@@ -229,16 +232,23 @@ def build(ctx: UIContext) -> gr.Blocks:
             return note, None, [(grid, f"{x.name}" + (f" × {y.name}" if y else ""))], records[-1], items, ids
 
         def on_remix(request: gr.Request) -> list[Any]:
-            token = request.query_params.get("remix") if request else None
-            if not token:
-                return [gr.skip() for _ in adapters.FIELDS]
+            """``/?remix=<share token>`` or ``/?reuse=<own record id>`` (gallery detail) fills the panels."""
+            params = request.query_params if request else {}
+            token, record_id = params.get("remix"), params.get("reuse")
+            skip = [gr.skip() for _ in [*adapters.FIELDS, *lora_slot_inputs]]
             try:
-                record = studio.store.resolve_share(token)
-            except StudioError:
-                gr.Warning("this remix link is no longer shared")
-                return [gr.skip() for _ in adapters.FIELDS]
-            values = adapters.panel_from_request(record["request"])
-            return [getattr(values, name) for name in adapters.FIELDS]
+                if token:
+                    record = studio.store.resolve_share(token)
+                elif record_id:
+                    record = studio.store.get(record_id, who(request))
+                else:
+                    return skip
+            except (StudioError, gr.Error):
+                gr.Warning("this link no longer points to a record you can see (revoked, deleted or not yours)")
+                return skip
+            stored = record["request"]
+            values = adapters.panel_from_request(stored)
+            return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
 
         def on_import(path: str | None) -> list[Any]:
             if not path:
@@ -330,7 +340,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             trigger(on_regions_preview, preview_inputs, region_w["overlay"], api_visibility="private")
         replay_event = replay_btn.click(on_replay, [selected_id], outputs, **run_options)
         xy_btn.click(on_xy, {*request_inputs, x_axis, x_values, y_axis, y_values}, outputs, **run_options)
-        demo.load(on_remix, None, panel_inputs, api_visibility="private")
+        demo.load(on_remix, None, panel_inputs + lora_slot_inputs, api_visibility="private")
         import_png.upload(on_import, import_png, panel_inputs + lora_slot_inputs, api_visibility="private")
         cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
         def on_reuse_seed(record: Any) -> Any:
