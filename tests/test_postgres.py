@@ -44,6 +44,9 @@ SHARED = (  # tests of test_history.py that need nothing SQLite-specific: collec
     "test_unknown_or_malformed_tokens_are_not_found",
     "test_records_without_images_cannot_be_shared",
     "test_assets_live_under_the_data_dir",
+    "test_filters_by_model_lora_regions_controls_and_tag",
+    "test_date_range_and_sort",
+    "test_search_index_follows_inserts_deletes_and_short_needles",
 )
 globals().update({name: getattr(spec, name) for name in SHARED})
 
