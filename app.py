@@ -37,6 +37,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     from studio.service import Studio
     from studio.share import register_share_routes
     from studio.ui import build
+    from studio.ui.api import COALESCING_SLOTS
     from studio.ui.studio_ui import UIContext
 
     coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
@@ -57,6 +58,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         guidance_embeds=bool(studio.engine.pipe.transformer.config.guidance_embeds),
         multi_user=args.multi_user,
         share_base_url=args.share_base_url.rstrip("/") if args.share_base_url else None,
+        gpu_slots=COALESCING_SLOTS if studio.engine.coalescer is not None else 1,
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
     app = FastAPI(title="Flux Studio")

@@ -72,7 +72,9 @@ def test_twenty_concurrent_clients_all_end_cleanly(tmp_path):
     stop = threading.Event()
 
     def generate(k: int) -> None:
-        client = Client(server.url, verbose=False)
+        # 20 clients connecting at once on a shared 2-core machine can outlast gradio_client's 20 s default;
+        # the server's responsiveness is measured separately (/healthz below)
+        client = Client(server.url, verbose=False, httpx_kwargs={"timeout": 120})
         try:
             if k % 5 == 4:  # some clients cancel their job
                 job = client.submit(prompt=PROMPT, seed=k, steps=30, api_name="/generate")
@@ -122,6 +124,8 @@ def test_twenty_concurrent_clients_all_end_cleanly(tmp_path):
     assert set(made) <= set(ids)  # every finished one is in history ...
     done = {r["id"]: r for r in history["records"] if r["status"] == "done"}
     assert all(done[i]["images"] for i in made)  # ... with its images
-    print(f"outcomes {sorted(outcomes)}; /healthz median {statistics.median(latencies) * 1000:.0f} ms, "
+    groups = [done[i]["timings"].get("coalesced", 1) for i in made]
+    assert max(groups) > 1, groups  # queued compatible requests shared a batched denoise inside the app
+    print(f"outcomes {sorted(outcomes)}; coalesced group sizes {sorted(groups)}; /healthz median {statistics.median(latencies) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} probes")
     assert statistics.median(latencies) < 1.0

@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from studio.service import Studio
 
 GPU = "gpu"  # the same concurrency id as the UI's generation events
+COALESCING_SLOTS = 8  # GPU events let in at once when coalescing is on: they wait on the engine and share a denoise
 
 
-def register_api(studio: Studio, owner: str | None) -> None:
+def register_api(studio: Studio, owner: str | None, gpu_slots: int = 1) -> None:
     """Gradio API names of INTERFACES.md: generate, replay, history, share (gradio_client).
 
     In multi-user mode API clients are one owner of their own (``API_OWNER``): they never see browsers' records.
@@ -76,7 +77,7 @@ def register_api(studio: Studio, owner: str | None) -> None:
             raise gr.Error(str(exc)) from None
         return {"token": token, "url": f"/share/{token}"}
 
-    gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=1)
+    gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=gpu_slots)
     gr.api(share, api_name="share", queue=False)
-    gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=1)
+    gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=gpu_slots)
     gr.api(history, api_name="history", queue=False)  # browsing never waits behind generations

@@ -51,6 +51,7 @@ class UIContext:
     guidance_embeds: bool = True
     multi_user: bool = False
     share_base_url: str | None = None
+    gpu_slots: int = 1  # generation events admitted at once (> 1 only with coalescing: the engine runs one batch)
 
 
 def _history_items(studio: Studio, owner: str | None) -> tuple[list[tuple[str, str]], list[str]]:
@@ -326,14 +327,15 @@ def build(ctx: UIContext) -> gr.Blocks:
                 cancels.cancel(request.session_hash or "local")
 
         outputs = [status, preview, results, record_json, history, history_ids]
-        run_options = {"concurrency_id": GPU, "concurrency_limit": 1, "api_visibility": "private",
+        run_options = {"concurrency_id": GPU, "concurrency_limit": ctx.gpu_slots, "api_visibility": "private",
                        "show_progress_on": [results]}
         gen_event = generate_btn.click(on_generate, request_inputs, outputs, **run_options)
         for widget in (panel["prompt"], panel["guidance"], panel["true_cfg"], panel["seed"], panel["steps"],
                        panel["schedule_json"], live):
             widget.change(cancel_stale, live, None, queue=False, api_visibility="private")
             widget.change(on_live, {*request_inputs, live}, [status, results], trigger_mode="always_last",
-                          concurrency_id=GPU, concurrency_limit=1, api_visibility="private", show_progress="hidden")
+                          concurrency_id=GPU, concurrency_limit=ctx.gpu_slots, api_visibility="private",
+                          show_progress="hidden")
         preview_inputs = {panel["width"], panel["height"], region_w["editor"],
                           *(region_w[n] for n in regions_panel_prompts())}
         for trigger in (region_w["editor"].change, *(region_w[n].blur for n in regions_panel_prompts())):
@@ -372,7 +374,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             api_visibility="private",
         )
         del gen_event, replay_event
-        register_api(studio, API_OWNER if ctx.multi_user else None)
+        register_api(studio, API_OWNER if ctx.multi_user else None, ctx.gpu_slots)
     return demo
 
 
@@ -392,7 +394,7 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
         with gr.Tab("Edit", id="edit"):
             widgets["edit"] = edit_panel.build()
         with gr.Tab("Train LoRA", id="train"):
-            widgets["training"] = training_panel.build(ctx.studio)
+            widgets["training"] = training_panel.build(ctx.studio, ctx.gpu_slots)
         with gr.Tab("LoRA", id="lora"):
             library = ctx.studio.loras
             widgets["loras"] = lora_panel.build(lambda: [library.describe(f) for f in library.scan()], panel["prompt"])

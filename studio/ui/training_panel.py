@@ -27,7 +27,7 @@ def captions_for(files: list[str], text: str, trigger: str) -> list[str]:
     return captions
 
 
-def build(studio: Studio) -> dict[str, Any]:
+def build(studio: Studio, gpu_slots: int = 1) -> dict[str, Any]:
     """The Train tab's widgets and events."""
     w: dict[str, Any] = {}
     gr.Markdown("Train a LoRA on the loaded model from 10–30 images. Images are centre-cropped to the model's size; "
@@ -89,6 +89,6 @@ def build(studio: Studio) -> dict[str, Any]:
         return "Stopping…"
 
     w["start"].click(train, [w[k] for k in ("images", "captions", "name", "trigger", "rank", "steps", "lr")],
-                     w["status"], concurrency_id="gpu", concurrency_limit=1, api_visibility="private")
+                     w["status"], concurrency_id="gpu", concurrency_limit=gpu_slots, api_visibility="private")
     w["stop"].click(stop, None, w["status"], queue=False, api_visibility="private")
     return w
