@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import errno
 import json
+import logging
 import os
 import re
 import secrets
@@ -42,6 +43,8 @@ MAX_TAG_CHARS = 64
 MAX_ID_CHARS = 64
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+log = logging.getLogger(__name__)
 
 
 class Generation(SQLModel, table=True):
@@ -406,8 +409,12 @@ class Store:
         return row
 
     def _remove_files(self, files: list[dict[str, Any]]) -> None:
+        """Best-effort clean-up after a failed save: an unremovable file (read-only disk) must not hide the cause."""
         for image in files:
-            (self.data_dir / image["file"]).unlink(missing_ok=True)
+            try:
+                (self.data_dir / image["file"]).unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove %s after a failed save: %s", image["file"], exc)
 
     # ---- records ------------------------------------------------------------------------------------
     def add(
@@ -464,7 +471,8 @@ class Store:
         files: list[dict[str, Any]] = []
         try:
             with self._os_errors():
-                self.images_dir.mkdir(parents=True, exist_ok=True)
+                if images:  # records without images (cancelled, failed) need no images folder
+                    self.images_dir.mkdir(parents=True, exist_ok=True)
                 for k, (image, seed) in enumerate(zip(images, seeds, strict=True)):
                     name = f"images/{meta['id']}-{k}.png"
                     files.append({"file": name, "sha256": "", "seed": int(seed)})

@@ -159,7 +159,8 @@ def test_a_file_in_the_way_of_the_images_folder_fails_cleanly_and_the_studio_kee
                                            r"the way of the folder\) — make it a writable folder"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
     assert pngs(data) == []
-    assert studio.store.list()[1] == 0  # no record (the Store needs the images folder even for a failed one)
+    records, total = studio.store.list()
+    assert total == 1 and records[0]["status"] == "failed" and not records[0]["images"]  # the request is kept
     blocker.unlink()
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
     assert record["status"] == "done" and Path(record["images"][0]["path"]).is_file()
