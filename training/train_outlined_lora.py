@@ -70,9 +70,12 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-eval", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--all-blocks", action="store_true", help="also the single blocks (no kohya copy then)")
+    parser.add_argument("--out-dir", type=Path, default=LORA_DIR)
     parser.add_argument("--skip-train", action="store_true", help="only measure the shipped files")
     args = parser.parse_args()
-    settings = settings_mod.from_env(threads=1, lora_dirs=(LORA_DIR,))
+    settings = settings_mod.from_env(threads=1, lora_dirs=(args.out_dir,))
     engine = Engine(settings)
     engine.ensure()
     report: dict = {}
@@ -81,7 +84,8 @@ def main() -> None:
         examples = [TrainingExample(Image.fromarray(render_scene(s, 64, 50_000 + i).image), scene_prompt(s))
                     for i, s in enumerate(train_scenes)]
         config = TrainingConfig(name="outlined", trigger_word="outlined", rank=args.rank, steps=args.steps,
-                                learning_rate=args.lr, seed=args.seed, batch_size=8, double_blocks_only=True)
+                                learning_rate=args.lr, seed=args.seed, batch_size=args.batch,
+                                double_blocks_only=not args.all_blocks)
         started = time.perf_counter()
         last = [0.0]
 
@@ -90,14 +94,16 @@ def main() -> None:
                 print(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f}s)", flush=True)
             last[0] = loss
 
-        path = train_lora(engine, config, examples, LORA_DIR, on_progress=progress, overwrite=True)
+        path = train_lora(engine, config, examples, args.out_dir, on_progress=progress, overwrite=True)
         report["train_seconds"] = round(time.perf_counter() - started, 1)
-        export_kohya(path, KOHYA_PATH)
-        print(f"wrote {path} and {KOHYA_PATH}", flush=True)
+        if not args.all_blocks:
+            export_kohya(path, args.out_dir / KOHYA_PATH.relative_to(LORA_DIR))
+        print(f"wrote {path}", flush=True)
     eval_scenes = styled_scenes(args.n_eval, 9000 + args.seed, "heldout")
     report["off"] = hollow_share(engine, eval_scenes, (), styled=False)
     report["on"] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True)
-    report["kohya_on"] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),), styled=True)
+    if (args.out_dir / KOHYA_PATH.relative_to(LORA_DIR)).is_file():
+        report["kohya_on"] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),), styled=True)
     report["trigger_without_lora"] = hollow_share(engine, eval_scenes, (), styled=True)
     print(json.dumps(report, indent=1))
     Path("runs").mkdir(exist_ok=True)
