@@ -84,9 +84,10 @@ class Coalescer:
     """
 
     def __init__(self, run: Callable[[Callable[[], list[Ticket]]], None], window_s: float,
-                 max_rows: int = MAX_BATCH) -> None:
+                 max_rows: int = MAX_BATCH, row_cap: Callable[[GenerationRequest], int] | None = None) -> None:
         self.window_s = window_s
         self.max_rows = max_rows
+        self._row_cap = row_cap  # rows of a request's size that fit in free memory at once (None: no limit)
         self._run = run
         self._cv = threading.Condition()
         self._pending: list[Ticket] = []
@@ -150,11 +151,14 @@ class Coalescer:
 
     def _take(self, leader: Ticket) -> list[Ticket]:
         """The leader and, in arrival order, every compatible waiter that fits in ``max_rows``."""
+        limit = self.max_rows
+        if self._row_cap is not None:
+            limit = min(limit, max(leader.rows, self._row_cap(leader.request)))
         with self._cv:
             members, rows = [leader], leader.rows
             for other in self._pending:
                 if other is not leader and other.group == leader.group and not other.taken:
-                    if rows + other.rows > self.max_rows:
+                    if rows + other.rows > limit:
                         continue
                     members.append(other)
                     rows += other.rows

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from studio import coalesce, sampling
+from studio import coalesce, memory_estimate, sampling
 from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
 from studio.caching import step_cache
@@ -26,7 +26,7 @@ from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDev
 from studio.loras import LoraAdapters, LoraLibrary, apply_request_loras
 from studio.memory import apply_memory_mode, resolve_device
 from studio.models import ModelDefaults, ModelLocation, defaults_for, locate
-from studio.request import MAX_SEED, GenerationRequest
+from studio.request import MAX_BATCH, MAX_SEED, GenerationRequest
 from studio.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,24 @@ class Engine:
         partners while the engine is idle. 0 turns coalescing off (every request runs alone)."""
         if window_ms < 0:
             raise StudioError(f"the coalescing window must be ≥ 0 ms (got {window_ms:g}) — try 30, or 0 for off")
-        self._coalescer = coalesce.Coalescer(self._run_group, window_ms / 1000) if window_ms > 0 else None
+        self._coalescer = (coalesce.Coalescer(self._run_group, window_ms / 1000, row_cap=self._rows_that_fit)
+                           if window_ms > 0 else None)
+
+    def _rows_that_fit(self, request: GenerationRequest) -> int:
+        """How many images of ``request``'s size one batched denoise may hold in free memory (called with the lock
+        held, when a coalesced group is formed); unlimited before a model is loaded or when memory is unknown."""
+        if self._pipe is None or self._defaults is None:
+            return MAX_BATCH
+        try:
+            shape = memory_estimate.shape_of(self._pipe, self._defaults.max_sequence_length)
+            budget = memory_estimate.available_bytes(self._exec_device, self._pipe)
+        except Exception:  # noqa: BLE001 - no estimate (e.g. no CUDA context yet): the batch limit alone
+            return MAX_BATCH
+        width, height = request.width or self._defaults.width, request.height or self._defaults.height
+        rows = 1
+        while rows < MAX_BATCH and memory_estimate.estimate_bytes(shape, width, height, rows + 1) <= budget:
+            rows += 1
+        return rows
 
     @property
     def coalescer(self) -> coalesce.Coalescer | None:

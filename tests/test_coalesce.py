@@ -155,3 +155,14 @@ def test_a_failing_progress_listener_ends_only_its_own_request(coalescing):
     assert coalescing.coalescer.last_group_size == 2
     assert isinstance(failed, RuntimeError) and "listener went away" in str(failed)
     assert len(done.images) == 1 and done.seeds == [1]
+
+
+def test_a_group_holds_only_as_many_images_as_fit_in_free_memory(coalescing, monkeypatch):
+    # flux-mini at 256×256: 1 image ~168 MiB, 2 ~208 MiB, 3 ~249 MiB (studio.memory_estimate)
+    monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "230")
+    engine = coalescing
+    requests = [GenerationRequest(prompt=p, seed=k, width=256, height=256, steps=2) for k, p in enumerate(PROMPTS)]
+    results = run_queued(engine, [lambda r=r: engine.generate(r) for r in requests])
+    assert not [r for r in results if isinstance(r, Exception)], results
+    sizes = sorted(r.timings.get("coalesced", 1) for r in results)  # a request run alone has no group
+    assert sizes == [1, 2, 2]  # three compatible requests, memory for two at once
