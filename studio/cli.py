@@ -98,6 +98,8 @@ def add_generate_options(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--lora", action="append", default=[], metavar="NAME_OR_PATH[:WEIGHT]")
     gen.add_argument("--control", action="append", default=[], metavar="KIND:IMAGE[:STRENGTH[:START:END]]")
     gen.add_argument("--region", action="append", default=[], metavar="MASK_PNG:PROMPT")
+    gen.add_argument("--region-base-ratio", type=float, default=0.0, metavar="R",
+                     help="mix this share of the main prompt into every region prompt (0..1)")
     gen.add_argument("--init-image", type=Path)
     gen.add_argument("--mask", type=Path)
     gen.add_argument("--strength", type=float)

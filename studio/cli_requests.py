@@ -105,6 +105,7 @@ def request_from_args(args: argparse.Namespace, prompt: str, assets: AssetStore)
         schedule=parse_schedule(args.schedule),
         controls=tuple(parse_control(c, assets) for c in args.control),
         regions=tuple(parse_region(r, assets) for r in args.region),
+        region_base_ratio=args.region_base_ratio,
         loras=tuple(parse_lora(x) for x in args.lora),
         init_image=init_image,
         mask=mask,

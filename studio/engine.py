@@ -389,7 +389,8 @@ class Engine:
         region_conds = [self.encode(region.prompt, None) for region in req.regions]
         base = self.encode(req.prompt, req.prompt_2)
         assert req.width and req.height
-        return regions.build(base, region_conds, masks, req.height, req.width, plan.extras["regions"], req.batch_size)
+        return regions.build(base, region_conds, masks, req.height, req.width, plan.extras["regions"], req.batch_size,
+                             req.region_base_ratio)
 
     def _controls(self, req: GenerationRequest, plan: sampling.StepPlan) -> Any | None:
         """ControlNet units for the request's controls (nets loaded once and kept beside the base pipeline)."""

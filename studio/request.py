@@ -86,6 +86,7 @@ class GenerationRequest:
     schedule: dict[str, list[list[float]]] | None = None
     controls: tuple[ControlSpec, ...] = ()
     regions: tuple[RegionSpec, ...] = ()
+    region_base_ratio: float = 0.0  # share of the base prompt mixed into every region prompt's tokens (0..1)
     loras: tuple[LoraSpec, ...] = ()
     init_image: str | None = None
     mask: str | None = None
@@ -164,6 +165,7 @@ class GenerationRequest:
         for region in self.regions:
             _check_ref("region mask", region.mask, required=True)
             _check_prompt("region prompt", region.prompt, required=True)
+        _check_float("region_base_ratio", self.region_base_ratio, 0.0, 1.0, hint="0 (regions only) to 0.3")
         for lora in self.loras:
             if not lora.name:
                 raise InvalidRequest("a LoRA needs a name or path")

@@ -70,3 +70,17 @@ def test_empty_region_changes_nothing_and_painted_regions_do(studio):
 def test_region_without_prompt_is_refused():
     with pytest.raises(InvalidRequest, match="region prompt"):
         GenerationRequest(prompt=BASE, regions=(RegionSpec("sha256:" + "a" * 64, " "),)).validate()
+
+
+def test_base_ratio_mixes_the_main_prompt_into_regions_and_zero_is_off(studio):
+    left = store_mask(studio, box_mask(64, 0, 0, 32, 32))
+    specs = (RegionSpec(left, "a red circle in the top left on a white background"),)
+    off = studio.generate(GenerationRequest(prompt=BASE, seed=3, regions=specs))
+    zero = studio.generate(GenerationRequest(prompt=BASE, seed=3, regions=specs, region_base_ratio=0.0))
+    mixed = studio.generate(GenerationRequest(prompt=BASE, seed=3, regions=specs, region_base_ratio=0.6))
+    assert np.array_equal(pixels(zero), pixels(off))
+    assert not np.array_equal(pixels(mixed), pixels(off))
+    assert mixed["request"]["region_base_ratio"] == 0.6
+    assert studio.replay(mixed["id"])["images"][0]["sha256"] == mixed["images"][0]["sha256"]
+    with pytest.raises(InvalidRequest, match="region_base_ratio"):
+        GenerationRequest(prompt=BASE, regions=specs, region_base_ratio=1.5).validate()

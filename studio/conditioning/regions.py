@@ -78,9 +78,12 @@ class RegionalConditioning:
 
 def build(
     base: TextConditioning, region_conds: Sequence[TextConditioning], masks: Sequence[np.ndarray],
-    height: int, width: int, window: Sequence[float], batch: int,
+    height: int, width: int, window: Sequence[float], batch: int, base_ratio: float = 0.0,
 ) -> RegionalConditioning | None:
-    """Regional conditioning for a batch, or None when no region covers any image token."""
+    """Regional conditioning for a batch, or None when no region covers any image token.
+
+    ``base_ratio`` r mixes the base prompt into each region's text tokens: (1 − r)·region + r·base (0 = off).
+    """
     owner = token_regions(masks, height, width)
     used = [k for k in range(len(masks)) if (owner == k).any()]
     if not used:
@@ -92,7 +95,10 @@ def build(
     if total > MAX_TEXT_TOKENS:
         raise InvalidRequest(f"{len(used)} regions need {total} attention tokens — use at most "
                              f"{MAX_TEXT_TOKENS // text_len - 2} regions at this size")
-    seq = torch.cat([base.prompt_embeds] + [region_conds[k].prompt_embeds for k in used], dim=1)
+    region_seqs = [region_conds[k].prompt_embeds for k in used]
+    if base_ratio > 0:
+        region_seqs = [torch.lerp(seq, base.prompt_embeds, base_ratio) for seq in region_seqs]
+    seq = torch.cat([base.prompt_embeds, *region_seqs], dim=1)
     ids = torch.zeros(seq.shape[1], 3, dtype=base.text_ids.dtype, device=base.text_ids.device)
     joined = TextConditioning(seq.expand(batch, -1, -1), base.pooled_embeds.expand(batch, -1), ids)
     mask = attention_mask(owner, text_len, len(used)).to(seq.device)

@@ -22,6 +22,9 @@ def build() -> dict[str, Any]:
     for name, _ in PALETTE:
         w[f"prompt_{name}"] = gr.Textbox(label=f"{name.capitalize()} region prompt", lines=1,
                                          elem_id=f"region_prompt_{name}")
+    w["base_ratio"] = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Main prompt share in each region",
+                                info="0: a region follows only its own prompt; higher mixes the main prompt in",
+                                elem_id="region_base_ratio")
     w["overlay"] = gr.Image(label="Regions overlay", type="pil", interactive=False, height=200,
                             elem_id="region_overlay")
     return w

@@ -165,7 +165,8 @@ def build(ctx: UIContext) -> gr.Blocks:
         lora_slot_inputs = [s[f] for s in lora_w["slots"] for f in lora_panel.FIELDS]
         request_inputs = {*panel_inputs, region_w["editor"], *(region_w[n] for n in regions_panel_prompts()),
                           *(u[f] for u in control_units for f in CONTROL_FIELDS), lora_w["entries"],
-                          *lora_slot_inputs, edit_w["mode"], edit_w["editor"], edit_w["strength"]}
+                          *lora_slot_inputs, edit_w["mode"], edit_w["editor"], edit_w["strength"],
+                          region_w["base_ratio"]}
 
         def request_from(data: dict[Any, Any]) -> Any:
             """Every panel's widget values → one validated request (inputs stored by content hash)."""
@@ -180,7 +181,8 @@ def build(ctx: UIContext) -> gr.Blocks:
                                           data[lora_w["entries"]])
             edit = edit_panel.edit_fields(data[edit_w["mode"]], data[edit_w["editor"]], data[edit_w["strength"]], put)
             return req.replace(regions=adapters.region_specs(pairs, put), controls=adapters.control_specs(units, put),
-                               loras=adapters.lora_specs(picked), **edit).validate()
+                               loras=adapters.lora_specs(picked), region_base_ratio=float(data[region_w["base_ratio"]]
+                                                                                          or 0.0), **edit).validate()
 
         def on_generate(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             owner = who(request)
