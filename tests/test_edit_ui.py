@@ -73,6 +73,10 @@ def test_browser_send_result_to_img2img_then_inpaint(server, tmp_path):  # noqa:
         expect(page.locator("#status")).not_to_contain_text(img2img["id"], timeout=60_000)
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
         inpaint = latest_records(server, 1)[0]
+
+        page.goto(server.url + f"/?reuse={first['id']}")  # the gallery detail page's "Reuse settings" link
+        expect(page.locator("#prompt textarea")).to_have_value(PROMPT, timeout=30_000)
+        expect(page.locator("#seed input")).to_have_value("3")
     assert img2img["request"]["mode"] == "img2img" and img2img["request"]["init_image"].startswith("sha256:")
     assert img2img["request"]["strength"] == pytest.approx(0.6)
     assert inpaint["request"]["mode"] == "inpaint" and inpaint["request"]["mask"].startswith("sha256:")
