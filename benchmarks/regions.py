@@ -4,7 +4,8 @@
 
 Each region is the quadrant of its object's corner, prompted with that object's one-object prompt
 (TOYWORLD.md). Prints ToyGenEval accuracies for text only and regions on for 25 % / 50 % / 100 % of the steps,
-and the time per image with regions vs without (ratio, same run).
+the main prompt mixed into the regions at 0.3 (``region_base_ratio``), and the time per image with regions vs
+without (ratio, same run).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def main() -> None:
     size = engine.defaults().width
     assets = AssetStore(Path(tmp) / "assets")
     scenes = scene_set("two", args.n, seed=0, split="heldout")
-    configs = {"text only": None, "regions 25%": 0.25, "regions 50%": 0.5, "regions 100%": 1.0}
+    configs = {"text only": None, "regions 25%": 0.25, "regions 50%": 0.5, "regions 100%": 1.0,
+               "100%, base 0.3": (1.0, 0.3)}
     rows = []
     for name, window in configs.items():
         pairs, started = [], time.perf_counter()
@@ -58,12 +60,14 @@ def main() -> None:
             prompt = scene_prompt(scene)
             regions = ()
             schedule = None
+            window, base_ratio = window if isinstance(window, tuple) else (window, 0.0)
             if window is not None:
                 regions = tuple(RegionSpec(assets.put_image(quadrant_mask(obj.position, size)),
                                            object_prompt(obj, scene.background)) for obj in scene.objects)
                 if window < 1.0:
                     schedule = {"regions": [[0.0, 1.0], [window, 1.0], [min(1.0, window + 1e-3), 0.0], [1.0, 0.0]]}
-            request = GenerationRequest(prompt=prompt, steps=args.steps, seed=k, regions=regions, schedule=schedule)
+            request = GenerationRequest(prompt=prompt, steps=args.steps, seed=k, regions=regions, schedule=schedule,
+                                        region_base_ratio=base_ratio)
             pairs.append((engine.generate(request, assets=assets).images[0], prompt))
         seconds = time.perf_counter() - started
         scores = evaluate_many(pairs)
