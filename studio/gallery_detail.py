@@ -19,12 +19,12 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from studio.errors import InvalidRequest, NotFound, StudioError
+from studio.gallery_page import RECORD_ID, owned_record
 from studio.share import SECURITY_HEADERS, error_page, esc, html_page, settings_rows
 
 if TYPE_CHECKING:
     from studio.service import Studio
 
-RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DIGEST = re.compile(r"([0-9a-f]{64})(?:\.png)?")
 ACTIONS = ("favourite", "tags", "share", "unshare", "replay", "delete")
 PAGE_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
@@ -168,14 +168,11 @@ def register_detail_routes(
     def stored_input(request: Request, record_id: str, name: str) -> Response:
         """A stored input of this record, by content hash; anything the record does not reference is a 404."""
         match = DIGEST.fullmatch(name)
-        if not RECORD_ID.fullmatch(record_id) or match is None:
+        if match is None:
             return error_page(404, "No such input.")
-        try:
-            record = store.get(record_id, owner(request))
-        except NotFound:
-            return error_page(404, "No such input.")
-        except StudioError as exc:
-            return error_page(503, str(exc))
+        record = owned_record(store, record_id, owner(request), "No such input.")
+        if isinstance(record, Response):
+            return record
         ref = f"sha256:{match.group(1)}"
         path = store.assets.path(ref).resolve()
         referenced = ref in {r for _, r in input_refs(record.get("request") or {})}

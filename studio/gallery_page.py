@@ -49,6 +49,18 @@ def _whole(text: str | None, default: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
+def owned_record(store: Any, record_id: str, owner: str | None, missing: str) -> dict[str, Any] | Response:
+    """The visitor's record ``record_id``, or the error page to answer instead (404 ``missing``, 503 storage)."""
+    if not RECORD_ID.fullmatch(record_id):
+        return error_page(404, missing)
+    try:
+        return store.get(record_id, owner)
+    except NotFound:
+        return error_page(404, missing)
+    except StudioError as exc:
+        return error_page(503, str(exc))
+
+
 def basic_auth(auth: tuple[str, str] | None) -> Callable[..., None]:
     """A dependency that checks HTTP Basic credentials against ``auth`` (a no-op when ``auth`` is None)."""
     security = HTTPBasic(auto_error=False, realm="Flux Studio")
@@ -221,14 +233,11 @@ def register_gallery_routes(
     def gallery_image(request: Request, rest: str) -> Response:
         """``<record_id>/<k>``: that record's image ``k``; anything else under /gallery/image is a 404."""
         record_id, _, k = rest.partition("/")
-        if not RECORD_ID.fullmatch(record_id) or not IMAGE_INDEX.fullmatch(k):
+        if not IMAGE_INDEX.fullmatch(k):
             return error_page(404, "No such image.")
-        try:
-            record = store.get(record_id, owner(request))
-        except NotFound:
-            return error_page(404, "No such image.")
-        except StudioError as exc:
-            return error_page(503, str(exc))
+        record = owned_record(store, record_id, owner(request), "No such image.")
+        if isinstance(record, Response):
+            return record
         path = image_file(store, record, int(k))
         if path is None:
             return error_page(404, "No such image.")

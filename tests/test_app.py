@@ -83,6 +83,29 @@ def browser_page(tmp_path: Path, viewport: dict | None = None):
             browser.close()
 
 
+def drag(page, target, to_x: float, to_y: float, steps: int) -> None:
+    """Drag ``target`` from its centre to (to_x, to_y) pixels from its box's top-left corner."""
+    target.scroll_into_view_if_needed()
+    box = target.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + to_x, box["y"] + to_y, steps=steps)
+    page.mouse.up()
+
+
+def paint_stroke(page, editor, points: list[tuple[float, float]]) -> None:
+    """Paint one brush stroke on a gr.ImageEditor through ``points`` (fractions of its canvas)."""
+    editor.get_by_role("button", name="Brush").first.click()
+    editor.scroll_into_view_if_needed()
+    box = editor.locator("canvas").first.bounding_box()
+    (x0, y0), rest = points[0], points[1:]
+    page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y0)
+    page.mouse.down()
+    for x, y in rest:
+        page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * y, steps=3)
+    page.mouse.up()
+
+
 @pytest.mark.browser
 def test_browser_generate_then_reload_shows_history(server, tmp_path):
     from playwright.sync_api import expect
@@ -119,12 +142,7 @@ def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_i
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
         before = latest_records(server, 1)[0]
 
-        handle.scroll_into_view_if_needed()
-        box = handle.bounding_box()
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 5, box["y"] + 90, steps=5)
-        page.mouse.up()
+        drag(page, handle, 5, 90, steps=5)
         expect(page.locator("#schedule_passes")).to_contain_text("Transformer passes")
         page.wait_for_timeout(1000)
         page.locator("#generate").click()
@@ -148,16 +166,8 @@ def test_browser_painted_region_reaches_the_record(server, tmp_path):
         page.locator("#prompt textarea").fill(
             "a red circle in the top left and a blue square in the bottom right on a white background")
         page.get_by_role("tab", name="Regions").click()
-        editor = page.locator("#region_editor")
-        editor.get_by_role("button", name="Brush").first.click()
-        editor.scroll_into_view_if_needed()
-        box = editor.locator("canvas").first.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.3)
-        page.mouse.down()
-        for t in range(10):
-            page.mouse.move(box["x"] + box["width"] * (0.35 + 0.015 * t),
-                            box["y"] + box["height"] * (0.3 + 0.02 * t), steps=3)
-        page.mouse.up()
+        paint_stroke(page, page.locator("#region_editor"),
+                     [(0.35, 0.3)] + [(0.35 + 0.015 * t, 0.3 + 0.02 * t) for t in range(10)])
         page.locator("#region_prompt_red textarea").fill(region_prompt)
         page.locator("#region_prompt_red textarea").blur()
         expect(page.locator("#region_overlay img")).to_be_visible(timeout=20_000)

@@ -7,7 +7,7 @@ import pytest
 
 from studio.errors import InvalidRequest
 from studio.ui.edit_panel import edit_fields
-from tests.test_app import PROMPT, browser_page, latest_records, server  # noqa: F401  (server is a fixture)
+from tests.test_app import PROMPT, browser_page, latest_records, paint_stroke, server  # noqa: F401  (server is a fixture)
 
 
 def _put(store: list):
@@ -59,15 +59,7 @@ def test_browser_send_result_to_img2img_then_inpaint(server, tmp_path):  # noqa:
         img2img = latest_records(server, 1)[0]
 
         page.locator("#edit_mode").get_by_text("inpaint").click()
-        editor = page.locator("#edit_editor")
-        editor.get_by_role("button", name="Brush").first.click()
-        editor.scroll_into_view_if_needed()
-        box = editor.locator("canvas").first.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
-        page.mouse.down()
-        for t in range(8):
-            page.mouse.move(box["x"] + box["width"] * (0.4 + 0.02 * t), box["y"] + box["height"] * 0.45, steps=3)
-        page.mouse.up()
+        paint_stroke(page, page.locator("#edit_editor"), [(0.4, 0.4)] + [(0.4 + 0.02 * t, 0.45) for t in range(8)])
         page.wait_for_timeout(1000)
         page.locator("#generate").click()
         expect(page.locator("#status")).not_to_contain_text(img2img["id"], timeout=60_000)

@@ -186,7 +186,7 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
     from gradio_client import Client
     from playwright.sync_api import expect
 
-    from tests.test_app import browser_page
+    from tests.test_app import browser_page, drag
 
     with browser_page(tmp_path, {"width": 1400, "height": 1600}) as page:
         page.goto(pose_server.url + "/")
@@ -208,13 +208,7 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
         expect(page.locator("#control_0_kind input")).to_have_value("pose-map", timeout=20_000)
         preset_src = preview.get_attribute("src")
 
-        wrist = editor.locator('circle.kp[data-i="4"]')
-        wrist.scroll_into_view_if_needed()
-        box = wrist.bounding_box()
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 40, box["y"] + 120, steps=6)
-        page.mouse.up()
+        drag(page, editor.locator('circle.kp[data-i="4"]'), 40, 120, steps=6)
         expect(preview).not_to_have_attribute("src", preset_src, timeout=20_000)
 
         page.get_by_text("Keypoints (JSON)").click()
