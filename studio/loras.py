@@ -1,7 +1,11 @@
 """LoRAs on the resident pipeline: resolve a request's LoRAs, load each once (checked first), switch by weights.
 
 Adapters stay loaded in the transformer keyed by sha256; a request switches them with ``set_adapters`` (or disables
-them all when it has none) — the base model is never reloaded and never altered. Files are scanned and hashed by
+them all when it has none) — the base model is never reloaded and never altered. When all ``max_loaded`` slots are
+taken, a new LoRA is hot-swapped into the least recently used adapter's layers (``hotswap=True``: its weights are
+replaced in place, no module is added, so a compiled transformer is not recompiled); when the two are not
+compatible (other layers, rank or alpha without ``enable_lora_hotswap``) the old adapter is deleted and the new one
+loaded fresh. Files are scanned and hashed by
 ``studio.lora_files``; ``studio.lora_inspect`` checks every module's shapes before anything is applied.
 """
 
@@ -77,6 +81,7 @@ class LoraAdapters:
         self._state: tuple[tuple[str, float], ...] | None = None
         self.active: tuple[AppliedLora, ...] = ()
         self.last_switch_s = 0.0
+        self.hotswaps = 0
 
     @property
     def loaded(self) -> dict[str, str]:
@@ -89,13 +94,16 @@ class LoraAdapters:
         if pipe is not self._pipe:
             self._pipe, self._state = pipe, None
             self._loaded.clear()
+        keep = {lora.sha256 for lora in wanted}
         for lora in wanted:
             if lora.sha256 in self._loaded:
                 self._loaded.move_to_end(lora.sha256)
-            else:
-                self._loaded[lora.sha256] = self._load(pipe, lora)
-                self._state = None
-        self._evict(pipe, {lora.sha256 for lora in wanted})
+                continue
+            victim = self._victim(keep) if len(self._loaded) >= self.max_loaded else None
+            swapped = self._hotswap(pipe, victim, lora) if victim else None
+            self._loaded[lora.sha256] = swapped or self._load(pipe, lora)
+            self._state = None
+        self._evict(pipe, keep)
         state = tuple((self._loaded[lora.sha256][0], lora.weight) for lora in wanted)
         if state != self._state:
             transformer = pipe.transformer
@@ -138,9 +146,36 @@ class LoraAdapters:
                  prepared.info.summary)
         return adapter, prepared.info
 
+    def _victim(self, keep: set[str]) -> str | None:
+        """The least recently used loaded LoRA that is not wanted now (sha256), if any."""
+        return next((sha for sha in self._loaded if sha not in keep), None)
+
+    def _hotswap(self, pipe: Any, victim: str, lora: WantedLora) -> tuple[str, LoraInfo] | None:
+        """Replace ``victim``'s weights in place by ``lora``'s; None (victim deleted) when they are incompatible."""
+        prepared = prepare(lora.path, pipe.transformer, lora.sha256)  # raises before anything is touched
+        adapter, _ = self._loaded.pop(victim)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
+                pipe.load_lora_into_transformer(
+                    dict(prepared.state_dict), network_alphas=prepared.network_alphas, transformer=pipe.transformer,
+                    adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe, hotswap=True,
+                )
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            log.info("LoRA %s cannot be hot-swapped into %s (%s); loading it fresh", lora.name, adapter, exc)
+            pipe.transformer.delete_adapters([adapter])
+            return None
+        if count_applied(pipe.transformer, adapter) < prepared.info.matched:
+            pipe.transformer.delete_adapters([adapter])
+            raise StudioError(f"LoRA {lora.name}: hot-swapping left layers without its weights — it was removed "
+                              "again; report this file")
+        self.hotswaps += 1
+        log.info("hot-swapped LoRA %s into %s (%s)", lora.name, adapter, prepared.info.summary)
+        return adapter, prepared.info
+
     def _evict(self, pipe: Any, keep: set[str]) -> None:
         while len(self._loaded) > self.max_loaded:
-            victim = next((sha for sha in self._loaded if sha not in keep), None)
+            victim = self._victim(keep)
             if victim is None:
                 return
             adapter, _ = self._loaded.pop(victim)
