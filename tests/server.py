@@ -25,6 +25,7 @@ class AppServer:
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.log_path = data_dir / "app.log"
         full_env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_MODEL": str(MODEL),
                     "STUDIO_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}

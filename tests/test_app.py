@@ -77,7 +77,8 @@ def browser_page(tmp_path: Path, viewport: dict | None = None):
         try:
             yield page
         except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            with contextlib.suppress(Exception):  # a hung page must not hide the real failure
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True, timeout=10_000)
             raise
         finally:
             browser.close()
@@ -302,3 +303,34 @@ def test_browser_train_a_tiny_lora_then_use_it(server, tmp_path):
         page.locator("#generate").click()
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
     assert latest_records(server, 1)[0]["request"]["loras"][0]["name"] == "tab-trained"
+
+
+@pytest.mark.browser
+def test_browser_train_from_history_images_then_stop_halfway(server, tmp_path):
+    from gradio_client import Client
+    from playwright.sync_api import expect
+
+    client = Client(server.url, verbose=False)
+    prompts = [f"a {c} square in the center on a white background" for c in ("red", "green", "blue", "yellow")]
+    made = [client.predict(prompt=p, seed=k, api_name="/generate")["id"] for k, p in enumerate(prompts)]
+    loras = Path(server.data_dir) / "loras"
+    with browser_page(tmp_path) as page:
+        page.goto(server.url + "/")
+        page.get_by_role("tab", name="Train LoRA").click()
+        page.locator("#train_history_refresh").click()
+        for gen_id in made:
+            page.locator("#train_history input").click()
+            page.get_by_role("option", name=re.compile(gen_id)).click()
+        page.keyboard.press("Escape")  # close the option list
+        expect(page.locator("#train_history_preview img")).to_have_count(4, timeout=20_000)
+        page.locator("#train_name textarea").fill("stopped-halfway")
+        page.locator("#train_steps input").fill("5000")
+        page.locator("#train_start").click()
+        expect(page.locator("#train_status")).to_contain_text("Training: step", timeout=60_000)
+        page.locator("#train_stop").click()
+        expect(page.locator("#train_status")).to_contain_text("Stopped", timeout=60_000)
+        page.get_by_role("tab", name="LoRA", exact=True).click()
+        page.locator("#lora_refresh").click()
+        page.wait_for_timeout(1500)
+        expect(page.locator("#lora_table")).not_to_contain_text("stopped-halfway")
+    assert not list(loras.glob("stopped-halfway*"))  # nothing half-written

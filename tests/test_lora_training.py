@@ -174,3 +174,19 @@ def test_cli_lora_train(tmp_path, monkeypatch, capsys):
     (images / "captions.txt").unlink()
     assert main([*args[:8], "--name", "nocap", "--json"]) == 2
     assert "no caption for toy0.png" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_history_images_for_training_are_the_visitors_own_with_their_prompts(studio):
+    from studio.errors import NotFound
+    from studio.ui.training_panel import history_choices, history_examples
+
+    mine = studio.generate(GenerationRequest(prompt="a red circle in the center on a white background", seed=1),
+                           owner="visitor-a")
+    theirs = studio.generate(GenerationRequest(prompt="a blue square in the center on a white background", seed=2),
+                             owner="visitor-b")
+    assert [gen_id for _, gen_id in history_choices(studio, "visitor-a")] == [mine["id"]]
+    paths, prompts = history_examples(studio, [mine["id"]], "visitor-a")
+    assert prompts == ["a red circle in the center on a white background"]
+    assert Image.open(paths[0]).size == (64, 64)
+    with pytest.raises(NotFound):
+        history_examples(studio, [theirs["id"]], "visitor-a")

@@ -60,6 +60,16 @@ def _history_items(studio: Studio, owner: str | None) -> tuple[list[tuple[str, s
     return [(r["images"][0]["path"], r["request"]["prompt"][:80]) for r in done], [r["id"] for r in done]
 
 
+def _visitor(ctx: UIContext, request: Any) -> str | None:
+    """Whose records this request may see: the visitor in multi-user mode (refused without a cookie), else all."""
+    if not ctx.multi_user:
+        return None
+    token = visitor_owner(request)
+    if not token:
+        raise StudioError("this browser has no visitor id yet — allow cookies and reload the page")
+    return token
+
+
 def _user_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, StudioError):
         return gr.Error(str(exc))
@@ -396,7 +406,7 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
         with gr.Tab("Edit", id="edit"):
             widgets["edit"] = edit_panel.build()
         with gr.Tab("Train LoRA", id="train"):
-            widgets["training"] = training_panel.build(ctx.studio, ctx.gpu_slots)
+            widgets["training"] = training_panel.build(ctx.studio, ctx.gpu_slots, lambda request: _visitor(ctx, request))
         with gr.Tab("LoRA", id="lora"):
             library = ctx.studio.loras
             widgets["loras"] = lora_panel.build(lambda: [library.describe(f) for f in library.scan()], panel["prompt"])

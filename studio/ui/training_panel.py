@@ -1,10 +1,13 @@
-"""LoRA training tab: images with captions, trigger word, rank, steps, learning rate; trains on the resident model
-with live loss, can be stopped (nothing half-written appears in the picker), and the LoRA joins the picker."""
+"""LoRA training tab: images (uploaded or picked from the history) with captions, trigger word, rank, steps, learning
+rate; trains on the resident model with live loss, can be stopped (nothing half-written appears in the picker), and
+the LoRA joins the picker. A history image's caption defaults to its record's prompt."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -27,16 +30,46 @@ def captions_for(files: list[str], text: str, trigger: str) -> list[str]:
     return captions
 
 
-def build(studio: Studio, gpu_slots: int = 1) -> dict[str, Any]:
-    """The Train tab's widgets and events."""
+HISTORY_CHOICES = 200
+PROGRESS_EVERY_S = 0.25  # status updates at most 4 per second: a tiny model trains ~50 steps/s
+
+
+def history_choices(studio: Studio, owner: str | None) -> list[tuple[str, str]]:
+    """(label, record id) of the visitor's finished generations with an image, newest first."""
+    records, _ = studio.store.list(limit=HISTORY_CHOICES, owner=owner, status="done")
+    return [(f"{r['request']['prompt'][:70] or '(no prompt)'} · {r['id']}", r["id"])
+            for r in records if r["images"]]
+
+
+def history_examples(studio: Studio, ids: list[str], owner: str | None) -> tuple[list[str], list[str]]:
+    """(image paths, prompts) of the chosen records — only the visitor's own (NotFound otherwise)."""
+    paths, prompts = [], []
+    for gen_id in ids:
+        record = studio.store.get(gen_id, owner)
+        if not record["images"]:
+            raise StudioError(f"record {gen_id[:8]} has no image — pick another")
+        paths.append(record["images"][0]["path"])
+        prompts.append(record["request"]["prompt"])
+    return paths, prompts
+
+
+def build(studio: Studio, gpu_slots: int = 1,
+          owner_of: Callable[[Any], str | None] = lambda request: None) -> dict[str, Any]:
+    """The Train tab's widgets and events (``owner_of(request)``: whose history the visitor may pick from)."""
     w: dict[str, Any] = {}
     gr.Markdown("Train a LoRA on the loaded model from 10–30 images. Images are centre-cropped to the model's size; "
                 "the trigger word is put in front of every caption. The result appears in the LoRA picker "
                 "(press *Rescan folders*).")
     w["images"] = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images",
                           elem_id="train_images")
-    w["captions"] = gr.Textbox(lines=5, label="Captions, one line per image in order (empty: the file name)",
-                               elem_id="train_captions")
+    with gr.Row():
+        w["history"] = gr.Dropdown(choices=[], value=[], multiselect=True, scale=4, elem_id="train_history",
+                                   label="…and/or images from your history (caption: the record's prompt)")
+        w["history_refresh"] = gr.Button("Load history", size="sm", scale=1, elem_id="train_history_refresh")
+    w["history_preview"] = gr.Gallery(label="Chosen history images", columns=10, height=110, allow_preview=False,
+                                      elem_id="train_history_preview")
+    w["captions"] = gr.Textbox(lines=5, label="Captions, one line per image in order: uploads, then history images "
+                               "(empty line: the file name / the record's prompt)", elem_id="train_captions")
     with gr.Row():
         w["name"] = gr.Textbox(label="LoRA name", value="my-style", elem_id="train_name")
         w["trigger"] = gr.Textbox(label="Trigger word", value="zwx", elem_id="train_trigger")
@@ -50,26 +83,48 @@ def build(studio: Studio, gpu_slots: int = 1) -> dict[str, Any]:
     w["status"] = gr.Markdown("", elem_id="train_status")
     stop_event: dict[str, threading.Event] = {}
 
-    def train(files: list[str] | None, text: str, name: str, trigger: str, rank: float, steps: float,
-              lr: float, request: gr.Request) -> Any:
+    def load_history(request: gr.Request) -> Any:
+        try:
+            return gr.update(choices=history_choices(studio, owner_of(request)))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def show_history(ids: list[str] | None, request: gr.Request) -> list[tuple[str, str]]:
+        try:
+            paths, prompts = history_examples(studio, list(ids or []), owner_of(request))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        return [(path, prompt[:60]) for path, prompt in zip(paths, prompts, strict=True)]
+
+    def train(files: list[str] | None, history_ids: list[str] | None, text: str, name: str, trigger: str,
+              rank: float, steps: float, lr: float, request: gr.Request) -> Any:
         session = request.session_hash or "local"
         files = files or []
         try:
-            images = [Image.open(path).convert("RGB") for path in files]
+            history_paths, history_prompts = history_examples(studio, list(history_ids or []), owner_of(request))
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
+        try:
+            images = [Image.open(path).convert("RGB") for path in [*files, *history_paths]]
         except OSError as exc:
             raise gr.Error(f"an image could not be read ({exc}) — upload PNG or JPEG files") from None
         cancel = stop_event[session] = threading.Event()
         captions = captions_for(files, text, trigger)
+        lines = (text or "").splitlines()[len(files):]
+        captions += [(lines[k].strip() if k < len(lines) else "") or prompt for k, prompt in enumerate(history_prompts)]
 
         def run(on_step: Any) -> Any:
             return studio.train_lora(name, trigger, images, captions, int(rank or 8), int(steps or 200),
                                      float(lr or 1e-3), lambda step, total, loss: on_step((step, total, loss)), cancel)
 
+        shown = 0.0
         try:
             for event in stream_job(run, cancel):
                 if event.kind == "step":
                     step, total, loss = event.payload
-                    yield f"Training: step {step}/{total} · loss {loss:.4f}"
+                    if time.monotonic() - shown >= PROGRESS_EVERY_S or step == total:  # don't flood the page
+                        shown = time.monotonic()
+                        yield f"Training: step {step}/{total} · loss {loss:.4f}"
                 elif event.kind == "done":
                     yield f"Done: `{Path(event.payload).name}` is in the LoRA folder — rescan the picker to use it."
                 elif isinstance(event.payload, Cancelled):
@@ -88,7 +143,9 @@ def build(studio: Studio, gpu_slots: int = 1) -> dict[str, Any]:
         event.set()
         return "Stopping…"
 
-    w["start"].click(train, [w[k] for k in ("images", "captions", "name", "trigger", "rank", "steps", "lr")],
+    w["history_refresh"].click(load_history, None, w["history"], queue=False, api_visibility="private")
+    w["history"].change(show_history, w["history"], w["history_preview"], queue=False, api_visibility="private")
+    w["start"].click(train, [w[k] for k in ("images", "history", "captions", "name", "trigger", "rank", "steps", "lr")],
                      w["status"], concurrency_id="gpu", concurrency_limit=gpu_slots, api_visibility="private")
     w["stop"].click(stop, None, w["status"], queue=False, api_visibility="private")
     return w
