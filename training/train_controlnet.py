@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from training.spec import MiniSpec
 
 RUN_DIR = Path("runs/controlnet")
 MODEL_DIR = train_base.MODEL_DIR
+FIRST_TEXT_ENCODERS = "b71b072588"  # the shipped encoders the first data cache was built with (its name has no stamp)
 OUT_DIR = Path("assets/models/flux-mini-controlnet-union")
 KINDS = ("canny", "depth", "pose")
 
@@ -78,9 +80,10 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
 
 
 @torch.no_grad()
-def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec) -> ControlData:
-    """Render, encode and embed the training scenes (cached under ``runs/controlnet``)."""
-    cache = RUN_DIR / f"data_s{seed}_{n_one}x1_{n_two}x2.pt"
+def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR) -> ControlData:
+    """Render, encode and embed the training scenes (cached under ``runs/controlnet`` per text-encoder weights)."""
+    stamp = text_encoder_stamp(model_dir)
+    cache = RUN_DIR / f"data_s{seed}_{n_one}x1_{n_two}x2{stamp}.pt"
     if cache.exists():
         return ControlData(**torch.load(cache))
     scenes = scene_set("one", n_one, seed=seed * 2 + 101, split="train")
@@ -95,8 +98,8 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec) -> ControlData
         kind = pick_kind(any(o.shape == STICK_FIGURE for o in scene.objects), rng)
         images[i], controls[i] = rendered.image, rendered.control(kind)
         modes.append(UNION_MODES[kind])
-    vae = AutoencoderKL.from_pretrained(MODEL_DIR / "vae").eval()
-    pipe = FluxPipeline.from_pretrained(MODEL_DIR, transformer=None, vae=None)
+    vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
+    pipe = FluxPipeline.from_pretrained(model_dir, transformer=None, vae=None)
     prompts = [scene_prompt(s) for s in scenes]
     seqs, pools = [], []
     for i in range(0, len(prompts), 256):
@@ -109,6 +112,15 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec) -> ControlData
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     torch.save(data.__dict__, cache)
     return data
+
+
+def text_encoder_stamp(model_dir: Path) -> str:
+    """'' for the text encoders the first cache was built with, else ``_te<hash>`` of their weight files."""
+    digest = hashlib.sha256()
+    for name in ("text_encoder", "text_encoder_2"):
+        digest.update((model_dir / name / "model.safetensors").read_bytes())
+    short = digest.hexdigest()[:10]
+    return "" if short == FIRST_TEXT_ENCODERS else f"_te{short}"
 
 
 def make_controlnet(transformer: torch.nn.Module) -> FluxControlNetModel:
@@ -130,9 +142,9 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     spec = MiniSpec()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    data = build_data(args.seed, args.n_one, args.n_two, spec)
+    data = build_data(args.seed, args.n_one, args.n_two, spec, args.model)
     n = len(data.latents)
-    base = FluxPipeline.from_pretrained(MODEL_DIR, text_encoder=None, text_encoder_2=None, vae=None,
+    base = FluxPipeline.from_pretrained(args.model, text_encoder=None, text_encoder_2=None, vae=None,
                                         tokenizer=None, tokenizer_2=None).transformer
     base.requires_grad_(False).eval()
     net = make_controlnet(base).train()
@@ -221,6 +233,7 @@ def main() -> None:
     parser.add_argument("--ckpt-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--model", type=Path, default=MODEL_DIR, help="the base model folder it trains against")
     train(parser.parse_args())
 
 
