@@ -22,6 +22,7 @@ from studio import coalesce, memory_estimate, sampling
 from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
 from studio.caching import step_cache
+from studio.conditioning.control import check_channel_control
 from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
 from studio.loras import LoraAdapters, LoraLibrary, apply_request_loras
 from studio.memory import apply_memory_mode, resolve_device
@@ -295,6 +296,7 @@ class Engine:
         self.ensure(request.model, request.quant)
         load_s = time.perf_counter() - started
         resolved = self.resolve(request).validate()
+        check_channel_control(self._pipe.transformer, resolved)
         resolved = apply_request_loras(self._pipe, resolved, self._loras, self.lora_adapters)
         try:
             if cancel.is_set():
@@ -399,6 +401,12 @@ class Engine:
         from studio.conditioning import control
 
         assert req.width and req.height
+        if control.control_channels(self._pipe.transformer):  # BFL Flux Control model: one control, concatenated
+            spec = req.controls[0]
+            image = self._input_image(spec.image, "RGB", req.width, req.height)
+            mapped = control.annotate(spec.kind, image, spec.preprocess, self.settings.annotators)
+            return control.ChannelControl(control.encode_control(self._pipe, mapped, req.width, req.height,
+                                                                 req.batch_size))
         units = []
         for spec in req.controls:
             image = self._input_image(spec.image, "RGB", req.width, req.height)

@@ -89,7 +89,8 @@ def prepare_noise(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed starting noise from one CPU generator per image (seed + k), and the image position ids."""
     generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-    channels = pipe.transformer.config.in_channels // 4
+    config = pipe.transformer.config
+    channels = int(config.get("out_channels") or config.in_channels) // 4  # a Flux Control model's input is wider
     device = device or pipe._execution_device
     return pipe.prepare_latents(len(seeds), channels, height, width, dtype, device, generators)
 

@@ -3,6 +3,11 @@
 A ControlExtension adds ``controlnet_block_samples`` to the transformer call. Residuals are computed once per step
 on the positive pass and reused on the negative pass (as diffusers' FluxControlNetPipeline does). A unit's scale
 at step i is strength × control curve(i), and 0 outside its own [start, end] window; units at 0 cost nothing.
+
+BFL's Flux Control models (FLUX.1-Canny-dev, FLUX.1-Depth-dev) take the control differently: their transformer has
+twice the input channels, and the control map's packed latents are concatenated to the image latents' channels at
+every step (ChannelControl, as diffusers' FluxControlPipeline does). Such a model needs exactly one control, at
+full strength over all steps (it has no conditioning scale).
 """
 
 from __future__ import annotations
@@ -116,6 +121,40 @@ def check_compatible(net: Any, transformer: Any, source: str) -> None:
                 f"the ControlNet {source} does not fit the loaded model ({key} {theirs} vs {ours}) — "
                 "use a ControlNet trained for this base model"
             )
+
+
+def control_channels(transformer: Any) -> int:
+    """Extra input channels of a BFL Flux Control model (64 image + 64 control for FLUX.1-Canny-dev); 0 otherwise."""
+    cfg = transformer.config
+    return int(cfg.in_channels) - int(cfg.get("out_channels") or cfg.in_channels)
+
+
+def check_channel_control(transformer: Any, request: Any) -> None:
+    """Refuse, with the fix, a request a BFL Flux Control model cannot run (or a control it cannot take)."""
+    if not control_channels(transformer):
+        return
+    if request.mode != "txt2img":
+        raise StudioError("a Flux Control model (Canny/Depth-dev) does text-to-image with a control only — load "
+                          "FLUX.1-dev for img2img / inpaint")
+    if len(request.controls) != 1:
+        raise StudioError(f"this Flux Control model needs exactly one control image (got {len(request.controls)}) — "
+                          "add its canny or depth map in the Structure tab (CLI: --control canny:IMAGE)")
+    spec = request.controls[0]
+    if (spec.strength, spec.start, spec.end) != (1.0, 0.0, 1.0) or (request.schedule or {}).get("control"):
+        raise StudioError("a Flux Control model has no control strength or window — set strength 1, start 0, "
+                          "end 1 and no control curve, or use a ControlNet with FLUX.1-dev for those")
+
+
+@dataclass
+class ChannelControl:
+    """BFL Flux Control: the control map's packed latents joined to the image latents' channels at every step."""
+
+    cond: torch.Tensor
+
+    def transformer_kwargs(self, step: int, pass_name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """``hidden_states`` with the control latents concatenated (FluxControlPipeline's ``torch.cat(dim=2)``)."""
+        latents = inputs["hidden_states"]
+        return {"hidden_states": torch.cat([latents, self.cond.to(latents.dtype)], dim=2)}
 
 
 @dataclass
