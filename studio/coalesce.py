@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from studio import sampling
-from studio.conditioning.control import check_channel_control
+from studio import model_kinds, sampling
 from studio.errors import Cancelled
 from studio.loras import apply_request_loras
 from studio.request import MAX_BATCH, GenerationRequest
@@ -189,7 +188,7 @@ def run_group(engine: Engine, tickets: list[Ticket], finish: Callable[[Ticket, A
         for ticket in tickets:
             try:  # a request that fails here fails alone
                 resolved = engine.resolve(ticket.request).validate()
-                check_channel_control(engine.pipe.transformer, resolved)
+                model_kinds.check_request(engine.pipe.transformer, resolved)
                 resolved = apply_request_loras(engine.pipe, resolved, ticket.loras or engine.lora_library,
                                                engine.lora_adapters)
             except Exception as exc:  # noqa: BLE001 - handed to that request's thread

@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from studio import coalesce, memory_estimate, sampling
+from studio import coalesce, memory_estimate, model_kinds, sampling
 from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
 from studio.caching import step_cache
-from studio.conditioning.control import check_channel_control
 from studio.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
 from studio.loras import LoraAdapters, LoraLibrary, apply_request_loras
 from studio.memory import apply_memory_mode, resolve_device
@@ -168,9 +167,9 @@ class Engine:
         if mode == "txt2img":
             return self._pipe
         if mode not in self._derived:
-            from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline
+            from diffusers import FluxFillPipeline, FluxImg2ImgPipeline, FluxInpaintPipeline
 
-            cls = {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline}[mode]
+            cls = {"img2img": FluxImg2ImgPipeline, "inpaint": FluxInpaintPipeline, "fill": FluxFillPipeline}[mode]
             derived = cls.from_pipe(self._pipe)
             derived.set_progress_bar_config(disable=True)
             self._derived[mode] = derived
@@ -296,7 +295,7 @@ class Engine:
         self.ensure(request.model, request.quant)
         load_s = time.perf_counter() - started
         resolved = self.resolve(request).validate()
-        check_channel_control(self._pipe.transformer, resolved)
+        model_kinds.check_request(self._pipe.transformer, resolved)
         resolved = apply_request_loras(self._pipe, resolved, self._loras, self.lora_adapters)
         try:
             if cancel.is_set():
@@ -401,7 +400,7 @@ class Engine:
         from studio.conditioning import control
 
         assert req.width and req.height
-        if control.control_channels(self._pipe.transformer):  # BFL Flux Control model: one control, concatenated
+        if model_kinds.transformer_kind(self._pipe.transformer) == "control":  # BFL Flux Control: concatenated
             spec = req.controls[0]
             image = self._input_image(spec.image, "RGB", req.width, req.height)
             mapped = control.annotate(spec.kind, image, spec.preprocess, self.settings.annotators)
@@ -466,11 +465,16 @@ class Engine:
             raise StudioError(
                 "schedules and step caching apply to txt2img only for now — clear them for img2img/inpaint"
             )
-        pipe = self.pipeline_for(req.mode)
+        fill = model_kinds.transformer_kind(self._pipe.transformer) == "fill"  # BFL Fill-dev: FluxFillPipeline
+        pipe = self.pipeline_for("fill" if fill else req.mode)
         init = self._input_image(req.init_image, "RGB", req.width, req.height)
         kwargs: dict[str, Any] = {}
         if req.mode == "inpaint":
             kwargs["mask_image"] = self._input_image(req.mask, "L", req.width, req.height)
+        if not fill:  # FluxFillPipeline has no true CFG
+            kwargs.update(negative_prompt=req.negative_prompt if req.true_cfg > 1 else None,
+                          true_cfg_scale=req.true_cfg)
+        strength = req.strength if req.strength is not None else (1.0 if fill else 0.6)
 
         def callback(p: Any, i: int, t: Any, tensors: dict) -> dict:
             if cancel.is_set():
@@ -482,10 +486,8 @@ class Engine:
         out = pipe(
             prompt=req.prompt,
             prompt_2=req.prompt_2,
-            negative_prompt=req.negative_prompt if req.true_cfg > 1 else None,
-            true_cfg_scale=req.true_cfg,
             image=init,
-            strength=req.strength if req.strength is not None else 0.6,
+            strength=strength,
             height=req.height,
             width=req.width,
             num_inference_steps=req.steps,

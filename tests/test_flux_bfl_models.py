@@ -1,7 +1,10 @@
-"""BFL Flux Control models (FLUX.1-Canny/Depth-dev kind): a transformer with twice the input channels takes the
-control map's latents concatenated to the image latents. Proved on flux-mini widened the same way: with zero
-control weights it draws exactly what flux-mini draws; with non-zero ones it matches diffusers' FluxControlPipeline
-(built with ``from_pipe`` on the resident pipeline) pixel for pixel; requests it cannot run are refused."""
+"""BFL's Flux Control (Canny/Depth-dev) and Fill (Fill-dev) models, proved on flux-mini widened the same way.
+
+Control: a transformer with twice the input channels takes the control map's latents concatenated to the image
+latents. With zero control weights it draws exactly what flux-mini draws; with non-zero ones it matches diffusers'
+FluxControlPipeline (built with ``from_pipe`` on the resident pipeline); requests it cannot run are refused.
+Fill: six times the input channels (masked-image latents + packed mask); inpainting runs through FluxFillPipeline
+derived with ``from_pipe``, the mask reaches the model, replay is exact, other modes are refused."""
 
 from __future__ import annotations
 
@@ -23,18 +26,19 @@ from tests.conftest import MODEL
 PROMPT = "a red circle in the top left on a white background"
 
 
-def widened_model(folder, control_scale: float):
-    """flux-mini with a BFL-Control-style transformer: x_embedder takes 64 image + 64 control channels."""
+def widened_model(folder, control_scale: float, factor: int = 2):
+    """flux-mini with a BFL-style transformer: x_embedder takes 64 image channels + (factor - 1) × 64 more."""
     from diffusers import FluxTransformer2DModel
 
     shutil.copytree(MODEL, folder, ignore=shutil.ignore_patterns("transformer"))
     base = FluxTransformer2DModel.from_pretrained(MODEL / "transformer")
     config = {k: v for k, v in base.config.items() if not k.startswith("_")}
-    wide = FluxTransformer2DModel.from_config({**config, "in_channels": 2 * config["in_channels"],
+    wide = FluxTransformer2DModel.from_config({**config, "in_channels": factor * config["in_channels"],
                                                "out_channels": config["in_channels"]})
     state = base.state_dict()
     weight = state["x_embedder.weight"]
-    extra = torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * control_scale
+    extra = torch.randn((weight.shape[0], (factor - 1) * weight.shape[1]),
+                        generator=torch.Generator().manual_seed(0)) * control_scale
     state["x_embedder.weight"] = torch.cat([weight, extra], dim=1)
     wide.load_state_dict(state)
     wide.save_pretrained(folder / "transformer")
@@ -53,6 +57,7 @@ def studios(tmp_path_factory):
         "zero": make_studio(widened_model(tmp / "zero", 0.0), tmp / "data-zero"),
         "live": make_studio(widened_model(tmp / "live", 0.5), tmp / "data-live"),
         "base": make_studio(MODEL, tmp / "data-base"),
+        "fill": make_studio(widened_model(tmp / "fill", 0.5, factor=6), tmp / "data-fill"),
     }
     yield made
     for studio in made.values():
@@ -119,3 +124,27 @@ def test_requests_a_flux_control_model_cannot_run_are_refused_with_the_fix(studi
         with pytest.raises(StudioError, match=message):
             studio.generate(request)
     assert studio.engine.pipe.transformer.config.in_channels == 128  # still the resident control model
+
+
+def test_a_fill_model_inpaints_through_flux_fill_pipeline_and_the_mask_matters(studios):
+    from diffusers import FluxFillPipeline
+
+    studio = studios["fill"]
+    init = studio.store.assets.put_image(Image.new("RGB", (64, 64), "white"))
+    masks = []
+    for box in ((0, 0, 32, 32), (32, 32, 64, 64)):
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, box)
+        masks.append(studio.store.assets.put_image(mask))
+    made = [studio.generate(GenerationRequest(prompt=PROMPT, seed=2, mode="inpaint", init_image=init, mask=m))
+            for m in masks]
+    assert isinstance(studio.engine.pipeline_for("fill"), FluxFillPipeline)
+    assert studio.engine.pipeline_for("fill").transformer is studio.engine.pipe.transformer
+    assert np.abs(pixels(made[0]) - pixels(made[1])).mean() > 1  # the mask reaches the model
+    assert made[0]["request"]["strength"] is None or made[0]["request"]["strength"] == 1.0
+    assert np.array_equal(pixels(studio.replay(made[0]["id"])), pixels(made[0]))
+    with pytest.raises(StudioError, match="only inpaints"):
+        studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
+    with pytest.raises(StudioError, match="no true CFG"):
+        studio.generate(GenerationRequest(prompt=PROMPT, seed=2, mode="inpaint", init_image=init, mask=masks[0],
+                                          true_cfg=2.0))

@@ -123,28 +123,6 @@ def check_compatible(net: Any, transformer: Any, source: str) -> None:
             )
 
 
-def control_channels(transformer: Any) -> int:
-    """Extra input channels of a BFL Flux Control model (64 image + 64 control for FLUX.1-Canny-dev); 0 otherwise."""
-    cfg = transformer.config
-    return int(cfg.in_channels) - int(cfg.get("out_channels") or cfg.in_channels)
-
-
-def check_channel_control(transformer: Any, request: Any) -> None:
-    """Refuse, with the fix, a request a BFL Flux Control model cannot run (or a control it cannot take)."""
-    if not control_channels(transformer):
-        return
-    if request.mode != "txt2img":
-        raise StudioError("a Flux Control model (Canny/Depth-dev) does text-to-image with a control only — load "
-                          "FLUX.1-dev for img2img / inpaint")
-    if len(request.controls) != 1:
-        raise StudioError(f"this Flux Control model needs exactly one control image (got {len(request.controls)}) — "
-                          "add its canny or depth map in the Structure tab (CLI: --control canny:IMAGE)")
-    spec = request.controls[0]
-    if (spec.strength, spec.start, spec.end) != (1.0, 0.0, 1.0) or (request.schedule or {}).get("control"):
-        raise StudioError("a Flux Control model has no control strength or window — set strength 1, start 0, "
-                          "end 1 and no control curve, or use a ControlNet with FLUX.1-dev for those")
-
-
 @dataclass
 class ChannelControl:
     """BFL Flux Control: the control map's packed latents joined to the image latents' channels at every step."""
