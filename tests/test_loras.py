@@ -274,60 +274,50 @@ def test_switching_between_loaded_loras_is_fast_and_never_reloads(studio):
     assert len({pixels(r).tobytes() for r in (first_a, only_b, both)}) == 3
 
 
+def swap_after(studio, monkeypatch, first: dict, second: dict):
+    """With one adapter slot: ``second`` generated alone (fresh load), then after ``first`` (swap or replace).
+
+    ``first``/``second``: peft_lora keyword arguments. Returns (fresh record, record after first, slot of first,
+    hotswap count before the second load, the transformer)."""
+    transformer = studio.engine.pipe.transformer
+    folder = studio.settings.data_dir / "loras"
+    write(folder / "first.safetensors", peft_lora(transformer, **first))
+    write(folder / "second.safetensors", peft_lora(transformer, **second))
+    adapters = studio.engine.lora_adapters
+    adapters.clear()
+    fresh = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("second"),)))
+    adapters.clear()
+    monkeypatch.setattr(adapters, "max_loaded", 1)
+    studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("first"),)))
+    slot, swaps = adapters.active[0].adapter, adapters.hotswaps
+    after = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("second"),)))
+    return fresh, after, slot, swaps, transformer
+
+
 def test_beyond_the_limit_a_new_lora_is_hot_swapped_into_the_least_recent_slot(studio, monkeypatch):
     from studio.loras import count_applied
 
-    transformer = studio.engine.pipe.transformer
-    folder = studio.settings.data_dir / "loras"
-    write(folder / "one.safetensors", peft_lora(transformer, seed=21))
-    write(folder / "two.safetensors", peft_lora(transformer, seed=22))
+    fresh, swapped, slot, swaps, transformer = swap_after(studio, monkeypatch, {"seed": 21}, {"seed": 22})
     adapters = studio.engine.lora_adapters
-    adapters.clear()
-    two_fresh = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("two"),)))
-    adapters.clear()
-    monkeypatch.setattr(adapters, "max_loaded", 1)
-    studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("one"),)))
-    slot, swaps = adapters.active[0].adapter, adapters.hotswaps
-    two_swapped = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("two"),)))
     assert adapters.hotswaps == swaps + 1 and adapters.active[0].adapter == slot  # same layers, new weights
     assert list(adapters.loaded.values()) == [slot] and count_applied(transformer, slot) == 7
-    assert np.array_equal(pixels(two_fresh), pixels(two_swapped))
+    assert np.array_equal(pixels(fresh), pixels(swapped))
 
 
 def test_a_lora_of_another_rank_on_fewer_layers_swaps_in_with_the_same_result(studio, monkeypatch):
-    from studio.loras import count_applied
-
-    transformer = studio.engine.pipe.transformer
-    folder = studio.settings.data_dir / "loras"
-    write(folder / "r4.safetensors", peft_lora(transformer, seed=31))
-    write(folder / "r8.safetensors", peft_lora(transformer, rank=8, seed=32, modules=STYLE_MODULES[:3]))
+    fresh, swapped, slot, swaps, _ = swap_after(studio, monkeypatch, {"seed": 31},
+                                                {"rank": 8, "seed": 32, "modules": STYLE_MODULES[:3]})
     adapters = studio.engine.lora_adapters
-    adapters.clear()
-    fresh = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("r8"),)))
-    assert count_applied(transformer, adapters.active[0].adapter) == 3
-    adapters.clear()
-    monkeypatch.setattr(adapters, "max_loaded", 1)
-    studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("r4"),)))
-    swapped = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("r8"),)))
-    assert len(adapters.loaded) == 1 and adapters.active[0].info.matched == 3
-    assert np.array_equal(pixels(fresh), pixels(swapped))  # the 4 layers r8 lacks carry zeros, not r4's weights
+    assert adapters.hotswaps == swaps + 1 and len(adapters.loaded) == 1 and adapters.active[0].info.matched == 3
+    assert np.array_equal(pixels(fresh), pixels(swapped))  # the 4 layers it lacks carry zeros, not the old weights
 
 
 def test_a_lora_on_more_layers_than_the_slot_replaces_it_by_a_fresh_load(studio, monkeypatch):
     from studio.loras import count_applied
 
-    transformer = studio.engine.pipe.transformer
-    folder = studio.settings.data_dir / "loras"
-    write(folder / "few.safetensors", peft_lora(transformer, seed=41, modules=STYLE_MODULES[:3]))
-    write(folder / "all.safetensors", peft_lora(transformer, seed=42))
+    fresh, replaced, first, swaps, transformer = swap_after(
+        studio, monkeypatch, {"seed": 41, "modules": STYLE_MODULES[:3]}, {"seed": 42})
     adapters = studio.engine.lora_adapters
-    adapters.clear()
-    fresh = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("all"),)))
-    adapters.clear()
-    monkeypatch.setattr(adapters, "max_loaded", 1)
-    studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("few"),)))
-    first, swaps = adapters.active[0].adapter, adapters.hotswaps
-    replaced = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, loras=(LoraSpec("all"),)))
     current = adapters.active[0].adapter
     assert adapters.hotswaps == swaps and current != first and list(adapters.loaded.values()) == [current]
     assert count_applied(transformer, first) == 0 and count_applied(transformer, current) == 7
