@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from studio import coalesce, memory_estimate, model_kinds, sampling
+from studio import attention, coalesce, memory_estimate, model_kinds, sampling
 from studio import schedule as schedule_mod
 from studio.assetstore import AssetStore
 from studio.caching import step_cache
@@ -127,6 +127,7 @@ class Engine:
             raise _load_error(location, exc) from exc
         pipe.set_progress_bar_config(disable=True)
         apply_memory_mode(pipe, self.settings.memory, self.device)
+        attention.apply_backend(pipe.transformer, self.settings.attention_backend)
         self.compiled = self._maybe_compile(pipe)
         log.info("loaded %s in %.1fs", location.name, time.perf_counter() - started)
         return pipe
@@ -361,8 +362,10 @@ class Engine:
         )
         scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
         callback = self.step_callback(on_step, req.height, req.width)
-        extensions = [ext for ext in (self._regions(req, cond, plan), self._controls(req, plan)) if ext is not None]
-        with step_cache(pipe.transformer, req.cache, req.steps):
+        regional = self._regions(req, cond, plan)
+        extensions = [ext for ext in (regional, self._controls(req, plan)) if ext is not None]
+        backend = self.settings.attention_backend if regional is not None else ""
+        with attention.masked_attention(pipe.transformer, backend), step_cache(pipe.transformer, req.cache, req.steps):
             latents = sampling.denoise(
                 pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, callback, cancel, extensions
             )

@@ -30,6 +30,7 @@ class Settings:
     threads: int = 0
     queue_size: int = 16
     controlnets: dict[str, str] = field(default_factory=dict)
+    attention_backend: str = ""  # STUDIO_ATTENTION_BACKEND: a diffusers attention backend; "" = its default
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,6 +83,7 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         quant=env.get("STUDIO_QUANT", "none"),
         annotators=_path(env["STUDIO_ANNOTATORS"]) if env.get("STUDIO_ANNOTATORS") else None,
         threads=int(env.get("STUDIO_THREADS", "0") or 0),
+        attention_backend=env.get("STUDIO_ATTENTION_BACKEND", "").strip().lower(),
         controlnets={
             kind: env[f"STUDIO_CONTROLNET_{kind.upper()}"]
             for kind in ("canny", "depth", "pose", "union")

@@ -84,3 +84,34 @@ def test_base_ratio_mixes_the_main_prompt_into_regions_and_zero_is_off(studio):
     assert studio.replay(mixed["id"])["images"][0]["sha256"] == mixed["images"][0]["sha256"]
     with pytest.raises(InvalidRequest, match="region_base_ratio"):
         GenerationRequest(prompt=BASE, regions=specs, region_base_ratio=1.5).validate()
+
+
+def test_regions_under_a_backend_without_masks_run_on_native_attention_and_switch_back(tmp_path, engine):
+    from studio import settings as settings_mod
+    from studio.engine import Engine
+    from studio.errors import StudioError
+    from studio.history import Store
+    from studio.service import Studio
+    from tests.conftest import MODEL
+
+    def studio_with(backend: str, name: str) -> Studio:
+        env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp_path / name), "STUDIO_ATTENTION_BACKEND": backend}
+        settings = settings_mod.from_env(env, threads=1)
+        return Studio(settings, engine=Engine(settings), store=Store(settings.db_url, settings.data_dir))
+
+    native, maskless = studio_with("native", "a"), studio_with("_native_flash", "b")  # torch's flash SDPA: no masks
+    try:
+        specs = []
+        for studio in (native, maskless):
+            left = store_mask(studio, box_mask(64, 0, 0, 32, 32))
+            specs.append((RegionSpec(left, "a green triangle in the top left on a white background"),))
+        made = [s.generate(GenerationRequest(prompt=BASE, seed=8, regions=r)) for s, r in zip((native, maskless), specs)]
+        assert np.array_equal(pixels(made[0]), pixels(made[1]))  # the regions took effect the same way
+        processors = [m.processor for m in maskless.engine.pipe.transformer.modules() if hasattr(m, "processor")]
+        assert {str(p._attention_backend.value) for p in processors if hasattr(p, "_attention_backend")} == {
+            "_native_flash"}  # configured backend back in place
+    finally:
+        native.close()
+        maskless.close()
+    with pytest.raises(StudioError, match="STUDIO_ATTENTION_BACKEND='no-such'"):
+        studio_with("no-such", "c").engine.ensure()
