@@ -124,3 +124,42 @@ def test_overlay_of_a_record_draws_its_control_maps_over_the_result(control_stud
     assert record_overlay(record, "off", studio) is None
     plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=4))
     assert record_overlay(plain, "blend", studio) is None
+
+
+def tiny_depth_anything(folder):
+    """A randomly initialised Depth-Anything in transformers' folder layout (the real one is a download)."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    torch.manual_seed(0)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
+                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=False).save_pretrained(folder)
+
+
+def test_depth_preprocessing_runs_the_depth_anything_found_in_the_annotator_folder(tmp_path, engine):
+    from studio.conditioning.annotators import WHAT_TO_GET, annotate_with_weights, depth_detector_name
+
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    assert depth_detector_name(folder) is None
+    with pytest.raises(StudioError, match="depth-anything"):
+        annotate_with_weights("depth", Image.new("RGB", (64, 64)), folder)
+    tiny_depth_anything(folder / "depth-anything")
+    assert depth_detector_name(folder) == "depth-anything" and "ZoeD_M12_N.pt" in WHAT_TO_GET["depth"]
+    env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_ANNOTATORS": str(folder)}
+    settings = settings_mod.from_env(env, threads=1)
+    studio = Studio(settings, engine=Engine(settings), store=Store(settings.db_url, settings.data_dir))
+    try:
+        photo = Image.new("RGB", (64, 64), "white")
+        photo.paste((200, 30, 30), (8, 8, 40, 40))
+        ref = studio.store.assets.put_image(photo)
+        depth = studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("depth", ref),)))
+        plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
+        assert not np.array_equal(pixels(depth), pixels(plain))  # the depth map went into the union ControlNet
+        assert np.array_equal(pixels(studio.replay(depth["id"])), pixels(depth))
+    finally:
+        studio.close()

@@ -75,19 +75,9 @@ def annotate(kind: str, image: Image.Image, preprocess: bool, annotators: Path |
         side = min(image.size)
         return CannyDetector()(np.asarray(image.convert("RGB")), detect_resolution=side, image_resolution=side,
                                output_type="pil").resize(image.size)
-    if annotators is None or not annotators.is_dir():
-        raise StudioError(
-            f"{base} preprocessing needs annotator weights — download lllyasviel/Annotators "
-            f"({'dpt_hybrid-midas-501f0c75.pt' if base == 'depth' else 'body_pose_model.pth'}) into a folder and "
-            f"set STUDIO_ANNOTATORS to it, or upload a ready {base} map as kind '{base}-map'"
-        )
-    if base == "depth":
-        from controlnet_aux import MidasDetector
+    from studio.conditioning.annotators import annotate_with_weights
 
-        return MidasDetector.from_pretrained(str(annotators))(image).resize(image.size)
-    from controlnet_aux import OpenposeDetector
-
-    return OpenposeDetector.from_pretrained(str(annotators))(image).resize(image.size)
+    return annotate_with_weights(base, image, annotators)
 
 
 @torch.no_grad()
