@@ -31,6 +31,7 @@ from studio.settings import Settings
 
 log = logging.getLogger(__name__)
 TEXT_CACHE_SIZE = 64
+CONTROL_MAPS_KEPT = 16  # annotated control maps kept by input hash
 PREVIEW_INTERVAL_S = 0.25
 
 
@@ -74,6 +75,7 @@ class Engine:
         self._exec_device: torch.device = self.device
         self._assets = AssetStore(settings.data_dir / "assets")
         self._controlnets: dict[str, Any] = {}
+        self._control_maps: OrderedDict[tuple[str, str, bool, int, int], Any] = OrderedDict()  # by input hash
         self.load_count = 0
         self.compiled = False
         self.lora_library = LoraLibrary(settings.lora_dirs)
@@ -148,6 +150,7 @@ class Engine:
         self._derived.clear()
         self._text_cache.clear()
         self._controlnets.clear()
+        self._control_maps.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -405,14 +408,12 @@ class Engine:
         assert req.width and req.height
         if model_kinds.transformer_kind(self._pipe.transformer) == "control":  # BFL Flux Control: concatenated
             spec = req.controls[0]
-            image = self._input_image(spec.image, "RGB", req.width, req.height)
-            mapped = control.annotate(spec.kind, image, spec.preprocess, self.settings.annotators)
+            mapped = self._control_map(spec, req.width, req.height)
             return control.ChannelControl(control.encode_control(self._pipe, mapped, req.width, req.height,
                                                                  req.batch_size))
         units = []
         for spec in req.controls:
-            image = self._input_image(spec.image, "RGB", req.width, req.height)
-            mapped = control.annotate(spec.kind, image, spec.preprocess, self.settings.annotators)
+            mapped = self._control_map(spec, req.width, req.height)
             net, mode = self._controlnet(spec.kind.removesuffix("-map"))
             cond = control.encode_control(self._pipe, mapped, req.width, req.height, req.batch_size)
             mode_tensor = None
@@ -421,6 +422,19 @@ class Engine:
             scales = control.step_scales(spec.strength, spec.start, spec.end, plan.extras["control"])
             units.append(control.ControlUnit(net, cond, mode_tensor, scales))
         return control.ControlExtension(units)
+
+    def _control_map(self, spec: Any, width: int, height: int) -> Any:
+        """The control unit's map (annotated when asked), kept by the input's content hash: annotate once."""
+        from studio.conditioning import control
+
+        key = (spec.kind, spec.image, spec.preprocess, width, height)
+        if key not in self._control_maps:
+            image = self._input_image(spec.image, "RGB", width, height)
+            self._control_maps[key] = control.annotate(spec.kind, image, spec.preprocess, self.settings.annotators)
+            while len(self._control_maps) > CONTROL_MAPS_KEPT:
+                self._control_maps.popitem(last=False)
+        self._control_maps.move_to_end(key)
+        return self._control_maps[key]
 
     def _controlnet(self, kind: str) -> tuple[Any, int | None]:
         """The ControlNet for a control kind and its union mode: STUDIO_CONTROLNET_<KIND>, a union net, the

@@ -161,5 +161,6 @@ def test_depth_preprocessing_runs_the_depth_anything_found_in_the_annotator_fold
         plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
         assert not np.array_equal(pixels(depth), pixels(plain))  # the depth map went into the union ControlNet
         assert np.array_equal(pixels(studio.replay(depth["id"])), pixels(depth))
+        assert len(studio.engine._control_maps) == 1  # the replay reused the annotated map (keyed by input hash)
     finally:
         studio.close()
