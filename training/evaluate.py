@@ -3,7 +3,7 @@
     python -m training.evaluate --model assets/models/flux-mini --n 40 --grid runs/final_grid.png
 
 Held-out prompts: ``prompt_set(kind, n, seed=0, split="heldout")``; prompt k is sampled with seed k, guidance 3.5
-(the default). Reports one-object accuracy, one-object with true CFG 3 (empty negative prompt) and two-object.
+(the default). Reports one- and two-object accuracy, each without and with true CFG 3 (empty negative prompt).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def evaluate(model: Path, n: int, true_cfgs: tuple[float, ...] = (1.0, 3.0), kin
     out = {}
     for kind in kinds:
         prompts = prompt_set(kind, n, seed=0, split="heldout")
-        for cfg in true_cfgs if kind == "one" else true_cfgs[:1]:
+        for cfg in true_cfgs:
             images = generate(model, prompts, steps=steps, true_cfg=cfg)
             out[f"{kind}_cfg{cfg:g}"] = evaluate_many(zip(images, prompts, strict=True))
     return out
