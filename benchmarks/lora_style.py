@@ -1,6 +1,6 @@
 """A LoRA trained with the studio's own trainer (the Train LoRA tab's code) on 20 toy images of a new style.
 
-    python -m benchmarks.lora_style [--steps 1500] [--n 24]
+    python -m benchmarks.lora_style [--steps 1500] [--n 24] [--keep assets/loras]
 
 Style "zwx": every object is drawn orange whatever colour the caption names (captions are the scenes' prompts, so
 the LoRA must learn to override the prompt's colour). 20 one-object training-split scenes, rank 8, batch 4,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="copy the trained LoRA into this folder")
     args = parser.parse_args()
     lora_dir = Path(tempfile.mkdtemp())
     engine = Engine(settings_mod.from_env(threads=1, lora_dirs=(lora_dir,)))
@@ -78,6 +80,9 @@ def main() -> None:
     print(f"{'':<22} {'orange':>7} {'position':>9}")
     print(f"{'without LoRA':<22} {off['style_colour']:>7.3f} {off['position']:>9.3f}")
     print(f"{'LoRA + trigger word':<22} {on['style_colour']:>7.3f} {on['position']:>9.3f}")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lora_dir / "zwx-orange.safetensors", args.keep / "zwx-orange.safetensors")
     if args.json:
         args.json.write_text(json.dumps({"train_seconds": seconds, "off": off, "on": on}, indent=2))
 
