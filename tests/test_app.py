@@ -180,33 +180,37 @@ def test_browser_painted_region_reaches_the_record(server, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_pick_lora_insert_trigger_words_and_generate(server, tmp_path):
-    from diffusers import FluxTransformer2DModel
+def test_browser_pick_lora_insert_trigger_words_and_generate_and_the_style_appears(server, tmp_path):
+    """The shipped style LoRA zwx-orange (trained by the Train LoRA code: objects drawn orange) applied from the
+    picker: the trigger word goes into the prompt and the generated object is orange; without it, green."""
+    from gradio_client import Client
+    from PIL import Image
     from playwright.sync_api import expect
 
-    from tests.conftest import MODEL
-    from tests.test_loras import peft_lora, write
+    from studio.toyworld.evaluate import evaluate_image
 
-    transformer = FluxTransformer2DModel.from_pretrained(MODEL / "transformer")
-    lora_dir = server.log_path.parent / "loras"
-    write(lora_dir / "zwx-style.safetensors", peft_lora(transformer),
-          metadata={"flux_studio.trigger_words": "zwx", "flux_studio.base_model": "flux-mini"})
+    prompt = "a green square in the center on a white background"
     with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
         page.goto(server.url + "/")
-        page.locator("#prompt textarea").fill(PROMPT)
+        page.locator("#prompt textarea").fill(prompt)
+        page.locator("#seed input").fill("7")
         page.get_by_role("tab", name="LoRA", exact=True).click()
         page.locator("#lora_refresh").click()
-        expect(page.locator("#lora_table")).to_contain_text("zwx-style", timeout=20_000)
+        expect(page.locator("#lora_table")).to_contain_text("zwx-orange", timeout=20_000)
         page.locator("#lora_0_name input").click()
-        page.get_by_role("option", name="zwx-style").click()
+        page.get_by_role("option", name="zwx-orange").click()
         expect(page.locator("#lora_0_info")).to_contain_text("zwx", timeout=20_000)
         page.locator("#lora_insert_triggers").click()
-        expect(page.locator("#prompt textarea")).to_have_value(re.compile("zwx"), timeout=20_000)
+        expect(page.locator("#prompt textarea")).to_have_value("zwx, " + prompt, timeout=20_000)
         page.locator("#generate").click()
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
     record = latest_records(server, 1)[0]
-    assert record["request"]["loras"][0]["name"] == "zwx-style"
-    assert len(record["request"]["loras"][0]["sha256"]) == 64 and "zwx" in record["request"]["prompt"]
+    assert record["request"]["loras"][0]["name"] == "zwx-orange" and record["request"]["seed"] == 7
+    assert len(record["request"]["loras"][0]["sha256"]) == 64
+    styled = evaluate_image(Image.open(record["images"][0]), prompt).objects[0]
+    plain = Client(server.url, verbose=False).predict(prompt=prompt, seed=7, api_name="/generate")
+    unstyled = evaluate_image(Image.open(plain["images"][0]), prompt).objects[0]
+    assert (styled.colour, unstyled.colour) == ("orange", "green")
 
 
 @pytest.mark.browser
