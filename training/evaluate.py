@@ -3,7 +3,8 @@
     python -m training.evaluate --model assets/models/flux-mini --n 40 --grid runs/final_grid.png
 
 Held-out prompts: ``prompt_set(kind, n, seed=0, split="heldout")``; prompt k is sampled with seed k, guidance 3.5
-(the default). Reports one- and two-object accuracy, each without and with true CFG 3 (empty negative prompt).
+(the default). Reports one- and two-object accuracy, each without and with true CFG 3 (empty negative prompt);
+``--sweep``: the model card's table of distilled guidance × true CFG pairs.
 """
 
 from __future__ import annotations
@@ -30,15 +31,31 @@ def evaluate(model: Path, n: int, true_cfgs: tuple[float, ...] = (1.0, 3.0), kin
     return out
 
 
+SWEEP = {"two": ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 1.0), (3.5, 1.0), (5.0, 1.0), (2.0, 2.0)),
+         "one": ((1.0, 1.0), (1.0, 3.0), (5.0, 1.0))}  # (distilled guidance, true CFG) pairs of the model card
+
+
+def sweep(model: Path, n: int, steps: int = 4) -> dict[str, dict]:
+    """Scores per (guidance, true CFG) pair of SWEEP, keyed like ``two_g1_cfg3``."""
+    out = {}
+    for kind, pairs in SWEEP.items():
+        prompts = prompt_set(kind, n, seed=0, split="heldout")
+        for guidance, cfg in pairs:
+            images = generate(model, prompts, steps=steps, guidance=guidance, true_cfg=cfg)
+            out[f"{kind}_g{guidance:g}_cfg{cfg:g}"] = evaluate_many(zip(images, prompts, strict=True))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("assets/models/flux-mini"))
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--grid", type=Path, default=None, help="also write a PNG grid of the sample prompts")
+    parser.add_argument("--sweep", action="store_true", help="the model card's guidance × true-CFG sweep instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    scores = evaluate(args.model, args.n, steps=args.steps)
+    scores = sweep(args.model, args.n, args.steps) if args.sweep else evaluate(args.model, args.n, steps=args.steps)
     print(json.dumps(scores, indent=1))
     if args.grid:
         save_grid(generate(args.model, list(SAMPLE_PROMPTS), steps=args.steps), args.grid, scale=3)
