@@ -32,15 +32,15 @@ def apply_backend(transformer: Any, backend: str) -> None:
 
 
 @contextmanager
-def masked_attention(transformer: Any, backend: str) -> Iterator[bool]:
-    """Run the block on a backend that takes attention masks; yields whether it had to switch to native SDPA."""
+def masked_attention(transformer: Any, backend: str) -> Iterator[None]:
+    """Run the block on a backend that takes attention masks (native SDPA when ``backend`` cannot)."""
     if not backend or backend in MASK_BACKENDS:
-        yield False
+        yield
         return
     log.warning("regions need attention masks, which the %s backend cannot take — this generation uses native SDPA",
                 backend)
     transformer.set_attention_backend("native")
     try:
-        yield True
+        yield
     finally:
         transformer.set_attention_backend(backend)

@@ -64,7 +64,7 @@ def _visitor(ctx: UIContext, request: Any) -> str | None:
     """Whose records this request may see: the visitor in multi-user mode (refused without a cookie), else all."""
     if not ctx.multi_user:
         return None
-    token = visitor_owner(request)
+    token = visitor_owner(request)  # hf:<user> when Hugging Face login is on, else the visitor cookie
     if not token:
         raise StudioError("this browser has no visitor id yet — allow cookies and reload the page")
     return token
@@ -121,12 +121,10 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         def who(request: gr.Request | None) -> str | None:
             """The owner to filter by: the browser's visitor cookie in multi-user mode, None (everything) otherwise."""
-            if not ctx.multi_user:
-                return None
-            token = visitor_owner(request)  # hf:<user> when Hugging Face login is on, else the visitor cookie
-            if not token:
-                raise gr.Error("this browser has no visitor id yet — allow cookies and reload the page")
-            return token
+            try:
+                return _visitor(ctx, request)
+            except StudioError as exc:
+                raise gr.Error(str(exc)) from None
         with gr.Row():
             reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="reuse")
             replay_btn = gr.Button("Replay", size="sm", elem_id="replay")
