@@ -188,9 +188,9 @@ def run_group(engine: Engine, tickets: list[Ticket], finish: Callable[[Ticket, A
         for ticket in tickets:
             try:  # a request that fails here fails alone
                 resolved = engine.resolve(ticket.request).validate()
-                model_kinds.check_request(engine.pipe.transformer, resolved)
                 resolved = apply_request_loras(engine.pipe, resolved, ticket.loras or engine.lora_library,
                                                engine.lora_adapters)
+                model_kinds.check_request(engine.pipe.transformer, resolved)  # after a Control LoRA widened it
             except Exception as exc:  # noqa: BLE001 - handed to that request's thread
                 finish(ticket, exc)
                 continue

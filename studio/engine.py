@@ -299,8 +299,8 @@ class Engine:
         self.ensure(request.model, request.quant)
         load_s = time.perf_counter() - started
         resolved = self.resolve(request).validate()
-        model_kinds.check_request(self._pipe.transformer, resolved)
         resolved = apply_request_loras(self._pipe, resolved, self._loras, self.lora_adapters)
+        model_kinds.check_request(self._pipe.transformer, resolved)  # after the LoRAs: a Control LoRA widens it
         try:
             if cancel.is_set():
                 raise Cancelled("generation cancelled before it started")

@@ -197,6 +197,12 @@ def detect_target(keys: Iterable[str], shapes: Mapping[str, tuple[int, ...]]) ->
     return "unknown"
 
 
+def is_control_lora(shapes: Mapping[str, tuple[int, ...]], image_channels: int = 64) -> bool:
+    """A Flux Control LoRA: its input layer (``x_embedder`` / BFL ``img_in``) takes twice the image channels."""
+    return any(key.endswith(("x_embedder.lora_A.weight", "img_in.lora_A.weight")) and len(shape) == 2
+               and shape[1] == 2 * image_channels for key, shape in shapes.items())
+
+
 def detect_format(keys: Iterable[str], metadata: Mapping[str, str]) -> str:
     """diffusers, peft, ai-toolkit, kohya, xlabs, bfl-control, lycoris or unknown."""
     keys = list(keys)
@@ -350,7 +356,8 @@ class LoraLibrary:
         meta = parse_meta(header)
         return {**entry, "sha256": self.sha256(file), "trigger_words": list(meta.trigger_words), "rank": meta.rank,
                 "base_model": meta.base_model, "title": meta.title, "format": detect_format(header.shapes, header.metadata),
-                "target": detect_target(header.shapes, header.shapes), "error": None}
+                "target": detect_target(header.shapes, header.shapes), "control": is_control_lora(header.shapes),
+                "error": None}
 
     def _dirs_text(self) -> str:
         return ", ".join(str(d) for d in self.dirs) or "(none: set STUDIO_LORA_DIRS)"

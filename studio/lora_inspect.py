@@ -24,6 +24,7 @@ from studio.lora_files import (
     SafetensorsHeader,
     detect_format,
     detect_target,
+    is_control_lora,
     parse_meta,
     read_header,
     sha256_file,
@@ -49,6 +50,12 @@ class LoraInfo:
     sha256: str
     base_model: str | None = None
     notes: tuple[str, ...] = ()
+    control_channels: int | None = None  # a Flux Control LoRA: the image input it widens the model to
+
+    @property
+    def is_control(self) -> bool:
+        """A Flux Control LoRA (Canny/Depth-dev kind): it widens the model's input and needs one control image."""
+        return self.control_channels is not None
 
     def to_json(self) -> dict[str, Any]:
         """Exactly the keys of INTERFACES.md's ``lora inspect``."""
@@ -58,7 +65,9 @@ class LoraInfo:
     @property
     def summary(self) -> str:
         """``N of M modules applied`` plus any notes."""
-        return "; ".join([f"{self.matched} of {self.total} modules applied", *self.notes])
+        kind = [f"Flux Control LoRA (input widened to {self.control_channels} channels; needs one control image)"]
+        return "; ".join([*(kind if self.is_control else []), f"{self.matched} of {self.total} modules applied",
+                          *self.notes])
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class Fit:
     missing: tuple[str, ...]
     wrong: tuple[tuple[str, str], ...]
     text_encoder: tuple[str, ...]
+    norms: tuple[str, ...] = ()  # Flux Control LoRAs also replace the q/k RMSNorm scales
+    control_channels: int | None = None
 
 
 # ---- reading -------------------------------------------------------------------------------------------
@@ -111,11 +122,6 @@ def _refuse_early(fmt: str, target: str, keys: list[str], name: str) -> None:
         )
     if fmt == "lycoris":
         raise StudioError(f"{name} is a LyCORIS LoKr/LoHa file, not a LoRA — it is not supported; use a plain LoRA")
-    if fmt == "bfl-control":
-        raise StudioError(
-            f"{name} is a BFL Flux Control LoRA (Canny/Depth): it widens the model's input and needs a control "
-            "image — it cannot apply as a style LoRA; use a ControlNet control instead"
-        )
     if any("dora_scale" in k for k in keys):
         raise StudioError(f"{name} is a DoRA (dora_scale keys), which diffusers cannot apply to Flux — use a plain LoRA")
 
@@ -155,20 +161,70 @@ def _prefix_peft_keys(tensors: dict[str, torch.Tensor], transformer: torch.nn.Mo
 
 # ---- fit ----------------------------------------------------------------------------------------------
 def check_fit(state_dict: Mapping[str, torch.Tensor], transformer: torch.nn.Module) -> Fit:
-    """Which converted modules exist in the transformer with matching in/out features."""
+    """Which converted modules exist in the transformer with matching in/out features.
+
+    A Flux Control LoRA (BFL's Canny/Depth-dev LoRAs, diffusers' ``train_control_lora_flux.py``) is recognised by its
+    ``x_embedder`` taking twice the model's image channels (diffusers widens the layer when loading it); its q/k norm
+    scales must match the transformer's norms.
+    """
     modules, others = _modules(state_dict)
-    matched, missing, wrong = [], [], []
+    control = control_channels(state_dict, transformer)
+    matched, missing, wrong, norms = [], [], [], []
     for module_name in modules:
-        problem = _shape_problem(module_name, state_dict, transformer)
+        problem = _shape_problem(module_name, state_dict, transformer, control)
         if problem is None:
             matched.append(module_name)
         elif problem == "missing":
             missing.append(module_name)
         else:
             wrong.append((module_name, problem))
+    stray = set()
+    for key in others:
+        if key.startswith(TE_PREFIX):
+            continue
+        if key.rsplit(".", 2)[-2] not in NORM_KEYS:
+            stray.add(_module_of(key))
+            continue
+        problem = _norm_problem(key, state_dict[key], transformer)
+        if problem is None:
+            norms.append(key)
+        elif problem == "missing":
+            stray.add(key)
+        else:
+            wrong.append((key, problem))
     text_encoder = tuple(sorted({_module_of(k) for k in others if k.startswith(TE_PREFIX)}))
-    missing += sorted({_module_of(k) for k in others if not k.startswith(TE_PREFIX)})
-    return Fit(tuple(matched), tuple(missing), tuple(wrong), text_encoder)
+    missing += sorted(stray)
+    return Fit(tuple(matched), tuple(missing), tuple(wrong), text_encoder, tuple(norms), control)
+
+
+NORM_KEYS = ("norm_q", "norm_k", "norm_added_q", "norm_added_k")  # what diffusers loads from a Control LoRA
+
+
+def control_channels(state_dict: Mapping[str, torch.Tensor], transformer: torch.nn.Module) -> int | None:
+    """The widened input of a Flux Control LoRA (``x_embedder`` lora_A twice the image channels), else None."""
+    lora_a = state_dict.get(f"{TR_PREFIX}x_embedder.lora_A.weight")
+    if lora_a is None or lora_a.ndim != 2:
+        return None
+    own = int(getattr(transformer, "out_channels", 0) or transformer.config.in_channels)  # the image tokens' width
+    return int(lora_a.shape[1]) if lora_a.shape[1] == 2 * own else None
+
+
+def is_control_file(shapes: Mapping[str, tuple[int, ...]], transformer: torch.nn.Module) -> bool:
+    """Whether a file's header (tensor shapes) is a Flux Control LoRA for ``transformer`` (cheap: reads no weights)."""
+    return is_control_lora(shapes, int(getattr(transformer, "out_channels", 0) or transformer.config.in_channels))
+
+
+def _norm_problem(key: str, value: torch.Tensor, transformer: torch.nn.Module) -> str | None:
+    name = key.removeprefix(TR_PREFIX).removesuffix(".weight")
+    try:
+        module = transformer.get_submodule(name)
+    except AttributeError:
+        return "missing"
+    weight = getattr(module, "weight", None)
+    if weight is None or tuple(weight.shape) != tuple(value.shape):
+        shape = None if weight is None else tuple(weight.shape)
+        return f"{name} expects a norm scale of shape {shape}, file has {tuple(value.shape)}"
+    return None
 
 
 def _module_of(key: str) -> str:
@@ -186,7 +242,9 @@ def _modules(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], list[st
     return sorted(modules), others
 
 
-def _shape_problem(module_name: str, sd: Mapping[str, torch.Tensor], transformer: torch.nn.Module) -> str | None:
+def _shape_problem(
+    module_name: str, sd: Mapping[str, torch.Tensor], transformer: torch.nn.Module, control: int | None = None
+) -> str | None:
     try:
         module = transformer.get_submodule(module_name)
     except AttributeError:
@@ -199,6 +257,8 @@ def _shape_problem(module_name: str, sd: Mapping[str, torch.Tensor], transformer
     lora_b = sd.get(f"{TR_PREFIX}{module_name}.lora_B.weight")
     if lora_a is None or lora_b is None or lora_a.ndim != 2 or lora_b.ndim != 2:
         return f"{module_name} lacks a 2-D lora_A/lora_B pair"
+    if module_name == "x_embedder" and control is not None:
+        in_features = control  # diffusers widens the layer to the Control LoRA's input when loading it
     if lora_a.shape[1] != in_features:
         return f"{module_name} expects in {in_features}, file has {lora_a.shape[1]}"
     if lora_b.shape[0] != out_features:
@@ -246,7 +306,7 @@ def prepare(path: Path, transformer: torch.nn.Module, sha256: str = "") -> Prepa
     info = LoraInfo(
         format=fmt, target=target, matched=len(fit.matched), total=len(fit.matched) + len(fit.text_encoder),
         rank=meta.rank, trigger_words=meta.trigger_words, sha256=sha256 or sha256_file(path),
-        base_model=meta.base_model, notes=notes,
+        base_model=meta.base_model, notes=notes, control_channels=fit.control_channels,
     )
     transformer_sd = {k: v for k, v in state_dict.items() if k.startswith(TR_PREFIX)}
     adapter_meta = _adapter_metadata(metadata)

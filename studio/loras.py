@@ -22,7 +22,7 @@ from typing import Any
 
 from studio.errors import StudioError
 from studio.lora_files import LoraFile, LoraFileError, LoraLibrary, LoraMeta, find_preview, parse_meta, read_header
-from studio.lora_inspect import LoraInfo, PreparedLora, inspect, prepare
+from studio.lora_inspect import LoraInfo, PreparedLora, inspect, is_control_file, prepare
 from studio.request import GenerationRequest, LoraSpec
 
 __all__ = [
@@ -94,8 +94,11 @@ class LoraAdapters:
         if pipe is not self._pipe:
             self._pipe, self._state = pipe, None
             self._loaded.clear()
+        control = self._wanted_control(pipe, wanted)
+        if control != self._control_sha():
+            self.clear()  # a Flux Control LoRA comes or goes: the model's own input layer and norms come back first
         keep = {lora.sha256 for lora in wanted}
-        for lora in wanted:
+        for lora in sorted(wanted, key=lambda w: w.sha256 != control):  # the Control LoRA widens the model first
             if lora.sha256 in self._loaded:
                 self._loaded.move_to_end(lora.sha256)
                 continue
@@ -121,6 +124,22 @@ class LoraAdapters:
             log.info("LoRA %s", applied.summary)
         return self.active
 
+    def _wanted_control(self, pipe: Any, wanted: Sequence[WantedLora]) -> str | None:
+        """The sha256 of the request's Flux Control LoRA (at most one), else None — told from loaded info or header."""
+        controls = [lora for lora in wanted if self._is_control(pipe, lora)]
+        if len(controls) > 1:
+            raise StudioError(f"{controls[0].name} and {controls[1].name} are both Flux Control LoRAs — the model "
+                              "takes one control input; keep one of them")
+        return controls[0].sha256 if controls else None
+
+    def _is_control(self, pipe: Any, lora: WantedLora) -> bool:
+        if lora.sha256 in self._loaded:
+            return self._loaded[lora.sha256][1].is_control
+        return is_control_file(read_header(lora.path).shapes, pipe.transformer)
+
+    def _control_sha(self) -> str | None:
+        return next((sha for sha, (_, info) in self._loaded.items() if info.is_control), None)
+
     def _load(self, pipe: Any, lora: WantedLora) -> tuple[str, LoraInfo]:
         prepared = prepare(lora.path, pipe.transformer, lora.sha256)  # raises before anything is touched
         adapter = f"lora_{lora.sha256[:16]}"
@@ -128,10 +147,13 @@ class LoraAdapters:
             with warnings.catch_warnings():
                 # peft warns about target modules the state dict lacks; count_applied below is the real check
                 warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
-                pipe.load_lora_into_transformer(
-                    dict(prepared.state_dict), network_alphas=prepared.network_alphas, transformer=pipe.transformer,
-                    adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe,
-                )
+                if prepared.info.is_control:
+                    load_control_lora(pipe, prepared, adapter)
+                else:
+                    pipe.load_lora_into_transformer(
+                        dict(prepared.state_dict), network_alphas=prepared.network_alphas,
+                        transformer=pipe.transformer, adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe,
+                    )
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             raise StudioError(f"LoRA {lora.name} could not be applied ({exc}) — check the file with "
                               f"`python -m studio lora inspect {lora.path}`") from None
@@ -185,9 +207,30 @@ class LoraAdapters:
     def clear(self) -> None:
         """Remove every adapter (the transformer gets its original layers back)."""
         if self._pipe is not None and self._loaded:
-            self._pipe.transformer.unload_lora()
+            self._pipe.unload_lora_weights(reset_to_overwritten_params=True)  # also restores a Control LoRA's layers
+            self._pipe.transformer._overwritten_params = None
         self._loaded.clear()
         self._state, self.active = None, ()
+
+
+def load_control_lora(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
+    """Load a Flux Control LoRA the way diffusers' ``load_lora_weights`` does, keeping the checked peft metadata.
+
+    diffusers widens ``x_embedder`` to the LoRA's input (the new columns start at zero; the old layer is kept in
+    ``transformer._overwritten_params``), loads the adapter, and swaps in the LoRA's q/k norm scales (the originals
+    kept in ``transformer._transformer_norm_layers``); ``unload_lora_weights(reset_to_overwritten_params=True)``
+    undoes all three.
+    """
+    transformer = pipe.transformer
+    lora_sd = {k: v for k, v in prepared.state_dict.items() if ".lora_" in k}
+    norm_sd = {k: v for k, v in prepared.state_dict.items() if ".lora_" not in k}
+    pipe._maybe_expand_transformer_param_shape_or_error_(transformer, lora_sd, dict(norm_sd))
+    lora_sd = pipe._maybe_expand_lora_state_dict(transformer=transformer, lora_state_dict=lora_sd)
+    pipe.load_lora_into_transformer(lora_sd, network_alphas=prepared.network_alphas, transformer=transformer,
+                                    adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe)
+    if norm_sd:
+        transformer._transformer_norm_layers = pipe._load_norm_into_transformer(
+            dict(norm_sd), transformer=transformer, discard_original_layers=False)
 
 
 def count_applied(transformer: Any, adapter: str) -> int:

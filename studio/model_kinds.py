@@ -1,8 +1,9 @@
 """Which kind of FLUX transformer is loaded, told by its input width, and the requests each kind can run.
 
 - ``base`` (FLUX.1-dev/schnell, flux-mini): input channels = output channels (64: 16 latent channels × 2×2).
-- ``control`` (BFL FLUX.1-Canny-dev / Depth-dev): 2 × 64 — the control map's latents are concatenated to the image
-  latents at every step (``studio.conditioning.control.ChannelControl``, as diffusers' FluxControlPipeline).
+- ``control`` (BFL FLUX.1-Canny-dev / Depth-dev, or a base with a Flux Control LoRA active): 2 × 64 — the control
+  map's latents are concatenated to the image latents at every step (``studio.conditioning.control.ChannelControl``,
+  as diffusers' FluxControlPipeline).
 - ``fill`` (BFL FLUX.1-Fill-dev): 6 × 64 — masked-image latents and the 8×8-packed mask are concatenated; it runs
   through diffusers' FluxFillPipeline (derived with ``from_pipe``) and only inpaints.
 """
@@ -16,10 +17,16 @@ from studio.errors import StudioError
 KINDS_BY_WIDTH = {1: "base", 2: "control", 6: "fill"}
 
 
+def image_channels(transformer: Any) -> int:
+    """The packed image latents' width (the model's output; its input is wider for Control and Fill kinds)."""
+    cfg = transformer.config
+    return int(getattr(transformer, "out_channels", None) or cfg.get("out_channels") or cfg.in_channels)
+
+
 def transformer_kind(transformer: Any) -> str:
     """``base``, ``control`` or ``fill`` from the transformer's input/output channels."""
-    cfg = transformer.config
-    out_channels = int(cfg.get("out_channels") or cfg.in_channels)
+    cfg = transformer.config  # in_channels follows x_embedder when a Flux Control LoRA widens it
+    out_channels = image_channels(transformer)
     ratio, rest = divmod(int(cfg.in_channels), out_channels)
     if rest or ratio not in KINDS_BY_WIDTH:
         raise StudioError(f"a transformer with {cfg.in_channels} input and {out_channels} output channels is no "
@@ -38,15 +45,16 @@ def check_request(transformer: Any, request: Any) -> None:
 
 def _check_control(request: Any) -> None:
     if request.mode != "txt2img":
-        raise StudioError("a Flux Control model (Canny/Depth-dev) does text-to-image with a control only — load "
-                          "FLUX.1-dev for img2img / inpaint")
+        raise StudioError("a Flux Control model or LoRA (Canny/Depth-dev) does text-to-image with a control only — "
+                          "load FLUX.1-dev (or drop the Control LoRA) for img2img / inpaint")
     if len(request.controls) != 1:
-        raise StudioError(f"this Flux Control model needs exactly one control image (got {len(request.controls)}) — "
-                          "add its canny or depth map in the Structure tab (CLI: --control canny:IMAGE)")
+        raise StudioError(f"a Flux Control model or LoRA needs exactly one control image (got "
+                          f"{len(request.controls)}) — add its canny or depth map in the Structure tab (CLI: "
+                          "--control canny:IMAGE)")
     spec = request.controls[0]
     if (spec.strength, spec.start, spec.end) != (1.0, 0.0, 1.0) or (request.schedule or {}).get("control"):
-        raise StudioError("a Flux Control model has no control strength or window — set strength 1, start 0, "
-                          "end 1 and no control curve, or use a ControlNet with FLUX.1-dev for those")
+        raise StudioError("a Flux Control model or LoRA has no control strength or window — set strength 1, start "
+                          "0, end 1 and no control curve, or use a ControlNet with FLUX.1-dev for those")
 
 
 def _check_fill(request: Any) -> None:

@@ -22,6 +22,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 from diffusers.utils.torch_utils import get_module_execution_device
 
+from studio import model_kinds
 from studio.errors import Cancelled
 
 
@@ -89,8 +90,7 @@ def prepare_noise(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed starting noise from one CPU generator per image (seed + k), and the image position ids."""
     generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-    config = pipe.transformer.config
-    channels = int(config.get("out_channels") or config.in_channels) // 4  # a Flux Control model's input is wider
+    channels = model_kinds.image_channels(pipe.transformer) // 4  # a Flux Control model's input is wider
     device = device or pipe._execution_device
     return pipe.prepare_latents(len(seeds), channels, height, width, dtype, device, generators)
 

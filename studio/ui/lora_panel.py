@@ -108,6 +108,8 @@ def details(name: str | None, entries: list[dict[str, Any]]) -> tuple[str, Any]:
     info = f"trigger words: {words} · rank {entry.get('rank') or '?'}"
     if entry.get("base_model"):
         info += f" · base {entry['base_model']}"
+    if entry.get("control"):
+        info += " · Flux Control LoRA: add exactly one canny or depth control in the Structure tab"
     return info, _preview(entry.get("preview"))
 
 
