@@ -415,12 +415,17 @@ class Engine:
         for spec in req.controls:
             mapped = self._control_map(spec, req.width, req.height)
             net, mode = self._controlnet(spec.kind.removesuffix("-map"))
-            cond = control.encode_control(self._pipe, mapped, req.width, req.height, req.batch_size)
+            pixels = control.takes_pixels(net)  # XLabs-style: the image itself, residuals repeated over blocks
+            encode = control.control_pixels if pixels else control.encode_control
+            cond = encode(self._pipe, mapped, req.width, req.height, req.batch_size)
             mode_tensor = None
             if mode is not None:
                 mode_tensor = torch.tensor([[mode]] * req.batch_size, dtype=torch.long, device=self._exec_device)
             scales = control.step_scales(spec.strength, spec.start, spec.end, plan.extras["control"])
-            units.append(control.ControlUnit(net, cond, mode_tensor, scales))
+            units.append(control.ControlUnit(net, cond, mode_tensor, scales, repeat_blocks=pixels))
+        if len({unit.repeat_blocks for unit in units}) > 1:
+            raise StudioError("an XLabs-style ControlNet (with an input hint block) cannot be combined with an "
+                              "InstantX/Shakker-Labs one in one generation — configure ControlNets of one family")
         return control.ControlExtension(units)
 
     def _control_map(self, spec: Any, width: int, height: int) -> Any:

@@ -1,6 +1,9 @@
 """Structure guidance: control images → (annotator) → VAE latents → FluxControlNet residuals per step.
 
-A ControlExtension adds ``controlnet_block_samples`` to the transformer call. Residuals are computed once per step
+A ControlExtension adds ``controlnet_block_samples`` to the transformer call. XLabs-style nets (diffusers format,
+with an ``input_hint_block``) take the control image itself and a few double blocks whose residuals repeat over the
+transformer's blocks (``controlnet_blocks_repeat``), as in diffusers' FluxControlNetPipeline; they cannot be summed
+with InstantX-style nets, whose residuals are spread differently. Residuals are computed once per step
 on the positive pass and reused on the negative pass (as diffusers' FluxControlNetPipeline does). A unit's scale
 at step i is strength × control curve(i), and 0 outside its own [start, end] window; units at 0 cost nothing.
 
@@ -35,6 +38,21 @@ class ControlUnit:
     cond: torch.Tensor
     mode: torch.Tensor | None
     scales: Sequence[float]
+    repeat_blocks: bool = False  # XLabs-style nets: few blocks whose residuals repeat over the transformer's
+
+
+def takes_pixels(net: Any) -> bool:
+    """XLabs-style ControlNets (diffusers format) embed the control *image* with their own ``input_hint_block``;
+    InstantX / Shakker-Labs nets take the control's VAE latents."""
+    return getattr(net, "input_hint_block", None) is not None
+
+
+@torch.no_grad()
+def control_pixels(pipe: Any, image: Image.Image, width: int, height: int, batch: int) -> torch.Tensor:
+    """Control map → the normalised pixel batch an XLabs-style net's hint block takes (FluxControlNetPipeline's
+    ``prepare_image``)."""
+    pixels = pipe.image_processor.preprocess(image.convert("RGB"), height=height, width=width)
+    return pixels.to(device=next(pipe.vae.parameters()).device, dtype=pipe.vae.dtype).repeat(batch, 1, 1, 1)
 
 
 def controlnet_source(kind: str, configured: dict[str, str], location: Any, model_name: str) -> tuple[str, int | None]:
@@ -156,8 +174,8 @@ class ControlExtension:
                 joint_attention_kwargs=inputs.get("joint_attention_kwargs") or {}, return_dict=False,
             )
             blocks = b if blocks is None else [x + y for x, y in zip(blocks, b)]
-            singles = s if singles is None else [x + y for x, y in zip(singles, s)]
+            singles = s if singles is None or s is None else [x + y for x, y in zip(singles, s)]
         if blocks is None:
             return {}
         return {"controlnet_block_samples": blocks, "controlnet_single_block_samples": singles,
-                "controlnet_blocks_repeat": False}
+                "controlnet_blocks_repeat": self.units[0].repeat_blocks}
