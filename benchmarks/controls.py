@@ -6,7 +6,8 @@ Held-out toy scenes (one object; for pose, scenes whose object is a stick figure
 maps (TOYWORLD.md); each is generated from its prompt through the studio engine with the map as a ready-made
 control (``KIND-map``) and the model folder's own union ControlNet (``studio.json`` → ``controlnets``). A control
 is obeyed when the generated object's IoU with the control's silhouette is ≥ 0.8 (``control_obeyed``). Rows:
-no control, strength 0.3 / 0.6 / 1.0 over all steps, strength 1.0 for the first 30 % of steps only. Also: time
+no control, strength 0.3 / 0.6 / 1.0 over all steps, strength 1.0 for the first 30 % of steps only, and the
+"VAE ceiling": the ground-truth scene encoded and decoded (what a perfect generator could reach). Also: time
 per image with control vs without, and the process RSS before / after the ControlNet joins (the base transformer
 must be the same object — no reload, no copy).
 """
@@ -79,7 +80,22 @@ def measure(engine: Engine, assets: AssetStore, kind: str, n: int, steps: int) -
         ious_arr = np.array(ious)
         rows.append({"kind": kind, "config": name, "n": n, "mean_iou": float(ious_arr.mean()),
                      "obeyed": float((ious_arr >= 0.8).mean()), "seconds": time.perf_counter() - started})
+    ious = [control_obeyed(through_vae(engine, r.image), silhouettes[k], kind)[0] for k, r in enumerate(rendered)]
+    rows.append({"kind": kind, "config": "VAE ceiling", "n": n, "mean_iou": float(np.mean(ious)),
+                 "obeyed": float((np.array(ious) >= 0.8).mean()), "seconds": 0.0})
     return rows
+
+
+def through_vae(engine: Engine, image: np.ndarray) -> np.ndarray:
+    """The ground-truth scene encoded and decoded by the model's VAE: the best any generation can look."""
+    import torch
+
+    pipe = engine.pipe
+    with torch.no_grad():
+        pixels = pipe.image_processor.preprocess(Image.fromarray(image))
+        latents = pipe.vae.encode(pixels).latent_dist.mode()
+        decoded = pipe.vae.decode(latents).sample
+    return np.asarray(pipe.image_processor.postprocess(decoded, output_type="pil")[0])
 
 
 def main() -> None:

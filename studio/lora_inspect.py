@@ -169,31 +169,19 @@ def check_fit(state_dict: Mapping[str, torch.Tensor], transformer: torch.nn.Modu
     """
     modules, others = _modules(state_dict)
     control = control_channels(state_dict, transformer)
-    matched, missing, wrong, norms = [], [], [], []
-    for module_name in modules:
-        problem = _shape_problem(module_name, state_dict, transformer, control)
+    checks = [(name, _shape_problem(name, state_dict, transformer, control)) for name in modules]
+    norm_keys = [k for k in others if k.startswith(TR_PREFIX) and k.rsplit(".", 2)[-2] in NORM_KEYS]
+    checks += [(key, _norm_problem(key, state_dict[key], transformer)) for key in norm_keys]
+    matched, norms, missing, wrong = [], [], [], []
+    for name, problem in checks:
         if problem is None:
-            matched.append(module_name)
+            (norms if name in norm_keys else matched).append(name)
         elif problem == "missing":
-            missing.append(module_name)
+            missing.append(name)
         else:
-            wrong.append((module_name, problem))
-    stray = set()
-    for key in others:
-        if key.startswith(TE_PREFIX):
-            continue
-        if key.rsplit(".", 2)[-2] not in NORM_KEYS:
-            stray.add(_module_of(key))
-            continue
-        problem = _norm_problem(key, state_dict[key], transformer)
-        if problem is None:
-            norms.append(key)
-        elif problem == "missing":
-            stray.add(key)
-        else:
-            wrong.append((key, problem))
+            wrong.append((name, problem))
     text_encoder = tuple(sorted({_module_of(k) for k in others if k.startswith(TE_PREFIX)}))
-    missing += sorted(stray)
+    missing += sorted({_module_of(k) for k in others if not k.startswith(TE_PREFIX) and k not in norm_keys})
     return Fit(tuple(matched), tuple(missing), tuple(wrong), text_encoder, tuple(norms), control)
 
 

@@ -9,8 +9,6 @@ FLUX.1-dev's shapes (a weightless skeleton), and refused on flux-mini with the r
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -25,6 +23,7 @@ from studio.lora_inspect import inspect
 from studio.request import ControlSpec, GenerationRequest, LoraSpec
 from studio.service import Studio
 from tests.conftest import MODEL
+from tests.test_flux_bfl_models import widened_model
 
 PROMPT = "a red circle in the top left on a white background"
 RANK = 4
@@ -48,18 +47,12 @@ def merged_control_model(folder, lora: dict[str, torch.Tensor]):
     """flux-mini as a full Control model with ``lora`` merged in: what loading the LoRA must amount to."""
     from diffusers import FluxTransformer2DModel
 
-    shutil.copytree(MODEL, folder, ignore=shutil.ignore_patterns("transformer"))
-    base = FluxTransformer2DModel.from_pretrained(MODEL / "transformer")
-    config = {k: v for k, v in base.config.items() if not k.startswith("_")}
-    own = config["in_channels"]
-    wide = FluxTransformer2DModel.from_config({**config, "in_channels": 2 * own, "out_channels": own})
-    state = base.state_dict()
-    weight = state["x_embedder.weight"]
-    state["x_embedder.weight"] = torch.cat([weight, torch.zeros_like(weight)], dim=1) + (
-        lora["transformer.x_embedder.lora_B.weight"] @ lora["transformer.x_embedder.lora_A.weight"])
-    q = "transformer_blocks.0.attn.to_q"
-    state[f"{q}.weight"] = state[f"{q}.weight"] + lora[f"transformer.{q}.lora_B.weight"] @ lora[
-        f"transformer.{q}.lora_A.weight"]
+    widened_model(folder, control_scale=0.0)  # x_embedder = [W | 0], as diffusers widens it
+    wide = FluxTransformer2DModel.from_pretrained(folder / "transformer")
+    state = wide.state_dict()
+    for module in ("x_embedder", "transformer_blocks.0.attn.to_q"):
+        delta = lora[f"transformer.{module}.lora_B.weight"] @ lora[f"transformer.{module}.lora_A.weight"]
+        state[f"{module}.weight"] = state[f"{module}.weight"] + delta
     state["transformer_blocks.0.attn.norm_q.weight"] = lora["transformer.transformer_blocks.0.attn.norm_q.weight"]
     wide.load_state_dict(state)
     wide.save_pretrained(folder / "transformer")
