@@ -4,8 +4,8 @@
 
 Each region is the quadrant of its object's corner, prompted with that object's one-object prompt
 (TOYWORLD.md). Prints ToyGenEval accuracies for text only and regions on for 25 % / 50 % / 100 % of the steps,
-the main prompt mixed into the regions at 0.3 (``region_base_ratio``), and the time per image with regions vs
-without (ratio, same run).
+the main prompt mixed into the regions at 0.3 (``region_base_ratio``), the "VAE ceiling" (the true scenes encoded
+and decoded: what a perfect generator could score), and the time per image with regions vs without (ratio).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.controls import through_vae
 from studio import settings as settings_mod
 from studio.assetstore import AssetStore
 from studio.engine import Engine
 from studio.request import GenerationRequest, RegionSpec
+from studio.toyworld import render_scene
 from studio.toyworld.evaluate import evaluate_many
 from studio.toyworld.grammar import object_prompt, scene_prompt, scene_set
 
@@ -72,6 +74,10 @@ def main() -> None:
         seconds = time.perf_counter() - started
         scores = evaluate_many(pairs)
         rows.append({"config": name, "seconds": seconds, **{k: scores[k] for k in ("color", "shape", "position", "joint")}})
+    truth = [(through_vae(engine, render_scene(scene, size, 77_000 + k).image), scene_prompt(scene))
+             for k, scene in enumerate(scenes)]
+    rows.append({"config": "VAE ceiling", "seconds": 0.0, **{k: v for k, v in evaluate_many(truth).items()
+                                                             if k in ("color", "shape", "position", "joint")}})
     print(f"ToyGenEval, {args.n} held-out two-object prompts, {args.steps} steps, seeds 0..{args.n - 1}")
     print(f"{'config':<14} {'time s':>7} {'color':>6} {'shape':>6} {'pos':>6} {'joint':>6}")
     for r in rows:
