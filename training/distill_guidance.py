@@ -36,7 +36,6 @@ def train(args: argparse.Namespace) -> None:
     spec = MiniSpec()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     enc = train_base.prepare(args.seed, spec, train_base.MODEL_DIR)
-    n = len(enc.latents)
     teacher = train_base.Models(spec)
     teacher.load_state_dict(torch.load(args.teacher, weights_only=False)["ema"])
     teacher.requires_grad_(False).eval()
@@ -64,7 +63,7 @@ def train(args: argparse.Namespace) -> None:
     while step < args.steps:
         gen = torch.Generator().manual_seed(args.seed * 7_000_003 + step)
         b = args.batch
-        idx = torch.randint(n, (b,), generator=gen)
+        idx = train_base.sample_indices(gen, enc, b, args.p_figure)
         x0 = enc.latents[idx]
         sigma = train_base.sample_sigma(gen, b, mu, visited, args.p_visited)
         g = 1.0 + 5.0 * torch.rand(b, generator=gen)
@@ -139,6 +138,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--p-visited", type=float, default=0.5)
+    parser.add_argument("--p-figure", type=float, default=0.0, help="extra share of stick-figure scenes per batch")
     parser.add_argument("--max-minutes", type=float, default=1e9)
     parser.add_argument("--ckpt-minutes", type=float, default=4.0)
     parser.add_argument("--eval-minutes", type=float, default=8.0)

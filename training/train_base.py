@@ -76,6 +76,16 @@ class Encoded:
     empty_clip: torch.Tensor
     img_ids: torch.Tensor
     txt_ids: torch.Tensor
+    figures: torch.Tensor  # indices of the scenes with a stick figure (the hardest shape; see ``sample_indices``)
+
+
+def sample_indices(gen: torch.Generator, enc: Encoded, batch: int, p_figure: float) -> torch.Tensor:
+    """A batch of scene indices; with ``p_figure`` > 0 each is swapped for a stick-figure scene with that chance."""
+    idx = torch.randint(len(enc.latents), (batch,), generator=gen)
+    if p_figure > 0 and len(enc.figures):
+        swap = torch.rand(batch, generator=gen) < p_figure
+        idx = torch.where(swap, enc.figures[torch.randint(len(enc.figures), (batch,), generator=gen)], idx)
+    return idx
 
 
 def tokenize(clip_tok: CLIPTokenizer, t5_tok: T5TokenizerFast, prompts: list[str], max_len: int) -> tuple:
@@ -135,7 +145,8 @@ def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0) -> Encod
     side = spec.native_size // 8
     img_ids = FluxPipeline._prepare_latent_image_ids(1, side // 2, side // 2, torch.device("cpu"), torch.float32)
     txt_ids = torch.zeros(spec.max_sequence_length, 3)
-    return Encoded(latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids)
+    figures = torch.tensor([i for i, prompt in enumerate(data.prompts) if "stick figure" in prompt], dtype=torch.long)
+    return Encoded(latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids, figures)
 
 
 def sampler_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int, image_seq_len: int) -> torch.Tensor:
@@ -316,7 +327,7 @@ def train(args: argparse.Namespace) -> None:
     models.train()
     while step < args.steps:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        idx = torch.randint(n, (args.batch,), generator=gen)
+        idx = sample_indices(gen, enc, args.batch, args.p_figure)
         x0 = enc.latents[idx]
         drop = torch.rand(args.batch, generator=gen) < args.p_uncond
         t5_ids = torch.where(drop[:, None], enc.empty_t5[None], enc.t5_ids[idx])
@@ -372,6 +383,7 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--p-uncond", type=float, default=0.1)
     parser.add_argument("--p-visited", type=float, default=0.3)
+    parser.add_argument("--p-figure", type=float, default=0.0, help="extra share of stick-figure scenes per batch")
     parser.add_argument("--max-minutes", type=float, default=1e9)
     parser.add_argument("--ckpt-minutes", type=float, default=4.0)
     parser.add_argument("--eval-minutes", type=float, default=10.0)
