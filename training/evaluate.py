@@ -28,7 +28,22 @@ def evaluate(model: Path, n: int, true_cfgs: tuple[float, ...] = (1.0, 3.0), kin
         for cfg in true_cfgs:
             images = generate(model, prompts, steps=steps, true_cfg=cfg)
             out[f"{kind}_cfg{cfg:g}"] = evaluate_many(zip(images, prompts, strict=True))
+            if kind == "one":
+                out[f"{kind}_cfg{cfg:g}"]["joint_by_shape"] = joint_by_shape(images, prompts)
     return out
+
+
+def joint_by_shape(images: list, prompts: list[str]) -> dict[str, list[float]]:
+    """One-object joint accuracy per asked shape: ``{shape: [accuracy, count]}``."""
+    from collections import defaultdict
+
+    from studio.toyworld.evaluate import evaluate_image
+
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for image, prompt in zip(images, prompts, strict=True):
+        score = evaluate_image(image, prompt)
+        hits[score.scene.objects[0].shape].append(score.joint)
+    return {shape: [sum(v) / len(v), len(v)] for shape, v in sorted(hits.items())}
 
 
 SWEEP = {"two": ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 1.0), (3.5, 1.0), (5.0, 1.0), (2.0, 2.0)),
