@@ -23,7 +23,7 @@ from studio.lora_inspect import inspect
 from studio.request import ControlSpec, GenerationRequest, LoraSpec
 from studio.service import Studio
 from tests.conftest import MODEL
-from tests.test_flux_bfl_models import widened_model
+from tests.test_flux_bfl_models import canny_map, pixels, widened_model
 
 PROMPT = "a red circle in the top left on a white background"
 RANK = 4
@@ -88,17 +88,8 @@ def setup(tmp_path_factory):
         studio.close()
 
 
-def pixels(record):
-    return np.asarray(Image.open(record["images"][0]["path"]).convert("RGB")).astype(int)
-
-
 def canny_ref(studio):
-    img = Image.new("RGB", (64, 64), "black")
-    for x in range(8, 30):
-        for y in (8, 29):
-            img.putpixel((x, y), (255, 255, 255))
-            img.putpixel((y, x), (255, 255, 255))
-    return studio.store.assets.put_image(img)
+    return canny_map(studio)[0]
 
 
 def test_a_control_lora_draws_what_the_merged_control_model_draws_and_leaves_the_base_untouched(setup):
