@@ -29,6 +29,7 @@ from studio.lora_files import (
     read_header,
     sha256_file,
 )
+from studio.model_kinds import image_channels
 
 log = logging.getLogger(__name__)
 TE_PREFIX = "text_encoder."
@@ -65,9 +66,11 @@ class LoraInfo:
     @property
     def summary(self) -> str:
         """``N of M modules applied`` plus any notes."""
-        kind = [f"Flux Control LoRA (input widened to {self.control_channels} channels; needs one control image)"]
-        return "; ".join([*(kind if self.is_control else []), f"{self.matched} of {self.total} modules applied",
-                          *self.notes])
+        parts = [f"{self.matched} of {self.total} modules applied", *self.notes]
+        if self.is_control:
+            parts.insert(0, f"Flux Control LoRA (input widened to {self.control_channels} channels; needs one control "
+                            "image)")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -190,16 +193,13 @@ NORM_KEYS = ("norm_q", "norm_k", "norm_added_q", "norm_added_k")  # what diffuse
 
 def control_channels(state_dict: Mapping[str, torch.Tensor], transformer: torch.nn.Module) -> int | None:
     """The widened input of a Flux Control LoRA (``x_embedder`` lora_A twice the image channels), else None."""
-    lora_a = state_dict.get(f"{TR_PREFIX}x_embedder.lora_A.weight")
-    if lora_a is None or lora_a.ndim != 2:
-        return None
-    own = int(getattr(transformer, "out_channels", 0) or transformer.config.in_channels)  # the image tokens' width
-    return int(lora_a.shape[1]) if lora_a.shape[1] == 2 * own else None
+    shapes = {key: tuple(value.shape) for key, value in state_dict.items() if key.endswith("x_embedder.lora_A.weight")}
+    return 2 * image_channels(transformer) if is_control_file(shapes, transformer) else None
 
 
 def is_control_file(shapes: Mapping[str, tuple[int, ...]], transformer: torch.nn.Module) -> bool:
     """Whether a file's header (tensor shapes) is a Flux Control LoRA for ``transformer`` (cheap: reads no weights)."""
-    return is_control_lora(shapes, int(getattr(transformer, "out_channels", 0) or transformer.config.in_channels))
+    return is_control_lora(shapes, image_channels(transformer))
 
 
 def _norm_problem(key: str, value: torch.Tensor, transformer: torch.nn.Module) -> str | None:
