@@ -24,7 +24,7 @@ def pixels(path: str) -> np.ndarray:
 def test_defaults_come_from_the_model(studio):
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
     request = record["request"]
-    assert (request["width"], request["height"], request["steps"], request["guidance"]) == (64, 64, 4, 3.5)
+    assert (request["width"], request["height"], request["steps"], request["guidance"]) == (64, 64, 4, 2.0)
     assert record["status"] == "done" and len(record["images"]) == 1
     assert Path(record["images"][0]["path"]).is_file()
 

@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n-eval", type=int, default=40)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--n-train", type=int, default=64, help="how many outlined training scenes")
     parser.add_argument("--all-blocks", action="store_true", help="also the single blocks (no kohya copy then)")
     parser.add_argument("--out-dir", type=Path, default=LORA_DIR)
     parser.add_argument("--skip-train", action="store_true", help="only measure the shipped files")
@@ -80,7 +81,7 @@ def main() -> None:
     engine.ensure()
     report: dict = {}
     if not args.skip_train:
-        train_scenes = styled_scenes(64, 1000 + args.seed, "train")
+        train_scenes = styled_scenes(args.n_train, 1000 + args.seed, "train")
         examples = [TrainingExample(Image.fromarray(render_scene(s, 64, 50_000 + i).image), scene_prompt(s))
                     for i, s in enumerate(train_scenes)]
         config = TrainingConfig(name="outlined", trigger_word="outlined", rank=args.rank, steps=args.steps,
