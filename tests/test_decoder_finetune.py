@@ -1,0 +1,48 @@
+"""The decoder fine-tune learns from what FluxPipeline's last Euler step hands the VAE: x_σ − σ·v at the last σ."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+from tests.conftest import ROOT
+from training import train_base
+from training.finetune_decoder import adaptive_weight, patch_discriminator
+
+SCHEDULER = ROOT / "assets" / "models" / "flux-mini" / "scheduler"
+
+
+def test_the_last_euler_step_returns_the_x0_estimate_at_the_last_sigma():
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(SCHEDULER)
+    tokens = 16  # 64 px: 8x8 latents packed 2x2
+    last = float(train_base.sampler_sigmas(scheduler, 4, tokens)[-1])
+    cfg = scheduler.config
+    mu = calculate_shift(tokens, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift)
+    pipeline_scheduler = copy.deepcopy(scheduler)
+    pipeline_scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 4, 4), mu=mu)  # as FluxPipeline does at 4 steps
+    x = torch.randn(2, tokens, 64, generator=torch.Generator().manual_seed(0))
+    v = torch.randn(2, tokens, 64, generator=torch.Generator().manual_seed(1))
+    for t in pipeline_scheduler.timesteps[:-1]:
+        x = pipeline_scheduler.step(v, t, x, return_dict=False)[0]
+    final = pipeline_scheduler.step(v, pipeline_scheduler.timesteps[-1], x, return_dict=False)[0]
+    assert abs(last - 0.345) < 0.01  # the σ the model card names
+    torch.testing.assert_close(final, x - last * v)
+
+
+def test_the_adversarial_term_is_balanced_at_the_decoders_last_layer():
+    torch.manual_seed(0)
+    last = torch.nn.Conv2d(4, 3, 3, padding=1)
+    images = last(torch.randn(2, 4, 64, 64))
+    disc = patch_discriminator()
+    assert disc(images).shape == (2, 1, 14, 14)  # one logit per overlapping patch
+    rec = images.abs().mean()
+    adv = -disc(images).mean()
+    weight = adaptive_weight(rec, adv, last.weight, scale=0.5)
+    rec_norm = torch.autograd.grad(rec, last.weight, retain_graph=True)[0].norm()
+    adv_norm = torch.autograd.grad(adv, last.weight, retain_graph=True)[0].norm()
+    torch.testing.assert_close(weight, 0.5 * rec_norm / (adv_norm + 1e-4))
+    assert not weight.requires_grad
