@@ -7,15 +7,15 @@
 Why: after ``training.train_vae`` the reconstructions are right for circles, squares and triangles but stick
 figures (1-2 px strokes at 64 px) come back as blobs. This stage oversamples scenes with a stick figure
 (``--p-figure``) and weights edge pixels more (``--edge-boost``). ``shift_factor`` / ``scaling_factor`` are
-unchanged (they describe the encoder). Resumable from ``runs/decoder/ckpt.pt``; at the end the reconstruction
+unchanged (they describe the encoder). Resumable from ``--run-dir``/ckpt.pt; at the end the reconstruction
 ToyGenEval is measured and the VAE is written to ``--out``.
 
 ``--denoiser MODEL_DIR`` (a flux-mini folder) teaches the decoder what the sampler actually hands it: the last
 Euler step of ``FluxPipeline`` returns the transformer's x0-estimate ``x_σ - σ v(x_σ)`` at the last σ (0.345 at
 4 steps, smaller with more steps), which for a stick figure is a soft blend of poses, not a clean latent. For a
 share ``1 - p_clean`` of each batch the decoder input is that estimate for the scene's own noised latent
-(``x_σ = (1 - σ) x0 + σ ε``, σ the 4-step sampler's last σ or uniform below it, prompt and guidance as the
-studio's defaults); the target stays the true scene. The rest of the batch is a posterior sample as before, so
+(``x_σ = (1 - σ) x0 + σ ε``, σ the 4-step sampler's last σ or uniform below it, the scene's prompt, guidance
+``--guidance``, 3.5 for the shipped decoder); the target stays the true scene. The rest of the batch is a posterior sample as before, so
 reconstructions of clean latents stay right. The transformer is frozen; only the decoder learns.
 
 ``--adversarial W`` adds the patch-GAN term that real VAE decoders (taming-transformers, SD, FLUX) are trained
