@@ -51,6 +51,7 @@ def apply(request: GenerationRequest, axis: Axis, value: Any) -> GenerationReque
     """The request with one axis value applied."""
     if axis.name == "schedule preset":
         level = request.true_cfg if request.true_cfg > 1 else 3.0
+        # run() fills in the model's default guidance first; 3.5 only shapes curves for validating a draft
         guidance = request.guidance if request.guidance is not None else 3.5
         return request.replace(schedule=sched.presets(guidance=guidance, true_cfg=level)[value])
     if axis.name == "LoRA weight":
@@ -102,6 +103,9 @@ def run(
     owner: str | None = None,
 ) -> tuple[Image.Image, list[dict[str, Any]]]:
     """Generate every cell (each stored as a record) and compose the labelled grid."""
+    if base.guidance is None and "schedule preset" in (x.name, y.name if y is not None else None):
+        # presets shape the guidance level: the model's own default, not a generic one
+        base = base.replace(guidance=studio.engine.defaults(base.model).guidance)
     grid = cell_requests(base, x, y)
     total = sum(len(row) for row in grid)
     images: list[list[Image.Image]] = []

@@ -24,6 +24,14 @@ def test_grid_over_presets_and_seeds_stores_each_cell(studio):
     assert records[0]["images"][0]["sha256"] != records[1]["images"][0]["sha256"]
 
 
+def test_presets_shape_the_models_default_guidance_when_none_is_given(studio):
+    default = studio.engine.defaults().guidance
+    x = xyplot.parse_axis("schedule preset", "compose early")
+    _, records = xyplot.run(studio, GenerationRequest(prompt=PROMPT, seed=3), x)
+    curve = records[0]["request"]["schedule"]["guidance"]
+    assert curve[1][1] == pytest.approx(default) and curve[0][1] == pytest.approx(1.5 * default)
+
+
 @pytest.mark.parametrize(
     "axis, text, fragment",
     [("speed", "1", "unknown"), ("guidance", "", "separated by commas"), ("steps", "a, b", "int numbers"),
