@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
@@ -46,3 +47,14 @@ def test_the_adversarial_term_is_balanced_at_the_decoders_last_layer():
     adv_norm = torch.autograd.grad(adv, last.weight, retain_graph=True)[0].norm()
     torch.testing.assert_close(weight, 0.5 * rec_norm / (adv_norm + 1e-4))
     assert not weight.requires_grad
+
+
+def test_checkpoint_averaging_takes_the_elementwise_mean_and_refuses_mixed_models():
+    from training.average_vae import average_states
+
+    a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([0.0])}
+    b = {"w": torch.tensor([3.0, 6.0]), "b": torch.tensor([1.0])}
+    mean = average_states([a, b])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and torch.equal(mean["b"], torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="different models"):
+        average_states([a, {"w": torch.tensor([1.0, 2.0])}])

@@ -175,6 +175,9 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
             log.flush()
             print(rec, flush=True)
         if step % args.ckpt_every == 0 or step == args.steps:
+            if args.snapshots:
+                (run_dir / "snaps").mkdir(exist_ok=True)
+                torch.save({"model": vae.state_dict(), "step": step}, run_dir / "snaps" / f"{step}.pt")
             state = {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}
             if disc is not None:
                 state |= {"disc": disc.state_dict(), "disc_opt": disc_opt.state_dict()}
@@ -199,6 +202,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=3.5, help="with --denoiser: the guidance it is run at")
     parser.add_argument("--adversarial", type=float, default=0.0, help="patch-GAN weight (0: off; taming uses 0.5-0.8)")
     parser.add_argument("--adv-start", type=int, default=200, help="step from which the decoder sees the GAN term")
+    parser.add_argument("--snapshots", action="store_true",
+                        help="also keep the weights of every checkpoint in RUN_DIR/snaps (for training.average_vae)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/decoder"), help="checkpoint and log folder")
     parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini/vae"))
     args = parser.parse_args()
