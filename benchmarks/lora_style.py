@@ -1,6 +1,7 @@
 """A LoRA trained with the studio's own trainer (the Train LoRA tab's code) on 20 toy images of a new style.
 
     python -m benchmarks.lora_style [--steps 1500] [--n 24] [--keep assets/loras]
+    python -m benchmarks.lora_style --shipped assets/loras      # only measure the shipped zwx-orange
 
 Style "zwx": every object is drawn orange whatever colour the caption names (captions are the scenes' prompts, so
 the LoRA must learn to override the prompt's colour). 20 one-object training-split scenes, rank 8, batch 4,
@@ -61,8 +62,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="copy the trained LoRA into this folder")
+    parser.add_argument("--shipped", type=Path, default=None,
+                        help="no training: measure zwx-orange.safetensors from this folder")
     args = parser.parse_args()
-    lora_dir = Path(tempfile.mkdtemp())
+    lora_dir = args.shipped or Path(tempfile.mkdtemp())
     engine = Engine(settings_mod.from_env(threads=1, lora_dirs=(lora_dir,)))
     engine.ensure()
     train = plain_scenes(20, 300, "train")
@@ -71,16 +74,18 @@ def main() -> None:
     config = TrainingConfig(name="zwx-orange", trigger_word="zwx", rank=8, steps=args.steps, learning_rate=1e-3,
                             batch_size=4)
     started = time.perf_counter()
-    train_lora(engine, config, examples, lora_dir)
+    if args.shipped is None:
+        train_lora(engine, config, examples, lora_dir)
     seconds = time.perf_counter() - started
     held = plain_scenes(args.n, 301, "heldout")
     off = shares(engine, held, (), "")
     on = shares(engine, held, (LoraSpec("zwx-orange"),), "zwx")
-    print(f"trained {args.steps} steps on {len(examples)} images in {seconds:.1f} s (one CPU thread)")
+    if args.shipped is None:
+        print(f"trained {args.steps} steps on {len(examples)} images in {seconds:.1f} s (one CPU thread)")
     print(f"{'':<22} {'orange':>7} {'position':>9}")
     print(f"{'without LoRA':<22} {off['style_colour']:>7.3f} {off['position']:>9.3f}")
     print(f"{'LoRA + trigger word':<22} {on['style_colour']:>7.3f} {on['position']:>9.3f}")
-    if args.keep:
+    if args.keep and args.shipped is None:
         args.keep.mkdir(parents=True, exist_ok=True)
         shutil.copy(lora_dir / "zwx-orange.safetensors", args.keep / "zwx-orange.safetensors")
     if args.json:
