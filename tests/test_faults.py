@@ -84,7 +84,7 @@ def test_a_batch_too_large_names_the_single_image_size_too(studio, monkeypatch):
 
 def test_the_estimate_grows_with_size_and_batch_and_reads_the_model_config(engine):
     shape = memory_estimate.shape_of(engine.pipe, 32)
-    assert (shape.width, shape.heads, shape.vae_channels, shape.vae_scale) == (192, 6, (16, 32, 64, 64), 8)
+    assert (shape.width, shape.heads, shape.vae_channels, shape.vae_scale) == (192, 6, (32, 64, 128, 128), 8)
     sizes = [memory_estimate.estimate_bytes(shape, s, s) for s in (64, 256, 512, 1024, 2048)]
     assert sizes == sorted(sizes) and sizes[-1] > 3 * sizes[-2]
     one, four = (memory_estimate.estimate_bytes(shape, 512, 512, b) for b in (1, 4))

@@ -41,7 +41,8 @@ def test_the_base_model_follows_held_out_one_object_prompts(studio):
 
 
 def test_the_vae_keeps_stick_figures_thin():
-    """Decoded true scenes keep 1-2 px limbs: the old regression-only decoder scored 0.33 here, the shipped 0.62."""
+    """Decoded true scenes keep 1-2 px limbs: the regression-only decoder scored 0.33 here, the narrow GAN one 0.625,
+    the shipped wide one 0.75."""
     import torch
     from diffusers import AutoencoderKL
 
@@ -56,7 +57,7 @@ def test_the_vae_keeps_stick_figures_thin():
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample
     decoded = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     assert len(scenes) == 24
-    assert np.mean([evaluate_image(image, scene).joint for image, scene in zip(decoded, scenes, strict=True)]) >= 0.45
+    assert np.mean([evaluate_image(image, scene).joint for image, scene in zip(decoded, scenes, strict=True)]) >= 0.65
 
 
 def test_the_scenes_are_held_out():
