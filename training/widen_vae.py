@@ -28,11 +28,11 @@ def _tile(tensor: torch.Tensor, dim: int, factor: int) -> torch.Tensor:
     return torch.cat([tensor] * factor, dim=dim)
 
 
-def _zero_sum_noise(shape: torch.Size, factor: int, dim: int, scale: float, gen: torch.Generator) -> torch.Tensor:
-    """Noise for ``factor`` tiled copies along ``dim`` that sums to zero across the copies."""
+def _zero_sum_noise(shape: torch.Size, factor: int, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """Noise for ``factor`` copies tiled along the input dim (1) that sums to zero across the copies."""
     copies = torch.randn((factor, *shape), generator=gen) * scale
     copies = copies - copies.mean(dim=0, keepdim=True)
-    return torch.cat(list(copies), dim=dim)
+    return torch.cat(list(copies), dim=1)
 
 
 def widen_tensor(narrow: torch.Tensor, wide_shape: torch.Size) -> tuple[torch.Tensor, int]:
@@ -79,7 +79,7 @@ def widen_vae(narrow: AutoencoderKL, channels: tuple[int, ...], noise: float = 0
         if name.startswith("decoder.") and in_factor > 1 and noise > 0 and tensor.ndim > 1:
             scale = noise * float(narrow_state[name].std())
             tensor = tensor + _zero_sum_noise(tensor.shape[:1] + (tensor.shape[1] // in_factor,) + tensor.shape[2:],
-                                              in_factor, 1, scale, gen)
+                                              in_factor, scale, gen)
         state[name] = tensor
     wide.load_state_dict(state)
     return wide.eval()
