@@ -121,6 +121,26 @@ def test_browser_generate_then_reload_shows_history(server, tmp_path):
         expect(page.locator("#history img").first).to_be_visible(timeout=30_000)
 
 
+@pytest.mark.browser
+def test_browser_cancel_mid_generation_says_cancelled_and_keeps_a_cancelled_record(server, tmp_path):
+    from playwright.sync_api import expect
+
+    with browser_page(tmp_path) as page:
+        page.goto(server.url + "/")
+        page.locator("#prompt textarea").fill("a green triangle in the center on a white background")
+        page.locator("#steps input").fill("200")
+        page.locator("#width input").fill("256")
+        page.locator("#height input").fill("256")
+        page.locator("#generate").click()
+        expect(page.locator("#status")).to_contain_text("Step ", timeout=60_000)
+        page.locator("#cancel").click()
+        expect(page.locator("#status")).to_contain_text("Cancelled", timeout=60_000)
+        page.wait_for_timeout(1_000)  # a late reply from the Cancel button must not overwrite the outcome
+        expect(page.locator("#status")).to_contain_text("Cancelled")
+    record = latest_records(server, 1)[0]
+    assert record["status"] == "cancelled" and record["images"] == []
+
+
 def latest_records(server, n: int) -> list[dict]:
     from gradio_client import Client
 
@@ -333,6 +353,8 @@ def test_browser_train_from_history_images_then_stop_halfway(server, tmp_path):
         expect(page.locator("#train_status")).to_contain_text("Training: step", timeout=60_000)
         page.locator("#train_stop").click()
         expect(page.locator("#train_status")).to_contain_text("Stopped", timeout=60_000)
+        page.wait_for_timeout(1_000)  # a late reply from the Stop button must not overwrite the outcome
+        expect(page.locator("#train_status")).to_contain_text("Stopped")
         page.get_by_role("tab", name="LoRA", exact=True).click()
         page.locator("#lora_refresh").click()
         page.wait_for_timeout(1500)

@@ -296,9 +296,10 @@ def build(ctx: UIContext) -> gr.Blocks:
             items, ids = _history_items(studio, who(request))
             return items, ids, "", None
 
-        def on_cancel(request: gr.Request) -> str:
+        def on_cancel(request: gr.Request) -> Any:
             running = cancels.cancel(request.session_hash or "local")
-            return "Cancelling…" if running else "Nothing is running."
+            # A running job's stream writes "Cancelled" itself; writing "Cancelling…" here could land after it.
+            return gr.update() if running else "Nothing is running."
 
         def on_select(ids: list[str], evt: gr.SelectData, request: gr.Request) -> tuple[str, Any]:
             record_id = ids[evt.index] if evt.index is not None and evt.index < len(ids) else ""

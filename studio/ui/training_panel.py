@@ -136,12 +136,14 @@ def build(studio: Studio, gpu_slots: int = 1,
         finally:
             stop_event.pop(session, None)
 
-    def stop(request: gr.Request) -> str:
+    def stop(request: gr.Request) -> Any:
         event = stop_event.get(request.session_hash or "local")
         if event is None:
             return "Nothing is training."
         event.set()
-        return "Stopping…"
+        # Leave the status to the training stream: its "Stopped" may reach the page before this reply does, and
+        # a "Stopping…" written here would then overwrite it for good.
+        return gr.update()
 
     w["history_refresh"].click(load_history, None, w["history"], queue=False, api_visibility="private")
     w["history"].change(show_history, w["history"], w["history_preview"], queue=False, api_visibility="private")
