@@ -61,6 +61,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="guidance-embedding value to train at (default: the model's default guidance)")
+    parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
+                        help="> 1: guidance-distilled targets at g ~ U[1, max] (studio.lora_training)")
     parser.add_argument("--keep", type=Path, default=None, help="copy the trained LoRA into this folder")
     parser.add_argument("--shipped", type=Path, default=None,
                         help="no training: measure zwx-orange.safetensors from this folder")
@@ -74,7 +78,8 @@ def main() -> None:
         examples = [TrainingExample(Image.fromarray(render_scene(styled(s), 64, 9_000 + i).image), scene_prompt(s))
                     for i, s in enumerate(train)]
         config = TrainingConfig(name="zwx-orange", trigger_word="zwx", rank=8, steps=args.steps,
-                                learning_rate=1e-3, batch_size=4)
+                                learning_rate=1e-3, batch_size=4, guidance=args.guidance,
+                                distilled_guidance_max=args.distilled_guidance_max)
         started = time.perf_counter()
         train_lora(engine, config, examples, lora_dir)
         seconds = time.perf_counter() - started

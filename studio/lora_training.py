@@ -39,9 +39,16 @@ import torch
 from studio.errors import Cancelled, InvalidRequest
 
 ADAPTER = "studio-training"
-TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
-# Attention of the double-stream blocks only: the part every LoRA format (kohya, xlabs, ai-toolkit) can express
-DOUBLE_BLOCK_TARGETS = r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0)"
+# Which layers a LoRA trains (peft ``target_modules``). "attention": q/k/v/out of every block's image attention;
+# "double_attention": the double-stream blocks' image attention only (the part every LoRA format — kohya, xlabs,
+# ai-toolkit — can express); "double_blocks": all of the double-stream blocks' layers kohya's Flux format holds
+# (both streams' attention and MLPs).
+LAYER_SETS: dict[str, list[str] | str] = {
+    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
+    "double_attention": r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0)",
+    "double_blocks": r"transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
+                     r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2))",
+}
 MIN_IMAGES, MAX_IMAGES = 4, 64
 CHECKPOINT_EVERY = 50
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
@@ -49,7 +56,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What to train. ``resolution`` None means the model's default size."""
+    """What to train. ``resolution`` None means the model's default size; ``layers`` a key of LAYER_SETS;
+    ``guidance`` the guidance-embedding value trained at (None: the model's default guidance; 1.0 is kohya's advice
+    for guidance-distilled models like FLUX.1-dev); ``sampler_sigma_share`` the share of σ drawn from the σ the
+    sampler visits at the model's default steps (the rest: FLUX's shifted logit-normal). ``distilled_guidance_max``
+    > 1 (guidance-distilled models only) trains at g ~ U[1, max] against ``v_u + g·(ε − x0 − v_u)``, v_u the base's
+    velocity (adapter off) for the empty prompt: the LoRA's effect then grows with guidance the way the distilled
+    base's conditioning does, instead of being learnt at one guidance and extrapolated (``guidance`` is unused)."""
 
     name: str
     trigger_word: str
@@ -59,7 +72,10 @@ class TrainingConfig:
     resolution: int | None = None
     seed: int = 0
     batch_size: int = 4
-    double_blocks_only: bool = False
+    layers: str = "attention"
+    guidance: float | None = None
+    sampler_sigma_share: float = 0.0
+    distilled_guidance_max: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +86,9 @@ class TrainingExample:
     caption: str
 
 
-def validate(config: TrainingConfig, examples: Sequence[TrainingExample]) -> None:
-    """Raise InvalidRequest naming the fix for anything that cannot train."""
+def validate(config: TrainingConfig, examples: Sequence[TrainingExample], max_images: int = MAX_IMAGES) -> None:
+    """Raise InvalidRequest naming the fix for anything that cannot train (``max_images``: the cap on examples;
+    scripted training of a style over many generated scenes raises it)."""
     name = config.name
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name or name.lower().endswith(".safetensors"):
         raise InvalidRequest(
@@ -83,8 +100,8 @@ def validate(config: TrainingConfig, examples: Sequence[TrainingExample]) -> Non
     if len(examples) < MIN_IMAGES:
         raise InvalidRequest(f"{len(examples)} training images are too few — use 10–30 images "
                              f"(at least {MIN_IMAGES})")
-    if len(examples) > MAX_IMAGES:
-        raise InvalidRequest(f"{len(examples)} training images are too many — use 10–30 (at most {MAX_IMAGES})")
+    if len(examples) > max_images:
+        raise InvalidRequest(f"{len(examples)} training images are too many — use 10–30 (at most {max_images})")
     for i, example in enumerate(examples):
         if not isinstance(example.caption, str) or not example.caption.strip():
             raise InvalidRequest(f"training image {i + 1} has an empty caption — describe what it shows")
@@ -97,6 +114,16 @@ def validate(config: TrainingConfig, examples: Sequence[TrainingExample]) -> Non
     lr = config.learning_rate
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
         raise InvalidRequest(f"learning rate {lr} is out of range — use a value in (0, 1], e.g. 1e-4")
+    if config.layers not in LAYER_SETS:
+        raise InvalidRequest(f"layers {config.layers!r} is not one of {', '.join(LAYER_SETS)}")
+    guidance = config.guidance
+    if guidance is not None and (not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100):
+        raise InvalidRequest(f"training guidance {guidance} is out of range — use 0 to 100 (1.0 for FLUX.1-dev)")
+    if not 0 <= config.sampler_sigma_share <= 1:
+        raise InvalidRequest(f"sampler σ share {config.sampler_sigma_share} is out of range — use 0 to 1")
+    if config.distilled_guidance_max and not 1 < config.distilled_guidance_max <= 20:
+        raise InvalidRequest(f"distilled guidance max {config.distilled_guidance_max} is out of range — use 0 (off) "
+                             "or a value in (1, 20], e.g. 4")
     if config.resolution is not None and (config.resolution < 16 or config.resolution % 16):
         raise InvalidRequest(f"resolution {config.resolution} must be a multiple of 16 (at least 16)")
     if not 1 <= config.batch_size <= 64:
@@ -152,15 +179,39 @@ def checkpoint_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir).parent / ".lora-training" / f"{name}.pt"
 
 
-def _sigmas(gen: torch.Generator, batch: int, seq_len: int, scheduler_config: Any) -> torch.Tensor:
-    """σ ~ logit-normal(0, 1), shifted like the FLUX scheduler for this image size."""
+def _sigmas(gen: torch.Generator, batch: int, seq_len: int, scheduler_config: Any,
+            visited: torch.Tensor | None = None, visited_share: float = 0.0) -> torch.Tensor:
+    """σ ~ logit-normal(0, 1), shifted like the FLUX scheduler for this image size; with ``visited_share`` > 0 that
+    share is drawn from ``visited`` (the σ the sampler steps through) instead."""
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
     mu = calculate_shift(
         seq_len, scheduler_config.get("base_image_seq_len", 256), scheduler_config.get("max_image_seq_len", 4096),
         scheduler_config.get("base_shift", 0.5), scheduler_config.get("max_shift", 1.15))
     u = torch.sigmoid(torch.randn(batch, generator=gen))
-    return math.exp(mu) / (math.exp(mu) + (1 / u - 1))
+    sigma = math.exp(mu) / (math.exp(mu) + (1 / u - 1))
+    if visited is None or visited_share <= 0:
+        return sigma
+    pick = visited[torch.randint(len(visited), (batch,), generator=gen)].to(sigma.dtype)
+    return torch.where(torch.rand(batch, generator=gen) < visited_share, pick, sigma)
+
+
+@torch.no_grad()
+def _distilled_target(transformer: Any, x_t: torch.Tensor, sigma: torch.Tensor, guidance: torch.Tensor,
+                      conditional: torch.Tensor, empty: Any, img_ids: torch.Tensor) -> torch.Tensor:
+    """``v_u + g·(conditional − v_u)``: v_u the base model's (adapter off) velocity for the empty prompt at g = 1."""
+    batch = x_t.shape[0]
+    transformer.disable_adapters()
+    try:
+        uncond = transformer(
+            hidden_states=x_t, timestep=sigma, guidance=torch.ones_like(guidance),
+            pooled_projections=empty.pooled_embeds.to(x_t.dtype).expand(batch, -1),
+            encoder_hidden_states=empty.prompt_embeds.to(x_t.dtype).expand(batch, -1, -1),
+            txt_ids=empty.text_ids, img_ids=img_ids, return_dict=False,
+        )[0]
+    finally:
+        transformer.enable_adapters()
+    return uncond + guidance.to(x_t.dtype)[:, None, None] * (conditional - uncond)
 
 
 def train_lora(
@@ -174,13 +225,14 @@ def train_lora(
     overwrite: bool = False,
     threads: int | None = 1,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    max_images: int = MAX_IMAGES,
 ) -> Path:
     """Train a LoRA on the resident model and write ``out_dir/<name>.safetensors``; return its path.
 
     ``on_progress(step, total, loss)`` is called after every step; setting ``cancel`` (or ``engine.cancel()``) stops
     at the next step with Cancelled, leaving nothing in ``out_dir``. ``threads`` sets torch's CPU threads for the run.
     """
-    validate(config, examples)
+    validate(config, examples, max_images)
     out_dir = Path(out_dir)
     final = out_dir / f"{config.name}.safetensors"
     if final.exists() and not overwrite:
@@ -227,7 +279,7 @@ def _train_locked(
     grad_flags = {n: p.requires_grad for n, p in transformer.named_parameters()}
     transformer.add_adapter(
         LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
-                   target_modules=DOUBLE_BLOCK_TARGETS if config.double_blocks_only else TARGET_MODULES),
+                   target_modules=LAYER_SETS[config.layers]),
         adapter_name=ADAPTER)
     try:
         transformer.requires_grad_(False)
@@ -249,7 +301,18 @@ def _train_locked(
                 optimizer.load_state_dict(state["optimizer"])
                 gen.set_state(state["generator"])
                 start_step, losses = state["step"], list(state["losses"])
-        guidance_value = defaults.guidance if transformer.config.guidance_embeds else None
+        guidance_value = None
+        if transformer.config.guidance_embeds:
+            guidance_value = defaults.guidance if config.guidance is None else config.guidance
+        elif config.distilled_guidance_max:
+            raise InvalidRequest("distilled-guidance training needs a guidance-distilled model (FLUX.1-dev-like); "
+                                 "this one has no guidance input — set distilled_guidance_max to 0")
+        empty = engine.encode("", None) if config.distilled_guidance_max else None
+        visited = None
+        if config.sampler_sigma_share > 0:
+            from studio.sampling import make_scheduler
+
+            visited = make_scheduler(pipe, defaults.steps, latents.shape[1], torch.device("cpu"))[0].sigmas[:-1].float()
         n, batch = len(examples), min(config.batch_size, len(examples))
         order: list[int] = []
         with torch.enable_grad():
@@ -262,16 +325,22 @@ def _train_locked(
                 idx, order = order[:batch], order[batch:]
                 x0 = latents[idx]
                 noise = torch.randn(x0.shape, generator=gen).to(device=device, dtype=x0.dtype)
-                sigma = _sigmas(gen, batch, x0.shape[1], pipe.scheduler.config).to(device=device, dtype=x0.dtype)
+                sigma = _sigmas(gen, batch, x0.shape[1], pipe.scheduler.config, visited, config.sampler_sigma_share)
+                sigma = sigma.to(device=device, dtype=x0.dtype)
                 x_t = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
+                target = noise - x0
                 guidance = None
-                if guidance_value is not None:
+                if empty is not None:
+                    guidance = 1 + (config.distilled_guidance_max - 1) * torch.rand(batch, generator=gen)
+                    guidance = guidance.to(device=device, dtype=torch.float32)
+                    target = _distilled_target(transformer, x_t, sigma, guidance, target, empty, img_ids)
+                elif guidance_value is not None:
                     guidance = torch.full((batch,), float(guidance_value), device=device, dtype=torch.float32)
                 pred = transformer(
                     hidden_states=x_t, timestep=sigma, guidance=guidance, pooled_projections=pooled[idx],
                     encoder_hidden_states=embeds[idx], txt_ids=text_ids, img_ids=img_ids, return_dict=False,
                 )[0]
-                loss = torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
+                loss = torch.nn.functional.mse_loss(pred.float(), target.float())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -287,7 +356,9 @@ def _train_locked(
         tail = losses[-min(10, len(losses)):]
         summary = {
             "steps": config.steps, "rank": config.rank, "learning_rate": config.learning_rate, "seed": config.seed,
-            "images": len(examples), "resolution": size, "batch_size": batch,
+            "images": len(examples), "resolution": size, "batch_size": batch, "layers": config.layers,
+            "guidance": None if empty is not None else guidance_value, "sampler_sigma_share": config.sampler_sigma_share,
+            "distilled_guidance_max": config.distilled_guidance_max,
             "first_loss": round(losses[0], 6), "final_loss": round(sum(tail) / len(tail), 6),
             "seconds": round(time.perf_counter() - started, 2),
         }

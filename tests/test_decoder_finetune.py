@@ -58,3 +58,20 @@ def test_checkpoint_averaging_takes_the_elementwise_mean_and_refuses_mixed_model
     assert torch.equal(mean["w"], torch.tensor([2.0, 4.0])) and torch.equal(mean["b"], torch.tensor([0.5]))
     with pytest.raises(ValueError, match="different models"):
         average_states([a, {"w": torch.tensor([1.0, 2.0])}])
+
+
+def test_outlined_training_scenes_are_hollow_one_object_training_split_scenes():
+    from studio.toyworld import is_held_out
+    from studio.toyworld.evaluate import evaluate_image, is_hollow
+    from studio.toyworld.grammar import STICK_FIGURE, Scene
+    from training.data import outlined_images, outlined_scenes
+
+    scenes = outlined_scenes(12, 1000, "train")
+    images = outlined_images(12, 0)
+    assert images.shape == (12, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    for scene, image in zip(scenes, images, strict=True):
+        assert scene.style == "outlined" and scene.objects[0].shape != STICK_FIGURE
+        assert not any(is_held_out(obj) for obj in scene.objects)
+        pixels = ((image.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+        found = evaluate_image(pixels, Scene(scene.objects, scene.background, None)).objects[0]
+        assert found.colour_ok and found.position_ok and is_hollow(found.mask)

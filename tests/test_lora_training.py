@@ -131,6 +131,10 @@ def test_cancel_writes_nothing_and_a_rerun_resumes_to_the_same_weights(engine, t
         ({"steps": 6000}, 8, "steps 6000"),
         ({"learning_rate": float("nan")}, 8, "learning rate"),
         ({"resolution": 72}, 8, "multiple of 16"),
+        ({"layers": "everything"}, 8, "layers 'everything' is not one of attention, double_attention"),
+        ({"guidance": -1.0}, 8, "training guidance -1.0"),
+        ({"sampler_sigma_share": 1.5}, 8, "sampler σ share 1.5"),
+        ({"distilled_guidance_max": 0.5}, 8, "distilled guidance max 0.5"),
     ],
 )
 def test_bad_input_is_refused_before_touching_the_model(engine, tmp_path, changes, n, message):
@@ -190,3 +194,88 @@ def test_history_images_for_training_are_the_visitors_own_with_their_prompts(stu
     assert Image.open(paths[0]).size == (64, 64)
     with pytest.raises(NotFound):
         history_examples(studio, [theirs["id"]], "visitor-a")
+
+
+def test_more_images_than_the_tab_allows_only_when_the_caller_raises_the_cap(engine, tmp_path):
+    config = TrainingConfig("many", TRIGGER, rank=2, steps=1, batch_size=2)
+    with pytest.raises(InvalidRequest, match="at most 64"):
+        train_lora(engine, config, toy_examples(65), tmp_path / "loras")
+    assert train_lora(engine, config, toy_examples(65), tmp_path / "loras", max_images=65).is_file()
+
+
+def test_sampler_sigma_share_draws_that_share_from_the_visited_sigmas():
+    from studio.lora_training import _sigmas
+
+    visited = torch.tensor([1.0, 0.826, 0.613, 0.345])
+    config = {"base_image_seq_len": 256, "max_image_seq_len": 4096, "base_shift": 0.5, "max_shift": 1.15}
+    only = _sigmas(torch.Generator().manual_seed(0), 400, 16, config, visited, 1.0)
+    assert set(only.tolist()) <= set(visited.tolist())
+    mixed = _sigmas(torch.Generator().manual_seed(0), 4000, 16, config, visited, 0.3)
+    on_visited = torch.isin(mixed, visited).float().mean().item()
+    assert 0.25 < on_visited < 0.35
+    plain = _sigmas(torch.Generator().manual_seed(0), 400, 16, config)
+    assert not torch.isin(plain, visited).any() and ((plain > 0) & (plain < 1)).all()
+
+
+def test_double_block_lora_at_a_set_guidance_trains_both_streams_and_exports_to_kohya_exactly(engine, tmp_path):
+    from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+
+    from training.kohya_export import to_kohya
+
+    config = TrainingConfig("both-streams", TRIGGER, rank=2, steps=6, learning_rate=1e-2, batch_size=2,
+                            layers="double_blocks", guidance=1.0, sampler_sigma_share=0.3)
+    path = train_lora(engine, config, toy_examples(4), tmp_path / "loras")
+    tensors = load_file(path)
+    layers = {k.split(".", 3)[3].rsplit(".lora_", 1)[0] for k in tensors}
+    assert layers == {"attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
+                      "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
+                      "ff_context.net.2"}
+    assert not any("single_transformer_blocks" in k for k in tensors)
+    training = json.loads(read_header(path).metadata["flux_studio.training"])
+    assert (training["layers"], training["guidance"], training["sampler_sigma_share"]) == ("double_blocks", 1.0, 0.3)
+    back = _convert_kohya_flux_lora_to_diffusers(to_kohya(tensors))
+    assert back.keys() == tensors.keys()
+    for key in (k for k in tensors if k.endswith("lora_A.weight")):
+        up = key.replace("lora_A", "lora_B")
+        torch.testing.assert_close(back[up] @ back[key], tensors[up] @ tensors[key])
+
+
+def test_distilled_target_uses_the_base_without_the_adapter_for_the_empty_prompt(engine):
+    """v_u + g·(ε − x0 − v_u) with v_u the plain base's velocity for "" at g = 1, even while an adapter is on."""
+    from peft import LoraConfig
+
+    from studio.lora_training import _distilled_target
+
+    engine.lora_adapters.clear()
+    transformer, gen = engine.pipe.transformer, torch.Generator().manual_seed(0)
+    empty = engine.encode("", None)
+    x_t, conditional = torch.randn(2, 16, 64, generator=gen), torch.randn(2, 16, 64, generator=gen)
+    sigma, guidance = torch.tensor([0.9, 0.4]), torch.tensor([1.0, 3.0])
+    img_ids = engine.pipe._prepare_latent_image_ids(1, 4, 4, torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        base = transformer(hidden_states=x_t, timestep=sigma, guidance=torch.ones(2),
+                           pooled_projections=empty.pooled_embeds.expand(2, -1),
+                           encoder_hidden_states=empty.prompt_embeds.expand(2, -1, -1), txt_ids=empty.text_ids,
+                           img_ids=img_ids, return_dict=False)[0]
+    transformer.add_adapter(LoraConfig(r=2, init_lora_weights=False, target_modules=["to_q", "to_v"]),
+                            adapter_name="probe")
+    try:
+        target = _distilled_target(transformer, x_t, sigma, guidance, conditional, empty, img_ids)
+        with torch.no_grad():
+            adapted = transformer(hidden_states=x_t, timestep=sigma, guidance=torch.ones(2),
+                                  pooled_projections=empty.pooled_embeds.expand(2, -1),
+                                  encoder_hidden_states=empty.prompt_embeds.expand(2, -1, -1),
+                                  txt_ids=empty.text_ids, img_ids=img_ids, return_dict=False)[0]
+    finally:
+        transformer.delete_adapters("probe")
+    assert not torch.allclose(adapted, base, atol=1e-4)  # the adapter is on again afterwards, and it acts
+    torch.testing.assert_close(target[0], conditional[0])  # g = 1: the plain flow-matching target
+    torch.testing.assert_close(target[1], base[1] + 3.0 * (conditional[1] - base[1]))
+
+
+def test_distilled_guidance_training_writes_its_settings(engine, tmp_path):
+    config = TrainingConfig("distilled", TRIGGER, rank=2, steps=4, learning_rate=1e-2, batch_size=2,
+                            layers="double_blocks", distilled_guidance_max=4.0)
+    path = train_lora(engine, config, toy_examples(4), tmp_path / "loras")
+    training = json.loads(read_header(path).metadata["flux_studio.training"])
+    assert training["distilled_guidance_max"] == 4.0 and training["guidance"] is None

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from studio.toyworld import render_scene, scene_prompt, scene_set
+from studio.toyworld.grammar import STICK_FIGURE, Scene
 
 DEFAULT_DIR = Path("runs/data")
 
@@ -70,6 +71,27 @@ def load_dataset(
     np.save(npy, data.images)
     meta.write_text(json.dumps({"prompts": data.prompts, "n_objects": data.n_objects.tolist()}))
     return data
+
+
+def outlined_scenes(n: int, seed: int, split: str) -> list[Scene]:
+    """``n`` one-object scenes of ``split`` in the outlined style (TOYWORLD.md), without stick figures (strokes
+    already)."""
+    scenes: list[Scene] = []
+    batch = 0
+    while len(scenes) < n:
+        for scene in scene_set("one", 4 * n, seed=seed + batch, split=split):
+            if scene.objects[0].shape != STICK_FIGURE and len(scenes) < n:
+                scenes.append(Scene(scene.objects, scene.background, "outlined"))
+        batch += 1
+    return scenes
+
+
+def outlined_images(n: int, seed: int, size: int = 64) -> torch.Tensor:
+    """``n`` outlined training-split scenes (``outlined_scenes(n, 1000 + seed, "train")``, render seeds 50 000 + i,
+    as the outlined LoRA's training data) as float (n, 3, size, size) in [-1, 1]."""
+    scenes = outlined_scenes(n, 1000 + seed, "train")
+    images = np.stack([render_scene(s, size, 50_000 + i).image for i, s in enumerate(scenes)])
+    return ToyData(images, [scene_prompt(s) for s in scenes], np.ones(n, dtype=np.int8)).tensor(slice(None))
 
 
 def main() -> None:
