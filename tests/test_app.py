@@ -121,6 +121,17 @@ def test_browser_generate_then_reload_shows_history(server, tmp_path):
         expect(page.locator("#history img").first).to_be_visible(timeout=30_000)
 
 
+def stop_and_expect_outcome(page, button: str, status: str, outcome: str) -> None:
+    """Press a Stop/Cancel button; the job's outcome shows and stays (a late reply from the button must not
+    overwrite it)."""
+    from playwright.sync_api import expect
+
+    page.locator(button).click()
+    expect(page.locator(status)).to_contain_text(outcome, timeout=60_000)
+    page.wait_for_timeout(1_000)
+    expect(page.locator(status)).to_contain_text(outcome)
+
+
 @pytest.mark.browser
 def test_browser_cancel_mid_generation_says_cancelled_and_keeps_a_cancelled_record(server, tmp_path):
     from playwright.sync_api import expect
@@ -133,10 +144,7 @@ def test_browser_cancel_mid_generation_says_cancelled_and_keeps_a_cancelled_reco
         page.locator("#height input").fill("256")
         page.locator("#generate").click()
         expect(page.locator("#status")).to_contain_text("Step ", timeout=60_000)
-        page.locator("#cancel").click()
-        expect(page.locator("#status")).to_contain_text("Cancelled", timeout=60_000)
-        page.wait_for_timeout(1_000)  # a late reply from the Cancel button must not overwrite the outcome
-        expect(page.locator("#status")).to_contain_text("Cancelled")
+        stop_and_expect_outcome(page, "#cancel", "#status", "Cancelled")
     record = latest_records(server, 1)[0]
     assert record["status"] == "cancelled" and record["images"] == []
 
@@ -351,10 +359,7 @@ def test_browser_train_from_history_images_then_stop_halfway(server, tmp_path):
         page.locator("#train_steps input").fill("5000")
         page.locator("#train_start").click()
         expect(page.locator("#train_status")).to_contain_text("Training: step", timeout=60_000)
-        page.locator("#train_stop").click()
-        expect(page.locator("#train_status")).to_contain_text("Stopped", timeout=60_000)
-        page.wait_for_timeout(1_000)  # a late reply from the Stop button must not overwrite the outcome
-        expect(page.locator("#train_status")).to_contain_text("Stopped")
+        stop_and_expect_outcome(page, "#train_stop", "#train_status", "Stopped")
         page.get_by_role("tab", name="LoRA", exact=True).click()
         page.locator("#lora_refresh").click()
         page.wait_for_timeout(1500)
