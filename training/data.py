@@ -86,12 +86,19 @@ def outlined_scenes(n: int, seed: int, split: str) -> list[Scene]:
     return scenes
 
 
+OUTLINED_RENDER_SEED = 50_000  # render seed of the outlined training scene i: OUTLINED_RENDER_SEED + i
+
+
+def render_images(scenes: list[Scene], size: int, first_seed: int) -> np.ndarray:
+    """uint8 (N, size, size, 3) renders of ``scenes``, scene i with render seed ``first_seed + i``."""
+    return np.stack([render_scene(s, size, first_seed + i).image for i, s in enumerate(scenes)])
+
+
 def outlined_images(n: int, seed: int, size: int = 64) -> torch.Tensor:
-    """``n`` outlined training-split scenes (``outlined_scenes(n, 1000 + seed, "train")``, render seeds 50 000 + i,
-    as the outlined LoRA's training data) as float (n, 3, size, size) in [-1, 1]."""
-    scenes = outlined_scenes(n, 1000 + seed, "train")
-    images = np.stack([render_scene(s, size, 50_000 + i).image for i, s in enumerate(scenes)])
-    return ToyData(images, [scene_prompt(s) for s in scenes], np.ones(n, dtype=np.int8)).tensor(slice(None))
+    """``n`` outlined training-split scenes (``outlined_scenes(n, 1000 + seed, "train")``, render seeds
+    OUTLINED_RENDER_SEED + i, as the outlined LoRA's training data) as float (n, 3, size, size) in [-1, 1]."""
+    images = render_images(outlined_scenes(n, 1000 + seed, "train"), size, OUTLINED_RENDER_SEED)
+    return ToyData(images, [""] * n, np.ones(n, dtype=np.int8)).tensor(slice(None))
 
 
 def main() -> None:

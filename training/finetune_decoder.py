@@ -46,9 +46,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 from transformers import CLIPTextModel, T5EncoderModel
 
-from studio.toyworld import render_scene
 from training import train_base
-from training.data import load_dataset, outlined_images, outlined_scenes
+from training.data import ToyData, load_dataset, outlined_images, outlined_scenes, render_images
 from training.spec import MiniSpec
 from training.train_vae import edge_weight, lr_at, recon_eval
 
@@ -119,8 +118,7 @@ def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000) -> di
     from studio.toyworld.grammar import Scene
 
     scenes = outlined_scenes(n, seed, "heldout")
-    x = torch.stack([torch.from_numpy(render_scene(s, 64, k).image) for k, s in enumerate(scenes)])
-    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    x = ToyData(render_images(scenes, 64, 0), [""] * n, np.ones(n, dtype=np.int8)).tensor(slice(None))
     y = vae.decode(vae.encode(x).latent_dist.mean).sample
     images = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     hollow = right = 0
@@ -174,15 +172,15 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
         n_fig = int(rng.binomial(args.batch, args.p_figure))
         idx = np.concatenate([rng.choice(figures, n_fig), rng.integers(0, len(data), args.batch - n_fig)])
         x = data.tensor(idx)
-        styled = np.zeros(args.batch, dtype=bool)
+        styled = torch.zeros(args.batch, dtype=torch.bool)
         if outlined is not None:  # swap some scenes for outlined ones (the "outlined" LoRA's style; clean latents)
-            styled = rng.random(args.batch) < args.p_outlined
-            x[torch.from_numpy(styled)] = outlined[rng.integers(0, len(outlined), int(styled.sum()))]
+            styled = torch.from_numpy(rng.random(args.batch) < args.p_outlined)
+            x[styled] = outlined[rng.integers(0, len(outlined), int(styled.sum()))]
         gen = torch.Generator().manual_seed(args.seed * 1_000 + step)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample(generator=gen)
         if denoiser is not None:
-            noisy = (torch.rand(args.batch, generator=gen) >= args.p_clean) & ~torch.from_numpy(styled)
+            noisy = (torch.rand(args.batch, generator=gen) >= args.p_clean) & ~styled
             if noisy.any():
                 z[noisy] = denoiser.estimate(idx[noisy.numpy()], vae, gen)
         recon = vae.decode(z).sample
@@ -190,7 +188,7 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
         if teacher is not None:
             with torch.no_grad():
                 target = teacher.decode(z).sample
-            target[torch.from_numpy(styled)] = x[torch.from_numpy(styled)]
+            target[styled] = x[styled]
         w = edge_weight(x, args.edge_boost)
         l1 = ((recon - target).abs() * w).mean()
         mse = F.mse_loss(recon, target)

@@ -34,10 +34,10 @@ from studio import settings as settings_mod
 from studio.engine import Engine
 from studio.lora_training import TrainingConfig, TrainingExample, train_lora
 from studio.request import GenerationRequest, LoraSpec
-from studio.toyworld import render_scene, scene_prompt
+from studio.toyworld import scene_prompt
 from studio.toyworld.evaluate import evaluate_image, is_hollow
 from studio.toyworld.grammar import Scene
-from training.data import outlined_scenes
+from training.data import OUTLINED_RENDER_SEED, outlined_scenes, render_images
 from training.kohya_export import export as export_kohya
 
 LORA_DIR = Path("assets/loras")
@@ -78,19 +78,18 @@ def main() -> None:
     report: dict = {}
     if not args.skip_train:
         train_scenes = outlined_scenes(args.n_train, 1000 + args.seed, "train")
-        examples = [TrainingExample(Image.fromarray(render_scene(s, 64, 50_000 + i).image), scene_prompt(s))
-                    for i, s in enumerate(train_scenes)]
+        images = render_images(train_scenes, 64, OUTLINED_RENDER_SEED)
+        examples = [TrainingExample(Image.fromarray(image), scene_prompt(s))
+                    for image, s in zip(images, train_scenes, strict=True)]
         config = TrainingConfig(name="outlined", trigger_word="outlined", rank=args.rank, steps=args.steps,
                                 learning_rate=args.lr, seed=args.seed, batch_size=args.batch,
                                 layers="double_blocks", guidance=1.0, sampler_sigma_share=0.3,
                                 distilled_guidance_max=args.distilled_guidance_max)
         started = time.perf_counter()
-        last = [0.0]
 
         def progress(step: int, total: int, loss: float) -> None:
             if step % 50 == 0 or step == total:
                 print(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f}s)", flush=True)
-            last[0] = loss
 
         path = train_lora(engine, config, examples, args.out_dir, on_progress=progress, overwrite=True,
                           max_images=len(examples))
