@@ -111,14 +111,14 @@ def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last: torch.
 
 
 @torch.no_grad()
-def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000) -> dict[str, float]:
+def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000, size: int = 64) -> dict[str, float]:
     """Decoded posterior means of ``n`` held-out outlined scenes (the outlined LoRA's evaluation set): hollow share
     and colour + position right (ToyGenEval against the unstyled scene)."""
     from studio.toyworld.evaluate import evaluate_image, is_hollow
     from studio.toyworld.grammar import Scene
 
     scenes = outlined_scenes(n, seed, "heldout")
-    x = ToyData(render_images(scenes, 64, 0), [""] * n, np.ones(n, dtype=np.int8)).tensor(slice(None))
+    x = ToyData(render_images(scenes, size, 0), [""] * n, np.ones(n, dtype=np.int8)).tensor(slice(None))
     y = vae.decode(vae.encode(x).latent_dist.mean).sample
     images = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     hollow = right = 0
@@ -132,9 +132,9 @@ def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000) -> di
 def train(args: argparse.Namespace) -> AutoencoderKL:
     """Fine-tune (or resume) the decoder; returns the VAE in eval mode."""
     torch.set_num_threads(1)
-    data = load_dataset(args.seed)
+    data = load_dataset(args.seed, args.size)
     figures = figure_index(data.prompts)
-    outlined = outlined_images(args.n_outlined, args.seed) if args.p_outlined > 0 else None
+    outlined = outlined_images(args.n_outlined, args.seed, args.size) if args.p_outlined > 0 else None
     denoiser = Denoiser(args.denoiser, args.seed, args.guidance) if args.denoiser else None
     vae = AutoencoderKL.from_pretrained(args.vae)
     vae.encoder.requires_grad_(False).eval()
@@ -236,6 +236,8 @@ def main() -> None:
     parser.add_argument("--vae", type=Path, default=Path("runs/vae/final"), help="the trained VAE to start from")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64,
+                        help="scene size in pixels (the VAE is convolutional: 128 gives 16x16 latents)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--p-figure", type=float, default=0.6)
@@ -261,8 +263,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini/vae"))
     args = parser.parse_args()
     vae = train(args)
-    data = load_dataset(args.seed)
-    report = {"recon_toygeneval": recon_eval(vae, data), "outlined_recon": outlined_recon_eval(vae)}
+    data = load_dataset(args.seed, args.size)
+    report = {"recon_toygeneval": recon_eval(vae, data), "outlined_recon": outlined_recon_eval(vae, size=args.size)}
     print(json.dumps(report, indent=1), flush=True)
     (args.run_dir / "report.json").write_text(json.dumps(report, indent=1))
     vae.save_pretrained(args.run_dir / "final", safe_serialization=True)

@@ -28,7 +28,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import diffusers
@@ -119,23 +119,24 @@ def encoder_stamp(vae: AutoencoderKL) -> str:
     return digest.hexdigest()
 
 
-def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0) -> Encoded:
-    """Load/encode the dataset with the trained VAE (cached under runs/base) and tokenize its prompts.
+def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir: Path = RUN_DIR) -> Encoded:
+    """Load/encode the dataset at ``spec.native_size`` with the trained VAE (cached in ``run_dir``); tokenize prompts.
 
     ``limit`` > 0 keeps only that many scenes, spread over one- and two-object ones (smoke tests).
     """
-    data = load_dataset(seed)
+    data = load_dataset(seed, spec.native_size)
     if limit:
         keep = np.linspace(0, len(data) - 1, limit).astype(int)
         data = ToyData(data.images[keep], [data.prompts[i] for i in keep], data.n_objects[keep])
-    cache = RUN_DIR / f"latents_s{seed}_{len(data)}.pt"
+    size_tag = "" if spec.native_size == 64 else f"_{spec.native_size}px"
+    cache = run_dir / f"latents_s{seed}_{len(data)}{size_tag}.pt"
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
     stamp = encoder_stamp(vae)
     if cache.exists() and torch.load(cache)["stamp"] == stamp:
         latents = torch.load(cache)["latents"]
     else:
         latents = encode_latents(vae, data)
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         torch.save({"latents": latents, "stamp": stamp}, cache)
     print(f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std {latents.std():.3f}", flush=True)
     clip_tok = CLIPTokenizer.from_pretrained(model_dir / "tokenizer")
@@ -206,13 +207,13 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae")
 
 
-def export(models: Models, out: Path, model_dir: Path = MODEL_DIR) -> None:
+def export(models: Models, out: Path, model_dir: Path = MODEL_DIR, run_dir: Path = RUN_DIR) -> None:
     """Write the trained components into the diffusers Flux folder ``out``.
 
     Tokenizers, scheduler, model_index.json and studio.json are copied byte for byte from ``model_dir``
     (never re-serialised); transformer / text_encoder / text_encoder_2 / vae come from ``save_pretrained``.
     """
-    tmp = RUN_DIR / "export_tmp"
+    tmp = run_dir / "export_tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pipe = FluxPipeline.from_pretrained(model_dir, transformer=models.transformer, text_encoder=models.clip,
                                         text_encoder_2=models.t5)
@@ -236,7 +237,7 @@ def export(models: Models, out: Path, model_dir: Path = MODEL_DIR) -> None:
 
 @torch.no_grad()
 def generate(folder: Path, prompts: list[str], steps: int = 4, guidance: float = 3.5, seed: int = 0,
-             true_cfg: float = 1.0) -> list[np.ndarray]:
+             true_cfg: float = 1.0, size: int = 64) -> list[np.ndarray]:
     """Sample ``prompts`` with the unchanged ``FluxPipeline.from_pretrained(folder)``; uint8 HxWx3 images."""
     pipe = FluxPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
@@ -245,7 +246,7 @@ def generate(folder: Path, prompts: list[str], steps: int = 4, guidance: float =
         chunk = prompts[i : i + 16]
         gens = [torch.Generator().manual_seed(seed + i + k) for k in range(len(chunk))]
         extra = {"negative_prompt": [""] * len(chunk), "true_cfg_scale": true_cfg} if true_cfg > 1 else {}
-        out = pipe(prompt=chunk, num_inference_steps=steps, guidance_scale=guidance, height=64, width=64,
+        out = pipe(prompt=chunk, num_inference_steps=steps, guidance_scale=guidance, height=size, width=size,
                    generator=gens, output_type="np", max_sequence_length=32, **extra).images
         images += [(img * 255).round().clip(0, 255).astype(np.uint8) for img in out]
     return images
@@ -257,28 +258,29 @@ def save_grid(images: list[np.ndarray], path: Path, scale: int = 2) -> None:
     Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def evaluate_folder(folder: Path, n: int = 32, kind: str = "one", true_cfg: float = 1.0) -> dict:
+def evaluate_folder(folder: Path, n: int = 32, kind: str = "one", true_cfg: float = 1.0, size: int = 64) -> dict:
     """ToyGenEval of ``n`` held-out prompts at 4 steps (prompt k gets seed k, like ``studio eval``)."""
     prompts = prompt_set(kind, n, seed=0, split="heldout")
-    images = generate(folder, prompts, true_cfg=true_cfg)
+    images = generate(folder, prompts, true_cfg=true_cfg, size=size)
     return evaluate_many(zip(images, prompts, strict=True))
 
 
-def periodic_eval(ema: Models, step: int, best: float, out: Path, n_eval: int) -> float:
-    """Export EMA to runs/base/eval_model, sample grid, held-out eval; export to ``out`` when best."""
-    folder = RUN_DIR / "eval_model"
-    export(ema, folder)
-    (RUN_DIR / "samples").mkdir(exist_ok=True)
-    save_grid(generate(folder, list(SAMPLE_PROMPTS)), RUN_DIR / "samples" / f"step_{step:06d}.png")
-    scores = evaluate_folder(folder, n=n_eval)
+def periodic_eval(ema: Models, step: int, best: float, out: Path, n_eval: int, run_dir: Path = RUN_DIR,
+                  model_dir: Path = MODEL_DIR, size: int = 64) -> float:
+    """Export EMA to ``run_dir``/eval_model, sample grid, held-out eval; export to ``out`` when best."""
+    folder = run_dir / "eval_model"
+    export(ema, folder, model_dir, run_dir)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    save_grid(generate(folder, list(SAMPLE_PROMPTS), size=size), run_dir / "samples" / f"step_{step:06d}.png")
+    scores = evaluate_folder(folder, n=n_eval, size=size)
     rec = {"step": step, "eval_one_heldout_4steps": scores, "time": time.strftime("%H:%M:%S")}
     print(json.dumps(rec), flush=True)
-    with (RUN_DIR / "eval.jsonl").open("a") as f:
+    with (run_dir / "eval.jsonl").open("a") as f:
         f.write(json.dumps(rec) + "\n")
     if scores["joint"] >= best:
         best = scores["joint"]
-        export(ema, out)
-        torch.save({"step": step, "joint": best, "ema": ema.state_dict()}, RUN_DIR / "best.pt")
+        export(ema, out, model_dir, run_dir)
+        torch.save({"step": step, "joint": best, "ema": ema.state_dict()}, run_dir / "best.pt")
         print(f"exported best (joint {best:.3f}) at step {step} to {out}", flush=True)
     return best
 
@@ -292,11 +294,16 @@ def train(args: argparse.Namespace) -> None:
     """Train or resume until ``args.steps`` or ``args.max_minutes``."""
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    spec = MiniSpec()
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    enc = prepare(args.seed, spec, MODEL_DIR, args.limit_data)
+    spec = replace(MiniSpec(), native_size=args.size)
+    run_dir, model_dir = args.run_dir, args.model_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    enc = prepare(args.seed, spec, model_dir, args.limit_data, run_dir)
     n = len(enc.latents)
-    models = Models(spec)
+    models = Models(spec, model_dir)
+    ckpt = run_dir / "ckpt.pt"
+    if args.init is not None and not ckpt.exists():  # e.g. the 64-px base's EMA as the start of a 128-px run
+        models.load_state_dict(torch.load(args.init, weights_only=False)["ema"])
+        print(f"initialised from the EMA weights of {args.init}", flush=True)
     ema = copy.deepcopy(models).requires_grad_(False)
     groups = [
         {"params": list(models.transformer.parameters()), "lr": args.lr},
@@ -305,7 +312,6 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=0.01)
     base_lrs = [g["lr"] for g in opt.param_groups]
     step, best = 0, -1.0
-    ckpt = RUN_DIR / "ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         models.load_state_dict(state["models"])
@@ -313,7 +319,7 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state.get("best", -1.0)
         print(f"resumed at step {step} (best joint {best})", flush=True)
-    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(MODEL_DIR / "scheduler")
+    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
     seq_len = enc.latents.shape[1]
     visited = sampler_sigmas(sched, spec.default_steps, seq_len)
     cfg = sched.config
@@ -321,7 +327,7 @@ def train(args: argparse.Namespace) -> None:
     print(f"sampler sigmas {visited.tolist()} mu {mu:.4f}; {n} training latents", flush=True)
     n_params = sum(p.numel() for p in models.transformer.parameters())
     print(f"transformer {n_params / 1e6:.2f} M params", flush=True)
-    log = (RUN_DIR / "log.jsonl").open("a")
+    log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = last_eval = time.time()
     t_log, losses = time.time(), []
     models.train()
@@ -358,14 +364,14 @@ def train(args: argparse.Namespace) -> None:
         now = time.time()
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
-            tmp = RUN_DIR / "ckpt.tmp"
+            tmp = run_dir / "ckpt.tmp"
             torch.save({"models": models.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "step": step, "best": best, "args": vars(args)}, tmp)
             tmp.replace(ckpt)
             last_ckpt = now
         if now - last_eval >= args.eval_minutes * 60 or done:
             t_eval = time.time()
-            best = periodic_eval(ema, step, best, args.out, args.n_eval)
+            best = periodic_eval(ema, step, best, args.out, args.n_eval, run_dir, model_dir, args.size)
             last_eval = time.time()
             print(f"eval took {last_eval - t_eval:.1f}s", flush=True)
         if done:
@@ -389,6 +395,12 @@ def main() -> None:
     parser.add_argument("--eval-minutes", type=float, default=10.0)
     parser.add_argument("--n-eval", type=int, default=32)
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
+    parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoints, latents cache, logs, samples")
+    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR,
+                        help="flux-mini folder giving the VAE, tokenizers and scheduler (and the export template)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="a train_base ckpt.pt whose EMA weights start a new run (ignored when resuming)")
     parser.add_argument("--limit-data", type=int, default=0, help="use only this many scenes (smoke tests)")
     train(parser.parse_args())
 

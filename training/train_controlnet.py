@@ -137,6 +137,24 @@ def make_controlnet(transformer: torch.nn.Module) -> FluxControlNetModel:
     return net
 
 
+@torch.no_grad()
+def distilled_target(base: torch.nn.Module, xt: torch.Tensor, sigma: torch.Tensor, guidance: torch.Tensor,
+                     conditional: torch.Tensor, data: ControlData, img_ids: torch.Tensor,
+                     txt_ids: torch.Tensor) -> torch.Tensor:
+    """``v_u + g·(conditional − v_u)``, v_u the base's velocity for the empty prompt at g = 1 without control.
+
+    A guidance-distilled base at guidance g predicts this blend, not the plain conditional velocity, so a
+    ControlNet trained on ``ε − x0`` at g > 1 would have to undo the base's guidance (as for the LoRA trainer's
+    ``distilled_guidance_max``).
+    """
+    batch = xt.shape[0]
+    uncond = base(hidden_states=xt, timestep=sigma, guidance=torch.ones_like(guidance),
+                  pooled_projections=data.empty_pooled[None].expand(batch, -1),
+                  encoder_hidden_states=data.empty_seq[None].expand(batch, -1, -1),
+                  txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
+    return uncond + guidance[:, None, None] * (conditional - uncond)
+
+
 def train(args: argparse.Namespace) -> None:
     """Train (or resume) until ``args.steps`` or ``args.max_minutes``; export the EMA net to ``args.out``."""
     torch.set_num_threads(args.threads)
@@ -179,16 +197,20 @@ def train(args: argparse.Namespace) -> None:
         seq = torch.where(drop[:, :, None], data.empty_seq[None], data.seq[idx])
         pooled = torch.where(drop, data.empty_pooled[None], data.pooled[idx])
         sigma = train_base.sample_sigma(gen, args.batch, mu, visited, args.p_visited)
-        guidance = 1.0 + 5.0 * torch.rand(args.batch, generator=gen)
+        g_max = args.distilled_guidance_max or 6.0
+        guidance = 1.0 + (g_max - 1.0) * torch.rand(args.batch, generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
         s = sigma[:, None, None]
         xt = (1 - s) * x0 + s * noise
+        target = noise - x0
+        if args.distilled_guidance_max:
+            target = distilled_target(base, xt, sigma, guidance, target, data, img_ids, txt_ids)
         common = {"hidden_states": xt, "timestep": sigma, "guidance": guidance, "pooled_projections": pooled,
                   "encoder_hidden_states": seq, "txt_ids": txt_ids, "img_ids": img_ids, "return_dict": False}
         blocks, singles = net(controlnet_cond=data.controls[idx], controlnet_mode=data.modes[idx][:, None],
                               conditioning_scale=1.0, **common)
         pred = base(controlnet_block_samples=blocks, controlnet_single_block_samples=singles, **common)[0]
-        loss = F.mse_loss(pred, noise - x0)
+        loss = F.mse_loss(pred, target)
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         opt.zero_grad(set_to_none=True)
@@ -233,6 +255,9 @@ def main() -> None:
     parser.add_argument("--ckpt-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
+                        help="train at g ~ U[1, MAX] on guidance-distilled targets (for a distilled base; 0: plain "
+                             "velocity target at g ~ U[1, 6])")
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="the base model folder it trains against")
     train(parser.parse_args())
 
