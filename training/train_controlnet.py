@@ -14,7 +14,9 @@ VAE mode, shift/scale, 2x2 packing); prompts are encoded once with the shipped t
 
 Objective: FLUX's velocity loss through the frozen base with the ControlNet's residuals added,
 σ as in ``training.train_base`` (shifted logit-normal mixed with the 4-step sampler's σ), guidance g ~ U[1, 6],
-10 % empty prompts (control alone must still work). EMA of the ControlNet is exported with ``save_pretrained`` to
+10 % empty prompts (control alone must still work). Against a guidance-distilled base,
+``--distilled-guidance-max G`` trains at g ~ U[1, G] on v_u + g·(ε − x0 − v_u) (v_u: the base's empty-prompt
+velocity without control), the blend such a base predicts at g. EMA of the ControlNet is exported with ``save_pretrained`` to
 ``--out`` (loadable by ``FluxControlNetModel.from_pretrained``); resumable from ``runs/controlnet/ckpt.pt``.
 """
 
@@ -25,7 +27,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,10 +82,13 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
 
 
 @torch.no_grad()
-def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR) -> ControlData:
-    """Render, encode and embed the training scenes (cached under ``runs/controlnet`` per text-encoder weights)."""
+def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR,
+               run_dir: Path = RUN_DIR) -> ControlData:
+    """Render, encode and embed the training scenes (cached in ``run_dir`` per text-encoder weights and size)."""
     stamp = text_encoder_stamp(model_dir)
-    cache = RUN_DIR / f"data_s{seed}_{n_one}x1_{n_two}x2{stamp}.pt"
+    if spec.native_size != 64:
+        stamp += f"_{spec.native_size}px"
+    cache = run_dir / f"data_s{seed}_{n_one}x1_{n_two}x2{stamp}.pt"
     if cache.exists():
         return ControlData(**torch.load(cache))
     scenes = scene_set("one", n_one, seed=seed * 2 + 101, split="train")
@@ -109,7 +114,7 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Pat
     empty_seq, empty_pooled, _ = pipe.encode_prompt([""], None, max_sequence_length=spec.max_sequence_length)
     data = ControlData(pack(vae, images), pack(vae, controls), torch.tensor(modes), torch.cat(seqs),
                        torch.cat(pools), empty_seq[0], empty_pooled[0])
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     torch.save(data.__dict__, cache)
     return data
 
@@ -158,18 +163,22 @@ def distilled_target(base: torch.nn.Module, xt: torch.Tensor, sigma: torch.Tenso
 def train(args: argparse.Namespace) -> None:
     """Train (or resume) until ``args.steps`` or ``args.max_minutes``; export the EMA net to ``args.out``."""
     torch.set_num_threads(args.threads)
-    spec = MiniSpec()
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    data = build_data(args.seed, args.n_one, args.n_two, spec, args.model)
+    spec = replace(MiniSpec(), native_size=args.size)
+    run_dir = args.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = build_data(args.seed, args.n_one, args.n_two, spec, args.model, run_dir)
     n = len(data.latents)
     base = FluxPipeline.from_pretrained(args.model, text_encoder=None, text_encoder_2=None, vae=None,
                                         tokenizer=None, tokenizer_2=None).transformer
     base.requires_grad_(False).eval()
-    net = make_controlnet(base).train()
+    ckpt = run_dir / "ckpt.pt"
+    if args.init is not None and not ckpt.exists():  # e.g. the 64-px net as the start of a 128-px run
+        net = FluxControlNetModel.from_pretrained(args.init).train()
+    else:
+        net = make_controlnet(base).train()
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
-    ckpt = RUN_DIR / "ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state["net"])
@@ -177,7 +186,7 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step = state["step"]
         print(f"resumed at step {step}", flush=True)
-    sched = train_base.FlowMatchEulerDiscreteScheduler.from_pretrained(MODEL_DIR / "scheduler")
+    sched = train_base.FlowMatchEulerDiscreteScheduler.from_pretrained(args.model / "scheduler")
     seq_len = data.latents.shape[1]
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)
     c = sched.config
@@ -186,7 +195,7 @@ def train(args: argparse.Namespace) -> None:
     img_ids = FluxPipeline._prepare_latent_image_ids(1, side, side, torch.device("cpu"), torch.float32)
     txt_ids = torch.zeros(spec.max_sequence_length, 3)
     print(f"{n} samples; controlnet {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params", flush=True)
-    log = (RUN_DIR / "log.jsonl").open("a")
+    log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = time.time()
     losses: list[float] = []
     while step < args.steps:
@@ -230,8 +239,8 @@ def train(args: argparse.Namespace) -> None:
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "args": vars(args)}, RUN_DIR / "ckpt.tmp")
-            (RUN_DIR / "ckpt.tmp").replace(ckpt)
+                        "args": vars(args)}, run_dir / "ckpt.tmp")
+            (run_dir / "ckpt.tmp").replace(ckpt)
             ema.save_pretrained(args.out, safe_serialization=True)
             last_ckpt = now
             print(f"checkpoint at step {step}; exported EMA to {args.out}", flush=True)
@@ -258,6 +267,10 @@ def main() -> None:
     parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
                         help="train at g ~ U[1, MAX] on guidance-distilled targets (for a distilled base; 0: plain "
                              "velocity target at g ~ U[1, 6])")
+    parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, data cache and log folder")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="a FluxControlNetModel folder to start a new run from (ignored when resuming)")
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="the base model folder it trains against")
     train(parser.parse_args())
 
