@@ -41,6 +41,11 @@ class ToyData:
         return x / 127.5 - 1.0
 
 
+def size_suffix(size: int) -> str:
+    """Cache-name suffix of a non-native scene size ("" at 64 px, so the 64-px caches keep their names)."""
+    return "" if size == 64 else f"_{size}px"
+
+
 def _cache_paths(root: Path, seed: int, size: int, n_one: int, n_two: int) -> tuple[Path, Path]:
     stem = f"toy_s{seed}_{size}px_{n_one}x1_{n_two}x2"
     return root / f"{stem}.npy", root / f"{stem}.json"

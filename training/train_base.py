@@ -43,7 +43,7 @@ from transformers import CLIPTokenizer, T5TokenizerFast
 
 from studio.toyworld import evaluate_many, prompt_set
 from training.build import make_clip, make_t5, make_transformer
-from training.data import ToyData, load_dataset
+from training.data import ToyData, load_dataset, size_suffix
 from training.spec import MiniSpec
 
 diffusers.utils.logging.set_verbosity_error()
@@ -128,8 +128,7 @@ def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir:
     if limit:
         keep = np.linspace(0, len(data) - 1, limit).astype(int)
         data = ToyData(data.images[keep], [data.prompts[i] for i in keep], data.n_objects[keep])
-    size_tag = "" if spec.native_size == 64 else f"_{spec.native_size}px"
-    cache = run_dir / f"latents_s{seed}_{len(data)}{size_tag}.pt"
+    cache = run_dir / f"latents_s{seed}_{len(data)}{size_suffix(spec.native_size)}.pt"
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
     stamp = encoder_stamp(vae)
     if cache.exists() and torch.load(cache)["stamp"] == stamp:

@@ -40,6 +40,7 @@ from studio.conditioning.control import UNION_MODES
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.grammar import STICK_FIGURE
 from training import train_base
+from training.data import size_suffix
 from training.spec import MiniSpec
 
 RUN_DIR = Path("runs/controlnet")
@@ -85,9 +86,7 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
 def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR,
                run_dir: Path = RUN_DIR) -> ControlData:
     """Render, encode and embed the training scenes (cached in ``run_dir`` per text-encoder weights and size)."""
-    stamp = text_encoder_stamp(model_dir)
-    if spec.native_size != 64:
-        stamp += f"_{spec.native_size}px"
+    stamp = text_encoder_stamp(model_dir) + size_suffix(spec.native_size)
     cache = run_dir / f"data_s{seed}_{n_one}x1_{n_two}x2{stamp}.pt"
     if cache.exists():
         return ControlData(**torch.load(cache))
@@ -198,6 +197,7 @@ def train(args: argparse.Namespace) -> None:
     log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = time.time()
     losses: list[float] = []
+    g_max = args.distilled_guidance_max or 6.0  # plain targets keep the original g ~ U[1, 6]
     while step < args.steps:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.randint(n, (args.batch,), generator=gen)
@@ -206,7 +206,6 @@ def train(args: argparse.Namespace) -> None:
         seq = torch.where(drop[:, :, None], data.empty_seq[None], data.seq[idx])
         pooled = torch.where(drop, data.empty_pooled[None], data.pooled[idx])
         sigma = train_base.sample_sigma(gen, args.batch, mu, visited, args.p_visited)
-        g_max = args.distilled_guidance_max or 6.0
         guidance = 1.0 + (g_max - 1.0) * torch.rand(args.batch, generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
         s = sigma[:, None, None]
