@@ -78,7 +78,8 @@ def main() -> None:
     report: dict = {}
     if not args.skip_train:
         train_scenes = outlined_scenes(args.n_train, 1000 + args.seed, "train")
-        images = render_images(train_scenes, 64, OUTLINED_RENDER_SEED)
+        size = engine.defaults().width  # the model's native size (studio.json), 64 for the shipped flux-mini
+        images = render_images(train_scenes, size, OUTLINED_RENDER_SEED)
         examples = [TrainingExample(Image.fromarray(image), scene_prompt(s))
                     for image, s in zip(images, train_scenes, strict=True)]
         config = TrainingConfig(name="outlined", trigger_word="outlined", rank=args.rank, steps=args.steps,
