@@ -1,6 +1,8 @@
 """Guidance distillation (FLUX-dev style): teach the guidance embedding to stand in for true CFG.
 
     python -m training.distill_guidance --seed 0 --steps 600 --batch 32
+    python -m training.distill_guidance --size 128 --teacher runs/base128/ckpt.pt --model-dir DIR \
+        --latents-dir runs/base128 --run-dir runs/distill128       # the 128-px family
 
 Teacher: the base model's EMA weights (``runs/base/ckpt.pt``), frozen. Student: a copy of the teacher
 transformer (the text encoders stay frozen and shared). Per sample g ~ U[1, 6]; the target is the teacher's
@@ -16,6 +18,7 @@ import copy
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +36,11 @@ RUN_DIR = Path(os.environ.get("FLUX_MINI_DISTILL_DIR", "runs/distill"))
 def train(args: argparse.Namespace) -> None:
     """Distil (or resume) until ``args.steps`` or ``args.max_minutes``."""
     torch.set_num_threads(1)
-    spec = MiniSpec()
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    enc = train_base.prepare(args.seed, spec, train_base.MODEL_DIR)
-    teacher = train_base.Models(spec)
+    spec = replace(MiniSpec(), native_size=args.size)
+    run_dir, model_dir = args.run_dir, args.model_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    enc = train_base.prepare(args.seed, spec, model_dir, run_dir=args.latents_dir)
+    teacher = train_base.Models(spec, model_dir)
     teacher.load_state_dict(torch.load(args.teacher, weights_only=False)["ema"])
     teacher.requires_grad_(False).eval()
     student = copy.deepcopy(teacher)
@@ -44,7 +48,7 @@ def train(args: argparse.Namespace) -> None:
     ema = copy.deepcopy(student).requires_grad_(False)
     opt = torch.optim.AdamW(student.transformer.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, best = 0, args.best_init
-    ckpt = RUN_DIR / "ckpt.pt"
+    ckpt = run_dir / "ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         student.load_state_dict(state["student"])
@@ -52,12 +56,12 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state["best"]
         print(f"resumed at step {step}", flush=True)
-    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(train_base.MODEL_DIR / "scheduler")
+    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
     seq_len = enc.latents.shape[1]
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)
     cfg = sched.config
     mu = calculate_shift(seq_len, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift)
-    log = (RUN_DIR / "log.jsonl").open("a")
+    log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = last_eval = time.time()
     losses: list[float] = []
     while step < args.steps:
@@ -107,21 +111,21 @@ def train(args: argparse.Namespace) -> None:
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             torch.save({"student": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best}, RUN_DIR / "ckpt.tmp")
-            (RUN_DIR / "ckpt.tmp").replace(ckpt)
+                        "step": step, "best": best}, run_dir / "ckpt.tmp")
+            (run_dir / "ckpt.tmp").replace(ckpt)
             last_ckpt = now
         if now - last_eval >= args.eval_minutes * 60 or done:
-            folder = RUN_DIR / "eval_model"
-            train_base.export(ema, folder)
-            scores = train_base.evaluate_folder(folder, n=args.n_eval)
+            folder = run_dir / "eval_model"
+            train_base.export(ema, folder, model_dir, run_dir)
+            scores = train_base.evaluate_folder(folder, n=args.n_eval, size=args.size)
             rec = {"step": step, "eval_one_heldout_4steps": scores, "time": time.strftime("%H:%M:%S")}
             print(json.dumps(rec), flush=True)
-            with (RUN_DIR / "eval.jsonl").open("a") as f:
+            with (run_dir / "eval.jsonl").open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             if scores["joint"] > best:
                 best = scores["joint"]
                 if args.out is not None:
-                    train_base.export(ema, args.out)
+                    train_base.export(ema, args.out, model_dir, run_dir)
                     print(f"exported student (joint {best:.3f}) to {args.out}", flush=True)
             last_eval = time.time()
         if done:
@@ -146,6 +150,12 @@ def main() -> None:
     parser.add_argument("--best-init", type=float, default=-1.0,
                         help="export only when the held-out joint beats this (e.g. the base model's best)")
     parser.add_argument("--out", type=Path, default=None, help="export the best student here (e.g. the model folder)")
+    parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, log and eval folder")
+    parser.add_argument("--model-dir", type=Path, default=train_base.MODEL_DIR,
+                        help="model folder of the VAE, scheduler, tokenizers and configs (its studio.json sets the size)")
+    parser.add_argument("--latents-dir", type=Path, default=train_base.RUN_DIR,
+                        help="where the base run cached its encoded training set (e.g. runs/base128)")
     train(parser.parse_args())
 
 
