@@ -132,7 +132,8 @@ def train(args: argparse.Namespace) -> None:
             break
 
 
-def main() -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--teacher", type=Path, default=train_base.RUN_DIR / "ckpt.pt")
@@ -156,7 +157,11 @@ def main() -> None:
                         help="model folder of the VAE, scheduler, tokenizers and configs (its studio.json sets the size)")
     parser.add_argument("--latents-dir", type=Path, default=train_base.RUN_DIR,
                         help="where the base run cached its encoded training set (e.g. runs/base128)")
-    train(parser.parse_args())
+    return parser
+
+
+def main() -> None:
+    train(arg_parser().parse_args())
 
 
 if __name__ == "__main__":

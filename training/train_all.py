@@ -31,7 +31,37 @@ def _base_best() -> float:
     return torch.load(best, weights_only=False)["joint"] if best.exists() else -1.0
 
 
-def main() -> None:
+def vae_stage_args(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The VAE's two phases (lr 1e-3 up to ``--vae-steps``, then 5e-4 up to ``--vae-steps-2``) as its own options."""
+    return [
+        train_vae.arg_parser().parse_args([
+            "--seed", str(args.seed), "--steps", str(steps), "--batch", str(args.vae_batch), "--lr", str(lr),
+            "--out", str(args.out / "vae"),
+        ])
+        for steps, lr in ((args.vae_steps, 1e-3), (args.vae_steps_2, 5e-4))
+    ]
+
+
+def base_stage_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``training.train_base`` options for this build (its defaults for everything not set here)."""
+    return train_base.arg_parser().parse_args([
+        "--seed", str(args.seed), "--steps", str(args.base_steps), "--batch", str(args.base_batch),
+        "--max-minutes", str(args.base_minutes), "--out", str(args.out), "--model-dir", str(args.out),
+    ])
+
+
+def distill_stage_args(args: argparse.Namespace, best_init: float) -> argparse.Namespace:
+    """``training.distill_guidance`` options: teacher = the base stage's checkpoint, export only above its best."""
+    return distill_guidance.arg_parser().parse_args([
+        "--seed", str(args.seed), "--teacher", str(train_base.RUN_DIR / "ckpt.pt"),
+        "--steps", str(args.distill_steps), "--batch", str(args.base_batch), "--lr", "2e-4",
+        "--max-minutes", str(args.distill_minutes), "--eval-minutes", "6", "--best-init", str(best_init),
+        "--out", str(args.out), "--model-dir", str(args.out),
+    ])
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    """The end-to-end build's options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae-steps", type=int, default=1500, help="phase 1: lr 1e-3, cosine over these steps")
@@ -43,30 +73,20 @@ def main() -> None:
     parser.add_argument("--distill-steps", type=int, default=1000, help="guidance distillation (0: skip)")
     parser.add_argument("--distill-minutes", type=float, default=1e9)
     parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arg_parser().parse_args()
     torch.set_num_threads(1)
     load_dataset(args.seed)
     if not (train_vae.RUN_DIR / "report.json").exists() or not _vae_done(args.vae_steps_2):
-        for steps, lr in ((args.vae_steps, 1e-3), (args.vae_steps_2, 5e-4)):
-            vae_args = argparse.Namespace(
-                seed=args.seed, steps=steps, batch=args.vae_batch, lr=lr, warmup=50, kl_weight=1e-6,
-                ckpt_every=100, out=args.out / "vae",
-            )
+        for vae_args in vae_stage_args(args):
             vae = train_vae.train(vae_args)
         train_vae.finish(vae, vae_args)
-    base_args = argparse.Namespace(
-        seed=args.seed, steps=args.base_steps, batch=args.base_batch, lr=5e-4, text_lr_mult=0.5, warmup=200,
-        ema=0.999, p_uncond=0.1, p_visited=0.3, max_minutes=args.base_minutes, ckpt_minutes=4.0, eval_minutes=10.0,
-        n_eval=32, out=args.out, limit_data=0,
-    )
-    train_base.train(base_args)
+    train_base.train(base_stage_args(args))
     if args.distill_steps:
-        distill_args = argparse.Namespace(
-            seed=args.seed, teacher=train_base.RUN_DIR / "ckpt.pt", steps=args.distill_steps, batch=args.base_batch,
-            lr=2e-4, warmup=50, ema=0.995, p_visited=0.5, max_minutes=args.distill_minutes, ckpt_minutes=4.0,
-            eval_minutes=6.0, n_eval=32, best_init=_base_best(), out=args.out,
-        )
-        distill_guidance.train(distill_args)
+        distill_guidance.train(distill_stage_args(args, _base_best()))
 
 
 if __name__ == "__main__":

@@ -377,7 +377,8 @@ def train(args: argparse.Namespace) -> None:
             break
 
 
-def main() -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=6000)
@@ -401,7 +402,11 @@ def main() -> None:
     parser.add_argument("--init", type=Path, default=None,
                         help="a train_base ckpt.pt whose EMA weights start a new run (ignored when resuming)")
     parser.add_argument("--limit-data", type=int, default=0, help="use only this many scenes (smoke tests)")
-    train(parser.parse_args())
+    return parser
+
+
+def main() -> None:
+    train(arg_parser().parse_args())
 
 
 if __name__ == "__main__":

@@ -144,7 +144,8 @@ def finish(vae: AutoencoderKL, args: argparse.Namespace) -> dict:
     return report
 
 
-def main() -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1600)
@@ -154,7 +155,11 @@ def main() -> None:
     parser.add_argument("--kl-weight", type=float, default=1e-6)
     parser.add_argument("--ckpt-every", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini/vae"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arg_parser().parse_args()
     vae = train(args)
     finish(vae, args)
 
