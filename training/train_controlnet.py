@@ -9,8 +9,9 @@ depth 2, pose 4), which is what the studio sets per control unit (``studio.condi
 
 Data: toy scenes of the training split (one and two objects) rendered with their control maps
 (``studio.toyworld.render_scene``); each sample gets one control kind (pose only for scenes with a stick figure).
-Images and control maps are encoded once with the shipped VAE exactly as the studio does (``encode_control``:
-VAE mode, shift/scale, 2x2 packing); prompts are encoded once with the shipped text encoders.
+Images and control maps are encoded once with the model's VAE exactly as the studio does (``encode_control``:
+VAE mode, shift/scale, 2x2 packing; cached per size and encoder weights); prompts are embedded at each start with
+the text encoders of the base it trains against (``--model``).
 
 Objective: FLUX's velocity loss through the frozen base with the ControlNet's residuals added,
 σ as in ``training.train_base`` (shifted logit-normal mixed with the 4-step sampler's σ), guidance g ~ U[1, 6],
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -45,7 +45,6 @@ from training.spec import MiniSpec
 
 RUN_DIR = Path("runs/controlnet")
 MODEL_DIR = train_base.MODEL_DIR
-FIRST_TEXT_ENCODERS = "b71b072588"  # the shipped encoders the first data cache was built with (its name has no stamp)
 OUT_DIR = Path("assets/models/flux-mini-controlnet-union")
 KINDS = ("canny", "depth", "pose")
 
@@ -85,24 +84,29 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
 @torch.no_grad()
 def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR,
                run_dir: Path = RUN_DIR) -> ControlData:
-    """Render, encode and embed the training scenes (cached in ``run_dir`` per text-encoder weights and size)."""
-    stamp = text_encoder_stamp(model_dir) + size_suffix(spec.native_size)
-    cache = run_dir / f"data_s{seed}_{n_one}x1_{n_two}x2{stamp}.pt"
-    if cache.exists():
-        return ControlData(**torch.load(cache))
+    """Render and VAE-encode the training scenes and their control maps (cached in ``run_dir`` per size and VAE
+    encoder), then embed the prompts with ``model_dir``'s text encoders (seconds; they change as the base trains)."""
     scenes = scene_set("one", n_one, seed=seed * 2 + 101, split="train")
     scenes += scene_set("two", n_two, seed=seed * 2 + 102, split="train")
-    rng = np.random.default_rng(seed)
-    size = spec.native_size
-    images = np.empty((len(scenes), size, size, 3), np.uint8)
-    controls = np.empty_like(images)
-    modes = []
-    for i, scene in enumerate(scenes):
-        rendered = render_scene(scene, size, seed * 7_000_003 + i)
-        kind = pick_kind(any(o.shape == STICK_FIGURE for o in scene.objects), rng)
-        images[i], controls[i] = rendered.image, rendered.control(kind)
-        modes.append(UNION_MODES[kind])
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
+    stamp = train_base.encoder_stamp(vae)
+    cache = run_dir / f"control_latents_s{seed}_{n_one}x1_{n_two}x2{size_suffix(spec.native_size)}.pt"
+    saved = torch.load(cache) if cache.exists() else None
+    if saved is None or saved["stamp"] != stamp:
+        rng = np.random.default_rng(seed)
+        size = spec.native_size
+        images = np.empty((len(scenes), size, size, 3), np.uint8)
+        controls = np.empty_like(images)
+        modes = []
+        for i, scene in enumerate(scenes):
+            rendered = render_scene(scene, size, seed * 7_000_003 + i)
+            kind = pick_kind(any(o.shape == STICK_FIGURE for o in scene.objects), rng)
+            images[i], controls[i] = rendered.image, rendered.control(kind)
+            modes.append(UNION_MODES[kind])
+        saved = {"latents": pack(vae, images), "controls": pack(vae, controls), "modes": torch.tensor(modes),
+                 "stamp": stamp}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(saved, cache)
     pipe = FluxPipeline.from_pretrained(model_dir, transformer=None, vae=None)
     prompts = [scene_prompt(s) for s in scenes]
     seqs, pools = [], []
@@ -111,20 +115,8 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Pat
         seqs.append(seq)
         pools.append(pooled)
     empty_seq, empty_pooled, _ = pipe.encode_prompt([""], None, max_sequence_length=spec.max_sequence_length)
-    data = ControlData(pack(vae, images), pack(vae, controls), torch.tensor(modes), torch.cat(seqs),
-                       torch.cat(pools), empty_seq[0], empty_pooled[0])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(data.__dict__, cache)
-    return data
-
-
-def text_encoder_stamp(model_dir: Path) -> str:
-    """'' for the text encoders the first cache was built with, else ``_te<hash>`` of their weight files."""
-    digest = hashlib.sha256()
-    for name in ("text_encoder", "text_encoder_2"):
-        digest.update((model_dir / name / "model.safetensors").read_bytes())
-    short = digest.hexdigest()[:10]
-    return "" if short == FIRST_TEXT_ENCODERS else f"_te{short}"
+    return ControlData(saved["latents"], saved["controls"], saved["modes"], torch.cat(seqs), torch.cat(pools),
+                       empty_seq[0], empty_pooled[0])
 
 
 def make_controlnet(transformer: torch.nn.Module) -> FluxControlNetModel:
