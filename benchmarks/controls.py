@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
-    engine = Engine(settings_mod.from_env({"STUDIO_DATA_DIR": tmp}, threads=args.threads))
+    engine = Engine(settings_mod.from_env({**os.environ, "STUDIO_DATA_DIR": tmp}, threads=args.threads))
     engine.ensure()
     assets = AssetStore(Path(tmp) / "assets")
     engine.generate(GenerationRequest(prompt="a red circle in the center on a white background", seed=0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def main() -> None:
     import tempfile
 
     tmp = tempfile.mkdtemp()
-    engine = Engine(settings_mod.from_env({"STUDIO_DATA_DIR": tmp}, threads=args.threads))
+    engine = Engine(settings_mod.from_env({**os.environ, "STUDIO_DATA_DIR": tmp}, threads=args.threads))
     engine.ensure()
     size = engine.defaults().width
     assets = AssetStore(Path(tmp) / "assets")
