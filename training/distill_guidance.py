@@ -1,7 +1,7 @@
 """Guidance distillation (FLUX-dev style): teach the guidance embedding to stand in for true CFG.
 
     python -m training.distill_guidance --seed 0 --steps 600 --batch 32
-    python -m training.distill_guidance --size 128 --teacher runs/base128/ckpt.pt --model-dir DIR \
+    python -m training.distill_guidance --size 128 --teacher runs/base128/ckpt.pt --model-dir DIR \\
         --latents-dir runs/base128 --run-dir runs/distill128       # the 128-px family
 
 Teacher: the base model's EMA weights (``runs/base/ckpt.pt``), frozen. Student: a copy of the teacher
@@ -154,7 +154,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, log and eval folder")
     parser.add_argument("--model-dir", type=Path, default=train_base.MODEL_DIR,
-                        help="model folder of the VAE, scheduler, tokenizers and configs (its studio.json sets the size)")
+                        help="model folder giving the VAE, tokenizers, scheduler and configs (and the export template)")
     parser.add_argument("--latents-dir", type=Path, default=train_base.RUN_DIR,
                         help="where the base run cached its encoded training set (e.g. runs/base128)")
     return parser

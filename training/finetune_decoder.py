@@ -1,7 +1,7 @@
 """Fine-tune only the VAE decoder (encoder frozen, so the base model's latents stay valid).
 
     python -m training.finetune_decoder --seed 0 --steps 1000 --batch 16
-    python -m training.finetune_decoder --seed 0 --steps 2400 --lr 1e-4 --adversarial 0.5 --denoiser assets/models/flux-mini \
+    python -m training.finetune_decoder --seed 0 --steps 2400 --lr 1e-4 --adversarial 0.5 --denoiser assets/models/flux-mini \\
         --vae runs/decoder/out2 --run-dir runs/decoder_gan --out runs/decoder_gan/out
 
 Why: after ``training.train_vae`` the reconstructions are right for circles, squares and triangles but stick
