@@ -14,6 +14,8 @@ dropped to the empty prompt (true CFG). The guidance embedding is fed g ~ U[1, 6
 learns to ignore it). EMA weights (decay 0.999) are what gets evaluated and exported.
 
 Resumable: ``runs/base/ckpt.pt`` (models, EMA, optimizer, step) every ``--ckpt-minutes``; every
+``--keep DIR`` also writes models + EMA + step as safetensors (``training.portable_checkpoint``) to a folder
+that can be committed, and a run with no ``ckpt.pt`` resumes from it — ``runs/`` does not outlive a session. Every
 ``--eval-minutes`` the EMA weights are saved as a full diffusers folder, loaded with
 ``FluxPipeline.from_pretrained``, sampled at 4 steps (a PNG grid of fixed prompts under ``runs/base/samples``)
 and scored with ToyGenEval on held-out one-object prompts; the best so far is exported to ``--out``.
@@ -42,6 +44,7 @@ from PIL import Image
 from transformers import CLIPTokenizer, T5TokenizerFast
 
 from studio.toyworld import evaluate_many, prompt_set
+from training import portable_checkpoint
 from training.build import make_clip, make_t5, make_transformer
 from training.data import ToyData, load_dataset, size_suffix
 from training.spec import MiniSpec
@@ -284,6 +287,19 @@ def periodic_eval(ema: Models, step: int, best: float, out: Path, n_eval: int, r
     return best
 
 
+def init_weights(models: Models, source: Path) -> None:
+    """Start ``models`` from ``source``: a flux-mini diffusers folder (its transformer, CLIP and T5 weights) or a
+    train_base ``ckpt.pt`` (its EMA weights)."""
+    if (source / "model_index.json").is_file():
+        for name, module in (("transformer", models.transformer), ("text_encoder", models.clip),
+                             ("text_encoder_2", models.t5)):
+            module.load_state_dict(type(module).from_pretrained(source / name).state_dict())
+        print(f"initialised from the model folder {source}", flush=True)
+    else:
+        models.load_state_dict(torch.load(source, weights_only=False)["ema"])
+        print(f"initialised from the EMA weights of {source}", flush=True)
+
+
 def lr_scale(step: int, warmup: int) -> float:
     """Linear warmup, then constant (EMA does the averaging; runs can be extended)."""
     return min(1.0, (step + 1) / warmup)
@@ -300,9 +316,9 @@ def train(args: argparse.Namespace) -> None:
     n = len(enc.latents)
     models = Models(spec, model_dir)
     ckpt = run_dir / "ckpt.pt"
-    if args.init is not None and not ckpt.exists():  # e.g. the 64-px base's EMA as the start of a 128-px run
-        models.load_state_dict(torch.load(args.init, weights_only=False)["ema"])
-        print(f"initialised from the EMA weights of {args.init}", flush=True)
+    kept = args.keep is not None and portable_checkpoint.exists(args.keep)
+    if args.init is not None and not ckpt.exists() and not kept:  # e.g. the 64-px model starting a 128-px run
+        init_weights(models, args.init)
     ema = copy.deepcopy(models).requires_grad_(False)
     groups = [
         {"params": list(models.transformer.parameters()), "lr": args.lr},
@@ -310,14 +326,19 @@ def train(args: argparse.Namespace) -> None:
     ]
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=0.01)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    step, best = 0, -1.0
+    step, best, opt_start = 0, -1.0, 0  # opt_start: the step the optimizer (re)started at, for its warmup
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         models.load_state_dict(state["models"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
-        step, best = state["step"], state.get("best", -1.0)
+        step, best, opt_start = state["step"], state.get("best", -1.0), state.get("opt_start", 0)
         print(f"resumed at step {step} (best joint {best})", flush=True)
+    elif kept:
+        state = portable_checkpoint.load(args.keep, {"models": models, "ema": ema})
+        step, best, opt_start = state["step"], state["best"], state["step"]
+        print(f"resumed at step {step} (best joint {best}) from the kept checkpoint {args.keep}; "
+              f"fresh optimizer, {args.warmup} warmup steps", flush=True)
     sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
     seq_len = enc.latents.shape[1]
     visited = sampler_sigmas(sched, spec.default_steps, seq_len)
@@ -345,7 +366,7 @@ def train(args: argparse.Namespace) -> None:
         pred = models.velocity(xt, sigma, guidance, clip_ids, t5_ids, enc.img_ids, enc.txt_ids)
         loss = F.mse_loss(pred, noise - x0)
         for g, base in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = base * lr_scale(step, args.warmup)
+            g["lr"] = base * lr_scale(step - opt_start, args.warmup)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
@@ -365,8 +386,11 @@ def train(args: argparse.Namespace) -> None:
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             tmp = run_dir / "ckpt.tmp"
             torch.save({"models": models.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best, "args": vars(args)}, tmp)
+                        "step": step, "best": best, "opt_start": opt_start, "args": vars(args)}, tmp)
             tmp.replace(ckpt)
+            if args.keep is not None:
+                portable_checkpoint.save(args.keep, {"models": models, "ema": ema},
+                                         {"step": step, "best": best, "size": args.size, "seed": args.seed})
             last_ckpt = now
         if now - last_eval >= args.eval_minutes * 60 or done:
             t_eval = time.time()
@@ -400,7 +424,11 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR,
                         help="flux-mini folder giving the VAE, tokenizers and scheduler (and the export template)")
     parser.add_argument("--init", type=Path, default=None,
-                        help="a train_base ckpt.pt whose EMA weights start a new run (ignored when resuming)")
+                        help="weights that start a new run (ignored when resuming): a train_base ckpt.pt (its EMA) "
+                             "or a flux-mini diffusers folder (its transformer and text encoders)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder to commit: models + EMA as safetensors and the step, written with every "
+                             "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
     parser.add_argument("--limit-data", type=int, default=0, help="use only this many scenes (smoke tests)")
     return parser
 
