@@ -37,6 +37,10 @@ def test_a_kept_checkpoint_loads_back_every_weight_and_its_state(tmp_path):
     # T5's embedding is tied (shared / encoder.embed_tokens): still one tensor after loading
     assert fresh.t5.shared.weight.data_ptr() == fresh.t5.encoder.embed_tokens.weight.data_ptr()
 
+    teacher = models()  # what distill_guidance --teacher / train_base --init take from a kept folder: its EMA
+    init_weights(teacher, tmp_path)
+    assert all(torch.equal(teacher.state_dict()[k], v) for k, v in ema.state_dict().items())
+
 
 def test_a_kept_checkpoint_refuses_modules_it_does_not_hold(tmp_path):
     portable_checkpoint.save(tmp_path, {"models": models()}, {"step": 1})

@@ -1,14 +1,15 @@
 """Guidance distillation (FLUX-dev style): teach the guidance embedding to stand in for true CFG.
 
     python -m training.distill_guidance --seed 0 --steps 600 --batch 32
-    python -m training.distill_guidance --size 128 --teacher runs/base128/ckpt.pt --model-dir DIR \\
+    python -m training.distill_guidance --size 128 --teacher training/checkpoints/base128 --model-dir DIR \\
         --latents-dir runs/base128 --run-dir runs/distill128       # the 128-px family
 
 Teacher: the base model's EMA weights (``runs/base/ckpt.pt``), frozen. Student: a copy of the teacher
 transformer (the text encoders stay frozen and shared). Per sample g ~ U[1, 6]; the target is the teacher's
 CFG velocity ``v_u + g (v_c - v_u)`` (v_u: empty prompt) at the same x_t, σ; the student sees guidance g.
-Resumable from ``runs/distill/ckpt.pt``; periodically exports (EMA of the student) and evaluates like
-``training.train_base``, writing to ``--out`` when the held-out joint accuracy is the best seen in this stage.
+Resumable from ``runs/distill/ckpt.pt`` (and with ``--keep DIR`` from a committable safetensors copy);
+periodically exports (EMA of the student) and evaluates like ``training.train_base``, writing to ``--out`` when
+the held-out joint accuracy is the best seen in this stage.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
-from training import train_base
+from training import portable_checkpoint, train_base
 from training.spec import MiniSpec
 
 RUN_DIR = Path(os.environ.get("FLUX_MINI_DISTILL_DIR", "runs/distill"))
@@ -41,21 +42,26 @@ def train(args: argparse.Namespace) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     enc = train_base.prepare(args.seed, spec, model_dir, run_dir=args.latents_dir)
     teacher = train_base.Models(spec, model_dir)
-    teacher.load_state_dict(torch.load(args.teacher, weights_only=False)["ema"])
+    train_base.init_weights(teacher, args.teacher)
     teacher.requires_grad_(False).eval()
     student = copy.deepcopy(teacher)
     student.transformer.requires_grad_(True).train()
     ema = copy.deepcopy(student).requires_grad_(False)
     opt = torch.optim.AdamW(student.transformer.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step, best = 0, args.best_init
+    step, best, opt_start = 0, args.best_init, 0  # opt_start: the step the optimizer (re)started at (warmup)
     ckpt = run_dir / "ckpt.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         student.load_state_dict(state["student"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
-        step, best = state["step"], state["best"]
+        step, best, opt_start = state["step"], state["best"], state.get("opt_start", 0)
         print(f"resumed at step {step}", flush=True)
+    elif args.keep is not None and portable_checkpoint.exists(args.keep):
+        state = portable_checkpoint.load(args.keep, {"student": student, "ema": ema})
+        step, best, opt_start = state["step"], state["best"], state["step"]
+        print(f"resumed at step {step} from the kept checkpoint {args.keep}; fresh optimizer, "
+              f"{args.warmup} warmup steps", flush=True)
     sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
     seq_len = enc.latents.shape[1]
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)
@@ -93,7 +99,7 @@ def train(args: argparse.Namespace) -> None:
         )[0]
         loss = F.mse_loss(pred, target)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+            group["lr"] = args.lr * min(1.0, (step - opt_start + 1) / args.warmup)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.transformer.parameters(), 1.0)
@@ -111,8 +117,11 @@ def train(args: argparse.Namespace) -> None:
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             torch.save({"student": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best}, run_dir / "ckpt.tmp")
+                        "step": step, "best": best, "opt_start": opt_start}, run_dir / "ckpt.tmp")
             (run_dir / "ckpt.tmp").replace(ckpt)
+            if args.keep is not None:
+                portable_checkpoint.save(args.keep, {"student": student, "ema": ema},
+                                         {"step": step, "best": best, "size": args.size, "seed": args.seed})
             last_ckpt = now
         if now - last_eval >= args.eval_minutes * 60 or done:
             folder = run_dir / "eval_model"
@@ -136,7 +145,11 @@ def arg_parser() -> argparse.ArgumentParser:
     """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--teacher", type=Path, default=train_base.RUN_DIR / "ckpt.pt")
+    parser.add_argument("--teacher", type=Path, default=train_base.RUN_DIR / "ckpt.pt",
+                        help="the base's ckpt.pt or kept folder (its EMA), or a flux-mini model folder")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder to commit: student + EMA as safetensors and the step, written with every "
+                             "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)

@@ -288,9 +288,12 @@ def periodic_eval(ema: Models, step: int, best: float, out: Path, n_eval: int, r
 
 
 def init_weights(models: Models, source: Path) -> None:
-    """Start ``models`` from ``source``: a flux-mini diffusers folder (its transformer, CLIP and T5 weights) or a
-    train_base ``ckpt.pt`` (its EMA weights)."""
-    if (source / "model_index.json").is_file():
+    """Load ``models`` from ``source``: a flux-mini diffusers folder (its transformer, CLIP and T5 weights), a kept
+    checkpoint folder (``--keep``; its EMA) or a train_base ``ckpt.pt`` (its EMA weights)."""
+    if portable_checkpoint.exists(source):
+        step = portable_checkpoint.load(source, {"ema": models})["step"]
+        print(f"initialised from the EMA weights of the kept checkpoint {source} (step {step})", flush=True)
+    elif (source / "model_index.json").is_file():
         for name, module in (("transformer", models.transformer), ("text_encoder", models.clip),
                              ("text_encoder_2", models.t5)):
             module.load_state_dict(type(module).from_pretrained(source / name).state_dict())
@@ -424,8 +427,8 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR,
                         help="flux-mini folder giving the VAE, tokenizers and scheduler (and the export template)")
     parser.add_argument("--init", type=Path, default=None,
-                        help="weights that start a new run (ignored when resuming): a train_base ckpt.pt (its EMA) "
-                             "or a flux-mini diffusers folder (its transformer and text encoders)")
+                        help="weights that start a new run (ignored when resuming): a train_base ckpt.pt or kept "
+                             "folder (its EMA) or a flux-mini diffusers folder (its transformer and text encoders)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="a folder to commit: models + EMA as safetensors and the step, written with every "
                              "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")

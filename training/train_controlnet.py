@@ -18,7 +18,8 @@ Objective: FLUX's velocity loss through the frozen base with the ControlNet's re
 10 % empty prompts (control alone must still work). Against a guidance-distilled base,
 ``--distilled-guidance-max G`` trains at g ~ U[1, G] on v_u + g·(ε − x0 − v_u) (v_u: the base's empty-prompt
 velocity without control), the blend such a base predicts at g. EMA of the ControlNet is exported with ``save_pretrained`` to
-``--out`` (loadable by ``FluxControlNetModel.from_pretrained``); resumable from ``runs/controlnet/ckpt.pt``.
+``--out`` (loadable by ``FluxControlNetModel.from_pretrained``); resumable from ``runs/controlnet/ckpt.pt``, and
+with ``--keep DIR`` from a committable safetensors copy (net + EMA + step) when ``runs/`` is gone.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from studio.conditioning.control import UNION_MODES
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.grammar import STICK_FIGURE
-from training import train_base
+from training import portable_checkpoint, train_base
 from training.data import size_suffix
 from training.spec import MiniSpec
 
@@ -163,20 +164,25 @@ def train(args: argparse.Namespace) -> None:
                                         tokenizer=None, tokenizer_2=None).transformer
     base.requires_grad_(False).eval()
     ckpt = run_dir / "ckpt.pt"
-    if args.init is not None and not ckpt.exists():  # e.g. the 64-px net as the start of a 128-px run
+    kept = args.keep is not None and portable_checkpoint.exists(args.keep)
+    if args.init is not None and not ckpt.exists() and not kept:  # e.g. the 64-px net starting a 128-px run
         net = FluxControlNetModel.from_pretrained(args.init).train()
     else:
         net = make_controlnet(base).train()
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step = 0
+    step = opt_start = 0  # opt_start: the step the optimizer (re)started at, for its warmup
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state["net"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
-        step = state["step"]
+        step, opt_start = state["step"], state.get("opt_start", 0)
         print(f"resumed at step {step}", flush=True)
+    elif kept:
+        step = opt_start = portable_checkpoint.load(args.keep, {"net": net, "ema": ema})["step"]
+        print(f"resumed at step {step} from the kept checkpoint {args.keep}; fresh optimizer, "
+              f"{args.warmup} warmup steps", flush=True)
     sched = train_base.FlowMatchEulerDiscreteScheduler.from_pretrained(args.model / "scheduler")
     seq_len = data.latents.shape[1]
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)
@@ -212,7 +218,7 @@ def train(args: argparse.Namespace) -> None:
         pred = base(controlnet_block_samples=blocks, controlnet_single_block_samples=singles, **common)[0]
         loss = F.mse_loss(pred, target)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+            group["lr"] = args.lr * min(1.0, (step - opt_start + 1) / args.warmup)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -230,8 +236,11 @@ def train(args: argparse.Namespace) -> None:
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "args": vars(args)}, run_dir / "ckpt.tmp")
+                        "opt_start": opt_start, "args": vars(args)}, run_dir / "ckpt.tmp")
             (run_dir / "ckpt.tmp").replace(ckpt)
+            if args.keep is not None:
+                portable_checkpoint.save(args.keep, {"net": net, "ema": ema},
+                                         {"step": step, "size": args.size, "seed": args.seed})
             ema.save_pretrained(args.out, safe_serialization=True)
             last_ckpt = now
             print(f"checkpoint at step {step}; exported EMA to {args.out}", flush=True)
@@ -262,6 +271,9 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, data cache and log folder")
     parser.add_argument("--init", type=Path, default=None,
                         help="a FluxControlNetModel folder to start a new run from (ignored when resuming)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a folder to commit: net + EMA as safetensors and the step, written with every "
+                             "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="the base model folder it trains against")
     train(parser.parse_args())
 
