@@ -310,7 +310,7 @@ def lr_scale(step: int, warmup: int) -> float:
 
 def train(args: argparse.Namespace) -> None:
     """Train or resume until ``args.steps`` or ``args.max_minutes``."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     spec = replace(MiniSpec(), native_size=args.size)
     run_dir, model_dir = args.run_dir, args.model_dir
@@ -432,6 +432,7 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep", type=Path, default=None,
                         help="a folder to commit: models + EMA as safetensors and the step, written with every "
                              "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one per free core)")
     parser.add_argument("--limit-data", type=int, default=0, help="use only this many scenes (smoke tests)")
     return parser
 
