@@ -386,6 +386,12 @@ def train(args: argparse.Namespace) -> None:
             t_log, losses = time.time(), []
         now = time.time()
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
+        # evaluate first, so the checkpoint's best score includes this step's
+        if now - last_eval >= args.eval_minutes * 60 or done:
+            t_eval = time.time()
+            best = periodic_eval(ema, step, best, args.out, args.n_eval, run_dir, model_dir, args.size)
+            last_eval = time.time()
+            print(f"eval took {last_eval - t_eval:.1f}s", flush=True)
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             tmp = run_dir / "ckpt.tmp"
             torch.save({"models": models.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
@@ -395,11 +401,6 @@ def train(args: argparse.Namespace) -> None:
                 portable_checkpoint.save(args.keep, {"models": models, "ema": ema},
                                          {"step": step, "best": best, "size": args.size, "seed": args.seed})
             last_ckpt = now
-        if now - last_eval >= args.eval_minutes * 60 or done:
-            t_eval = time.time()
-            best = periodic_eval(ema, step, best, args.out, args.n_eval, run_dir, model_dir, args.size)
-            last_eval = time.time()
-            print(f"eval took {last_eval - t_eval:.1f}s", flush=True)
         if done:
             break
 
