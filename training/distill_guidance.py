@@ -57,11 +57,8 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step, best, opt_start = state["step"], state["best"], state.get("opt_start", 0)
         print(f"resumed at step {step}", flush=True)
-    elif args.keep is not None and portable_checkpoint.exists(args.keep):
-        state = portable_checkpoint.load(args.keep, {"student": student, "ema": ema})
-        step, best, opt_start = state["step"], state["best"], state["step"]
-        print(f"resumed at step {step} from the kept checkpoint {args.keep}; fresh optimizer, "
-              f"{args.warmup} warmup steps", flush=True)
+    elif kept := portable_checkpoint.resume(args.keep, {"student": student, "ema": ema}, args.warmup):
+        step, best, opt_start = kept["step"], kept["best"], kept["step"]
     sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
     seq_len = enc.latents.shape[1]
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)

@@ -45,3 +45,14 @@ def load(folder: Path, modules: dict[str, torch.nn.Module]) -> dict:
     for name, module in modules.items():
         load_model(module, str(folder / f"{name}.safetensors"), strict=True)
     return state
+
+
+def resume(folder: Path | None, modules: dict[str, torch.nn.Module], warmup: int) -> dict | None:
+    """A run's start from its kept checkpoint: load ``modules`` and return the saved state, or None when ``folder``
+    is unset or holds no checkpoint yet. The optimizer restarts, with ``warmup`` steps from the saved step."""
+    if folder is None or not exists(folder):
+        return None
+    state = load(folder, modules)
+    print(f"resumed at step {state['step']} from the kept checkpoint {folder}; fresh optimizer, {warmup} warmup "
+          "steps", flush=True)
+    return state

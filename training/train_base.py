@@ -13,9 +13,9 @@ and the exact σ values that FluxPipeline visits at 4 steps (this emphasises hig
 dropped to the empty prompt (true CFG). The guidance embedding is fed g ~ U[1, 6] (NOT distilled: the model
 learns to ignore it). EMA weights (decay 0.999) are what gets evaluated and exported.
 
-Resumable: ``runs/base/ckpt.pt`` (models, EMA, optimizer, step) every ``--ckpt-minutes``; every
-``--keep DIR`` also writes models + EMA + step as safetensors (``training.portable_checkpoint``) to a folder
-that can be committed, and a run with no ``ckpt.pt`` resumes from it — ``runs/`` does not outlive a session. Every
+Resumable: ``runs/base/ckpt.pt`` (models, EMA, optimizer, step) every ``--ckpt-minutes``. With ``--keep DIR``
+each checkpoint also writes models + EMA + step as safetensors (``training.portable_checkpoint``) to a folder that
+can be committed, and a run with no ``ckpt.pt`` resumes from it — ``runs/`` does not outlive a session. Every
 ``--eval-minutes`` the EMA weights are saved as a full diffusers folder, loaded with
 ``FluxPipeline.from_pretrained``, sampled at 4 steps (a PNG grid of fixed prompts under ``runs/base/samples``)
 and scored with ToyGenEval on held-out one-object prompts; the best so far is exported to ``--out``.
@@ -319,8 +319,8 @@ def train(args: argparse.Namespace) -> None:
     n = len(enc.latents)
     models = Models(spec, model_dir)
     ckpt = run_dir / "ckpt.pt"
-    kept = args.keep is not None and portable_checkpoint.exists(args.keep)
-    if args.init is not None and not ckpt.exists() and not kept:  # e.g. the 64-px model starting a 128-px run
+    # --init: e.g. the 64-px model starting a 128-px run; a kept checkpoint (loaded below) overrides its weights
+    if args.init is not None and not ckpt.exists():
         init_weights(models, args.init)
     ema = copy.deepcopy(models).requires_grad_(False)
     groups = [
@@ -337,11 +337,8 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step, best, opt_start = state["step"], state.get("best", -1.0), state.get("opt_start", 0)
         print(f"resumed at step {step} (best joint {best})", flush=True)
-    elif kept:
-        state = portable_checkpoint.load(args.keep, {"models": models, "ema": ema})
-        step, best, opt_start = state["step"], state["best"], state["step"]
-        print(f"resumed at step {step} (best joint {best}) from the kept checkpoint {args.keep}; "
-              f"fresh optimizer, {args.warmup} warmup steps", flush=True)
+    elif kept := portable_checkpoint.resume(args.keep, {"models": models, "ema": ema}, args.warmup):
+        step, best, opt_start = kept["step"], kept["best"], kept["step"]
     sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
     seq_len = enc.latents.shape[1]
     visited = sampler_sigmas(sched, spec.default_steps, seq_len)

@@ -164,8 +164,8 @@ def train(args: argparse.Namespace) -> None:
                                         tokenizer=None, tokenizer_2=None).transformer
     base.requires_grad_(False).eval()
     ckpt = run_dir / "ckpt.pt"
-    kept = args.keep is not None and portable_checkpoint.exists(args.keep)
-    if args.init is not None and not ckpt.exists() and not kept:  # e.g. the 64-px net starting a 128-px run
+    # --init: e.g. the 64-px net starting a 128-px run; a kept checkpoint (loaded below) overrides its weights
+    if args.init is not None and not ckpt.exists():
         net = FluxControlNetModel.from_pretrained(args.init).train()
     else:
         net = make_controlnet(base).train()
@@ -179,10 +179,8 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step, opt_start = state["step"], state.get("opt_start", 0)
         print(f"resumed at step {step}", flush=True)
-    elif kept:
-        step = opt_start = portable_checkpoint.load(args.keep, {"net": net, "ema": ema})["step"]
-        print(f"resumed at step {step} from the kept checkpoint {args.keep}; fresh optimizer, "
-              f"{args.warmup} warmup steps", flush=True)
+    elif kept := portable_checkpoint.resume(args.keep, {"net": net, "ema": ema}, args.warmup):
+        step = opt_start = kept["step"]
     sched = train_base.FlowMatchEulerDiscreteScheduler.from_pretrained(args.model / "scheduler")
     seq_len = data.latents.shape[1]
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)
