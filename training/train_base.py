@@ -303,9 +303,17 @@ def init_weights(models: Models, source: Path) -> None:
         print(f"initialised from the EMA weights of {source}", flush=True)
 
 
-def lr_scale(step: int, warmup: int) -> float:
-    """Linear warmup, then constant (EMA does the averaging; runs can be extended)."""
-    return min(1.0, (step + 1) / warmup)
+def lr_scale(step: int, warmup: int, decay_step: int = 0, decay_steps: int = 0, floor: float = 0.1) -> float:
+    """Linear warmup, then constant (EMA does the averaging; runs can be extended).
+
+    With ``decay_steps`` > 0 the lr then follows a cosine from 1 down to ``floor`` over ``decay_steps`` steps,
+    ``decay_step`` counting them (0 at the step this run started or resumed at), and stays at ``floor``.
+    """
+    scale = min(1.0, (step + 1) / warmup)
+    if decay_steps > 0:
+        progress = min(1.0, max(0, decay_step) / decay_steps)
+        scale *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return scale
 
 
 def train(args: argparse.Namespace) -> None:
@@ -350,6 +358,7 @@ def train(args: argparse.Namespace) -> None:
     log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = last_eval = time.time()
     t_log, losses = time.time(), []
+    first_step = step  # --decay-steps counts from here
     models.train()
     while step < args.steps:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
@@ -366,7 +375,7 @@ def train(args: argparse.Namespace) -> None:
         pred = models.velocity(xt, sigma, guidance, clip_ids, t5_ids, enc.img_ids, enc.txt_ids)
         loss = F.mse_loss(pred, noise - x0)
         for g, base in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = base * lr_scale(step - opt_start, args.warmup)
+            g["lr"] = base * lr_scale(step - opt_start, args.warmup, step - first_step, args.decay_steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
@@ -411,6 +420,8 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--text-lr-mult", type=float, default=0.5)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--decay-steps", type=int, default=0,
+                        help="cosine-decay the lr to 0.1x over this many steps from this run's (re)start (0: constant)")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--p-uncond", type=float, default=0.1)
     parser.add_argument("--p-visited", type=float, default=0.3)
