@@ -311,7 +311,7 @@ def lr_scale(step: int, warmup: int, decay_step: int = 0, decay_steps: int = 0, 
     """
     scale = min(1.0, (step + 1) / warmup)
     if decay_steps > 0:
-        progress = min(1.0, max(0, decay_step) / decay_steps)
+        progress = min(1.0, decay_step / decay_steps)
         scale *= floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     return scale
 
