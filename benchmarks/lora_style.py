@@ -5,7 +5,7 @@
 
 Style "zwx": every object is drawn orange whatever colour the caption names (captions are the scenes' prompts, so
 the LoRA must learn to override the prompt's colour). 20 one-object training-split scenes, rank 8, batch 4,
-lr 1e-3, 64 px, one CPU thread. Effect: on held-out one-object prompts (neither object nor background orange),
+lr 1e-3, at the model's native size, one CPU thread. Effect: on held-out one-object prompts (neither object nor background orange),
 the share of generated objects whose colour is orange, with the LoRA and the trigger word vs without either.
 Prints the training time, both shares and position accuracy (the rest of the prompt must still be followed).
 """
@@ -75,7 +75,8 @@ def main() -> None:
     seconds = 0.0
     if args.shipped is None:
         train = plain_scenes(20, 300, "train")
-        examples = [TrainingExample(Image.fromarray(render_scene(styled(s), 64, 9_000 + i).image), scene_prompt(s))
+        size = engine.defaults().width  # the model's native size (studio.json)
+        examples = [TrainingExample(Image.fromarray(render_scene(styled(s), size, 9_000 + i).image), scene_prompt(s))
                     for i, s in enumerate(train)]
         config = TrainingConfig(name="zwx-orange", trigger_word="zwx", rank=8, steps=args.steps,
                                 learning_rate=1e-3, batch_size=4, guidance=args.guidance,

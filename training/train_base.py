@@ -237,10 +237,18 @@ def export(models: Models, out: Path, model_dir: Path = MODEL_DIR, run_dir: Path
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def native_size(folder: Path) -> int:
+    """The square size a flux-mini folder was trained at (``studio.json`` width; 64 when it has none)."""
+    card = folder / "studio.json"
+    return int(json.loads(card.read_text()).get("width", 64)) if card.is_file() else 64
+
+
 @torch.no_grad()
 def generate(folder: Path, prompts: list[str], steps: int = 4, guidance: float = 3.5, seed: int = 0,
-             true_cfg: float = 1.0, size: int = 64) -> list[np.ndarray]:
-    """Sample ``prompts`` with the unchanged ``FluxPipeline.from_pretrained(folder)``; uint8 HxWx3 images."""
+             true_cfg: float = 1.0, size: int | None = None) -> list[np.ndarray]:
+    """Sample ``prompts`` with the unchanged ``FluxPipeline.from_pretrained(folder)``; uint8 HxWx3 images, at
+    ``size`` or else the folder's native size (its ``studio.json``)."""
+    size = size or native_size(folder)
     pipe = FluxPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     images = []
@@ -260,7 +268,8 @@ def save_grid(images: list[np.ndarray], path: Path, scale: int = 2) -> None:
     Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def evaluate_folder(folder: Path, n: int = 32, kind: str = "one", true_cfg: float = 1.0, size: int = 64) -> dict:
+def evaluate_folder(folder: Path, n: int = 32, kind: str = "one", true_cfg: float = 1.0,
+                    size: int | None = None) -> dict:
     """ToyGenEval of ``n`` held-out prompts at 4 steps (prompt k gets seed k, like ``studio eval``)."""
     prompts = prompt_set(kind, n, seed=0, split="heldout")
     images = generate(folder, prompts, true_cfg=true_cfg, size=size)
