@@ -40,7 +40,7 @@ def test_gradio_client_generate_history_replay(server):
 
     client = Client(server.url, verbose=False)
     out = client.predict(prompt=PROMPT, seed=3, api_name="/generate")
-    assert out["seed"] == 3 and out["request"]["width"] == 64 and Path(out["images"][0]).is_file()
+    assert out["seed"] == 3 and out["request"]["width"] == 128 and Path(out["images"][0]).is_file()
     history = client.predict(search="red circle", api_name="/history")
     assert out["id"] in [r["id"] for r in history["records"]]
     replay = client.predict(id=out["id"], api_name="/replay")

@@ -72,9 +72,10 @@ def test_each_controlnet_family_matches_diffusers_flux_controlnet_pipeline(studi
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
     ref = studio.store.assets.put_image(control_image())
+    size = {"width": 64, "height": 64}  # diffusers' pipeline below draws 64 × 64 from 8 × 8 latents
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, steps=4, guidance=3.5,
-                                               controls=(ControlSpec(kind, ref),)))
-    plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, steps=4, guidance=3.5))
+                                               controls=(ControlSpec(kind, ref),), **size))
+    plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, steps=4, guidance=3.5, **size))
     assert np.abs(pixels(record) - pixels(plain)).mean() > 1  # the net changes the image
 
     net = FluxControlNetModel.from_pretrained(studio.tmp / folder)

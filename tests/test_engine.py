@@ -24,7 +24,7 @@ def pixels(path: str) -> np.ndarray:
 def test_defaults_come_from_the_model(studio):
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
     request = record["request"]
-    assert (request["width"], request["height"], request["steps"], request["guidance"]) == (64, 64, 4, 2.0)
+    assert (request["width"], request["height"], request["steps"], request["guidance"]) == (128, 128, 4, 2.0)
     assert record["status"] == "done" and len(record["images"]) == 1
     assert Path(record["images"][0]["path"]).is_file()
 
@@ -73,7 +73,7 @@ def test_progress_previews_arrive(studio):
     updates = []
     studio.generate(GenerationRequest(prompt=PROMPT, seed=3, steps=4), on_step=updates.append)
     assert [u.step for u in updates] == [1, 2, 3, 4]
-    assert updates[0].preview is not None and updates[0].preview.size == (64, 64)
+    assert updates[0].preview is not None and updates[0].preview.size == (128, 128)
 
 
 def test_true_cfg_with_negative_prompt_changes_the_image(studio):

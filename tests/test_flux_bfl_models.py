@@ -91,9 +91,10 @@ def test_the_control_reaches_the_model_and_matches_diffusers_flux_control_pipeli
 
     studio = studios["live"]
     ref, image = canny_map(studio)
+    size = {"width": 64, "height": 64}  # diffusers' pipeline below draws 64 × 64 from 8 × 8 latents
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4, guidance=3.5,
-                                               controls=(ControlSpec("canny-map", ref),)))
-    plain = studios["base"].generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4, guidance=3.5))
+                                               controls=(ControlSpec("canny-map", ref),), **size))
+    plain = studios["base"].generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4, guidance=3.5, **size))
     assert np.abs(pixels(record) - pixels(plain)).mean() > 2  # the control changes the image
     assert np.array_equal(pixels(studio.replay(record["id"])), pixels(record))
 

@@ -52,7 +52,7 @@ def test_the_vae_keeps_stick_figures_thin():
 
     vae = AutoencoderKL.from_pretrained(ROOT / "assets" / "models" / "flux-mini" / "vae").eval()
     scenes = [s for s in scene_set("one", 200, seed=5, split="heldout") if s.objects[0].shape == STICK_FIGURE][:24]
-    pixels = np.stack([render_scene(scene, 64, 60_000 + k).image for k, scene in enumerate(scenes)])
+    pixels = np.stack([render_scene(scene, 128, 60_000 + k).image for k, scene in enumerate(scenes)])
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample
@@ -80,7 +80,7 @@ def test_control_is_obeyed_and_beats_no_control(studio, kind):
 
     with_control, without = [], []
     for k, scene in enumerate(held_out_scenes(kind, 8)):
-        rendered = render_scene(scene, 64, 77_000 + k)
+        rendered = render_scene(scene, 128, 77_000 + k)
         control_map = rendered.control(kind)
         ref = studio.store.assets.put_image(Image.fromarray(control_map))
         silhouette = control_silhouette(control_map, kind)

@@ -191,7 +191,7 @@ def test_history_images_for_training_are_the_visitors_own_with_their_prompts(stu
     assert [gen_id for _, gen_id in history_choices(studio, "visitor-a")] == [mine["id"]]
     paths, prompts = history_examples(studio, [mine["id"]], "visitor-a")
     assert prompts == ["a red circle in the center on a white background"]
-    assert Image.open(paths[0]).size == (64, 64)
+    assert Image.open(paths[0]).size == (128, 128)
     with pytest.raises(NotFound):
         history_examples(studio, [theirs["id"]], "visitor-a")
 

@@ -215,7 +215,7 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
         keypoints = page.locator("#pose_json textarea")
         expect(keypoints).to_be_visible(timeout=10_000)
         figures = pose.parse_pose(keypoints.input_value())
-        arms_up = pose.preset_figure("arms up", 64, 64)
+        arms_up = pose.preset_figure("arms up", 128, 128)
         assert figures[0][4][1] > arms_up[4][1] + 0.1 and close(figures[0][5:], arms_up[5:])  # only the wrist moved
 
         page.locator("#generate").click()
@@ -227,5 +227,5 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
     (control,) = record["request"]["controls"]
     assert control["kind"] == "pose-map" and control["strength"] == 1.0
     stored = pose_server.log_path.parent / "assets" / f"{control['image'].removeprefix('sha256:')}.png"
-    expected = pose.pose_map_array(figures, 64, 64)
+    expected = pose.pose_map_array(figures, 128, 128)
     assert np.array_equal(np.asarray(Image.open(stored).convert("RGB")), expected)  # the map, bit for bit

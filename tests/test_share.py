@@ -86,7 +86,7 @@ def test_share_page_shows_prompt_settings_absolute_og_image_and_remix(server, st
     assert f'href="/?remix={token}"' in page and ">Remix</a>" in page
     assert f'href="/share/{token}.png" download=' in page
     settings = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page))
-    assert settings["Seed"] == "3" and settings["Size"] == "64 × 64" and settings["Model"].endswith("flux-mini")
+    assert settings["Seed"] == "3" and settings["Size"] == "128 × 128" and settings["Model"].endswith("flux-mini")
     assert {"Steps", "Guidance", "True CFG"} <= settings.keys()
     alias = get(server, f"/share?token={token}")
     assert alias.status == 200 and text(alias) == page
@@ -157,6 +157,13 @@ def test_script_in_prompt_is_escaped_in_share_page_and_gallery(server, store, re
 
 
 @pytest.mark.browser
+def loaded_width(page, image) -> int:
+    """The natural width of ``image`` once the browser has loaded it (gallery cards load lazily)."""
+    image.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=15_000)
+    return image.evaluate("img => img.naturalWidth")
+
+
 def test_browser_share_page_and_gallery_run_no_script_from_prompts(server, store, records, tmp_path):
     executable = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
@@ -171,11 +178,11 @@ def test_browser_share_page_and_gallery_run_no_script_from_prompts(server, store
         try:
             page.goto(f"{server.url}/share/{token}", wait_until="load")
             expect(page.locator("#prompt")).to_contain_text("<script>alert(1)</script>")
-            assert page.locator("img.hero").evaluate("img => img.complete && img.naturalWidth") == 64
+            assert loaded_width(page, page.locator("img.hero")) == 128
             expect(page.locator("#remix")).to_have_attribute("href", f"/?remix={token}")
             page.goto(f"{server.url}/gallery?q=blue+square", wait_until="load")
             expect(page.locator(".card .prompt").first).to_contain_text("<b>bold</b>")
-            assert page.locator(".card img").first.evaluate("img => img.complete && img.naturalWidth") == 64
+            assert loaded_width(page, page.locator(".card img").first) == 128  # lazy-loaded: waited for
             page.wait_for_timeout(500)
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"))

@@ -15,7 +15,7 @@ def test_grid_over_presets_and_seeds_stores_each_cell(studio):
     x = xyplot.parse_axis("schedule preset", "constant, compose early")
     y = xyplot.parse_axis("seed", "1, 2")
     grid, records = xyplot.run(studio, GenerationRequest(prompt=PROMPT, guidance=3.5, seed=9), x, y)
-    assert len(records) == 4 and grid.size == (110 + 2 * 64, 18 + 2 * 64)
+    assert len(records) == 4 and grid.size == (110 + 2 * 128, 18 + 2 * 128)
     assert [r["request"]["seed"] for r in records] == [1, 1, 2, 2]
     assert records[0]["request"]["schedule"] is None and records[1]["request"]["schedule"]["guidance"]
     _, total = studio.store.list()
