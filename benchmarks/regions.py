@@ -1,6 +1,6 @@
 """Regional prompting on flux-mini: two-object prompts, text only vs two painted regions, and the window.
 
-    python -m benchmarks.regions [--n 24] [--steps 8]
+    python -m benchmarks.regions [--n 24] [--steps 8] [--true-cfg 2]
 
 Each region is the quadrant of its object's corner, prompted with that object's one-object prompt
 (TOYWORLD.md). Prints ToyGenEval accuracies for text only and regions on for 25 % / 50 % / 100 % of the steps,
@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--true-cfg", type=float, default=1.0, help="true CFG for every row (empty negative prompt)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import tempfile
@@ -70,7 +71,7 @@ def main() -> None:
                 if window < 1.0:
                     schedule = {"regions": [[0.0, 1.0], [window, 1.0], [min(1.0, window + 1e-3), 0.0], [1.0, 0.0]]}
             request = GenerationRequest(prompt=prompt, steps=args.steps, seed=k, regions=regions, schedule=schedule,
-                                        region_base_ratio=base_ratio)
+                                        region_base_ratio=base_ratio, true_cfg=args.true_cfg)
             pairs.append((engine.generate(request, assets=assets).images[0], prompt))
         seconds = time.perf_counter() - started
         scores = evaluate_many(pairs)
@@ -79,7 +80,8 @@ def main() -> None:
              for k, scene in enumerate(scenes)]
     rows.append({"config": "VAE ceiling", "seconds": 0.0, **{k: v for k, v in evaluate_many(truth).items()
                                                              if k in ("color", "shape", "position", "joint")}})
-    print(f"ToyGenEval, {args.n} held-out two-object prompts, {args.steps} steps, seeds 0..{args.n - 1}")
+    print(f"ToyGenEval, {args.n} held-out two-object prompts, {args.steps} steps, true CFG {args.true_cfg:g}, "
+          f"seeds 0..{args.n - 1}")
     print(f"{'config':<14} {'time s':>7} {'color':>6} {'shape':>6} {'pos':>6} {'joint':>6}")
     for r in rows:
         print(f"{r['config']:<14} {r['seconds']:>7.2f} {r['color']:>6.3f} {r['shape']:>6.3f} {r['position']:>6.3f} "

@@ -29,7 +29,8 @@ SCENES = [
     Scene((ToyObject("gray", "triangle", "top left"),), "black"),
     Scene((ToyObject("orange", "circle", "center"),), "purple"),
 ]
-HOLLOW_ON_FLOOR = 2  # of these 4 scenes drawn hollow with the outlined LoRA; measured 3 (0.575 of 40 held-out prompts)
+HOLLOW_ON_FLOOR = 3  # of these 4 scenes drawn hollow with the outlined LoRA at true CFG 3; measured 4 (see model card)
+LORA_TRUE_CFG = 3.0
 
 
 def test_the_base_model_follows_held_out_one_object_prompts(studio):
@@ -102,7 +103,7 @@ def test_outlined_lora_and_its_kohya_copy_inspect_cleanly(engine):
 
 def test_outlined_lora_changes_the_image_and_the_kohya_copy_gives_the_same_pixels(studio):
     """The LoRA draws the held-out objects hollow, the kohya → diffusers conversion is exact, and with it off the
-    objects stay filled."""
+    objects stay filled (all at true CFG 3, how the undistilled base and its LoRA are meant to be sampled)."""
     hollow_off = hollow_on = 0
     for k, scene in enumerate(SCENES):
         styled = Scene(scene.objects, scene.background, "outlined")
@@ -111,7 +112,7 @@ def test_outlined_lora_changes_the_image_and_the_kohya_copy_gives_the_same_pixel
                                     ("trigger only", scene_prompt(styled), ()),
                                     ("on", scene_prompt(styled), (LoraSpec("outlined"),)),
                                     ("kohya", scene_prompt(styled), (LoraSpec("kohya/outlined-kohya"),))):
-            record = studio.generate(GenerationRequest(prompt=prompt, seed=k, loras=loras))
+            record = studio.generate(GenerationRequest(prompt=prompt, seed=k, loras=loras, true_cfg=LORA_TRUE_CFG))
             images[name] = np.asarray(Image.open(record["images"][0]["path"]).convert("RGB")).astype(int)
         found = evaluate_image(images["off"].astype(np.uint8), scene).objects[0]
         hollow_off += found.mask is not None and is_hollow(found.mask)

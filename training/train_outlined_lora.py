@@ -1,6 +1,7 @@
 """Train flux-mini's sample style LoRA "outlined" with the studio's own LoRA trainer, then measure it.
 
-    python -m training.train_outlined_lora --seed 0 --steps 5000     # the shipped file (1 651 s of one thread)
+    python -m training.train_outlined_lora --seed 0 --steps 5000 --true-cfg 1 3   # the shipped file (≈ 20 min)
+    python -m training.train_outlined_lora --skip-train --n-eval 120 --true-cfg 1 2 3   # measure the shipped files
 
 Data: ``--n-train`` (2 048) one-object toy scenes of the training split in the outlined style (TOYWORLD.md: closed
 outlines, stroke ~5 % of the side; stick figures are excluded — they are strokes already;
@@ -10,13 +11,15 @@ and position, so it is taught from many generated scenes, not the Training tab's
 nothing that held out).
 Training: ``studio.lora_training.train_lora`` on the resident flux-mini (the Training tab's code path), rank 16, on
 all layers of the double-stream blocks (``layers="double_blocks"``: both streams' attention and MLPs — the part
-kohya's Flux format can hold), with guidance-distilled targets (``distilled_guidance_max`` 4: at g ~ U[1, 4] the
-LoRA learns v_u + g·(ε − x0 − v_u), v_u the base's empty-prompt velocity — the shipped transformer is
-guidance-distilled, and a LoRA fitted at one guidance came out too weak at the default 2.0), 30 % of σ on the four σ the sampler visits (as the base was trained). Written to ``assets/loras/outlined.safetensors``
+kohya's Flux format can hold), with the plain velocity target at g = 1 (the 128-px base is not guidance-distilled,
+so the LoRA learns the conditional velocity of outlined scenes and is sampled with true CFG like the base;
+``--distilled-guidance-max 4`` gives the targets v_u + g·(ε − x0 − v_u) that suited the earlier distilled 64-px
+transformer), 30 % of σ on the four σ the sampler visits (as the base was trained). Written to ``assets/loras/outlined.safetensors``
 with trigger-word / base-model metadata; a kohya-format copy goes to
 ``assets/loras/kohya/outlined-kohya.safetensors`` (``training.kohya_export``).
 
-Measurement: held-out one-object prompts without figures, 4 steps, default guidance, seeds 0..n-1: hollow share
+Measurement: held-out one-object prompts without figures, 4 steps, default guidance, each ``--true-cfg`` scale (empty
+negative prompt; 3 is where the style holds), seeds 0..n-1: hollow share
 (TOYWORLD.md) and ToyGenEval of the other attributes with the LoRA at weight 1 (prompt with the trigger word), with
 the kohya copy, and without the LoRA (prompt without the trigger word). Writes ``runs/outlined_lora.json``.
 """
@@ -44,13 +47,14 @@ LORA_DIR = Path("assets/loras")
 KOHYA_PATH = LORA_DIR / "kohya" / "outlined-kohya.safetensors"
 
 
-def hollow_share(engine: Engine, scenes: list[Scene], loras: tuple[LoraSpec, ...], styled: bool) -> dict:
+def hollow_share(engine: Engine, scenes: list[Scene], loras: tuple[LoraSpec, ...], styled: bool,
+                 true_cfg: float = 1.0) -> dict:
     """Generate each scene's prompt (with or without the trigger word) and score hollowness and attributes."""
     hollow = correct = 0
     for k, scene in enumerate(scenes):
         plain = Scene(scene.objects, scene.background, None)
         prompt = scene_prompt(scene if styled else plain)
-        image = engine.generate(GenerationRequest(prompt=prompt, seed=k, loras=loras)).images[0]
+        image = engine.generate(GenerationRequest(prompt=prompt, seed=k, loras=loras, true_cfg=true_cfg)).images[0]
         found = evaluate_image(image, plain).objects[0]
         hollow += bool(found.mask is not None and is_hollow(found.mask))
         correct += bool(found.colour_ok and found.position_ok)
@@ -67,10 +71,12 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=40)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--n-train", type=int, default=2048, help="how many outlined training scenes")
-    parser.add_argument("--distilled-guidance-max", type=float, default=4.0,
+    parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
                         help="train at g ~ U[1, max] against guidance-distilled targets (0: plain loss at g = 1)")
     parser.add_argument("--out-dir", type=Path, default=LORA_DIR)
     parser.add_argument("--skip-train", action="store_true", help="only measure the shipped files")
+    parser.add_argument("--true-cfg", type=float, nargs="+", default=[1.0],
+                        help="measure at each of these true-CFG scales (empty negative prompt)")
     args = parser.parse_args()
     settings = settings_mod.from_env(threads=1, lora_dirs=(args.out_dir,))
     engine = Engine(settings)
@@ -98,11 +104,14 @@ def main() -> None:
         export_kohya(path, args.out_dir / KOHYA_PATH.relative_to(LORA_DIR))
         print(f"wrote {path}", flush=True)
     eval_scenes = outlined_scenes(args.n_eval, 9000 + args.seed, "heldout")
-    report["off"] = hollow_share(engine, eval_scenes, (), styled=False)
-    report["on"] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True)
-    if (args.out_dir / KOHYA_PATH.relative_to(LORA_DIR)).is_file():
-        report["kohya_on"] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),), styled=True)
-    report["trigger_without_lora"] = hollow_share(engine, eval_scenes, (), styled=True)
+    for cfg in args.true_cfg:
+        key = "" if cfg == 1.0 else f"_cfg{cfg:g}"
+        report["off" + key] = hollow_share(engine, eval_scenes, (), styled=False, true_cfg=cfg)
+        report["on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True, true_cfg=cfg)
+        if (args.out_dir / KOHYA_PATH.relative_to(LORA_DIR)).is_file():
+            report["kohya_on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),),
+                                                    styled=True, true_cfg=cfg)
+        report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, true_cfg=cfg)
     print(json.dumps(report, indent=1))
     Path("runs").mkdir(exist_ok=True)
     Path("runs/outlined_lora.json").write_text(json.dumps(report, indent=1))
