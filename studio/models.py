@@ -21,6 +21,7 @@ class ModelDefaults:
     steps: int
     guidance: float
     max_sequence_length: int
+    guidance_distilled: bool = True  # False: the guidance embedding is present but untrained (the value is ignored)
 
 
 SCHNELL = ModelDefaults(1024, 1024, 4, 0.0, 256)
@@ -71,6 +72,6 @@ def defaults_for(location: ModelLocation, guidance_embeds: bool) -> ModelDefault
             data = json.loads(card.read_text())
             return ModelDefaults(
                 int(data["width"]), int(data["height"]), int(data["steps"]), float(data["guidance"]),
-                int(data.get("max_sequence_length", 512)),
+                int(data.get("max_sequence_length", 512)), bool(data.get("guidance_distilled", True)),
             )
     return DEV if guidance_embeds else SCHNELL

@@ -27,6 +27,15 @@ def test_defaults_come_from_the_model(studio):
     assert (request["width"], request["height"], request["steps"], request["guidance"]) == (128, 128, 4, 2.0)
     assert record["status"] == "done" and len(record["images"]) == 1
     assert Path(record["images"][0]["path"]).is_file()
+    # flux-mini's guidance embedding is untrained (studio.json says so): the UI labels the channel as ignored
+    assert studio.engine.defaults().guidance_distilled is False
+
+
+def test_a_model_card_without_the_flag_is_guidance_distilled(tmp_path):
+    from studio.models import ModelLocation, defaults_for
+
+    (tmp_path / "studio.json").write_text('{"width": 64, "height": 64, "steps": 4, "guidance": 3.5}')
+    assert defaults_for(ModelLocation("m", str(tmp_path), False), True).guidance_distilled is True
 
 
 def test_second_generation_does_not_reload_weights(studio):

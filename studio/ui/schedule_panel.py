@@ -67,7 +67,7 @@ def render(text: str, steps: Any, guidance: Any, true_cfg: Any, negative: str, g
     if "true_cfg" in clean:
         note += f" (constant true CFG {cfg:g} would cost {constant})"
     if not guidance_embeds:
-        note += " · this model has no guidance embedding: the distilled guidance channel is ignored"
+        note += " · this model does not use distilled guidance: that channel is ignored — shape true CFG instead"
     editor = json.dumps({"schedule": clean, "steps": n})
     return editor, points or [["", None, None]], rows, note, list(clean)
 

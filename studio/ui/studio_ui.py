@@ -48,7 +48,7 @@ class UIContext:
     height: int
     steps: int
     guidance: float
-    guidance_embeds: bool = True
+    guidance_embeds: bool = True  # whether the model uses distilled guidance (embedding present and trained)
     multi_user: bool = False
     share_base_url: str | None = None
     gpu_slots: int = 1  # generation events admitted at once (> 1 only with coalescing: the engine runs one batch)
