@@ -166,17 +166,12 @@ def test_the_pose_editor_and_overlay_do_not_import_torch():
 
 @pytest.fixture(scope="module")
 def pose_server(tmp_path_factory):
-    """The app with a (random) pose ControlNet, so pose-map controls run on the embedded model."""
-    from diffusers import FluxTransformer2DModel
-
-    from tests.conftest import MODEL
+    """The app on the embedded model with its own union ControlNet (named in flux-mini's studio.json)."""
     from tests.server import AppServer
-    from tests.test_control import make_controlnet
 
     tmp = tmp_path_factory.mktemp("pose-app")
-    net = make_controlnet(FluxTransformer2DModel.from_pretrained(MODEL / "transformer"), tmp / "pose-net")
     (tmp / "data").mkdir()
-    srv = AppServer(tmp / "data", env={"STUDIO_CONTROLNET_POSE": str(net)})
+    srv = AppServer(tmp / "data")
     yield srv
     srv.close()
 
@@ -229,3 +224,14 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
     stored = pose_server.log_path.parent / "assets" / f"{control['image'].removeprefix('sha256:')}.png"
     expected = pose.pose_map_array(figures, 128, 128)
     assert np.array_equal(np.asarray(Image.open(stored).convert("RGB")), expected)  # the map, bit for bit
+
+    # the image follows the pose: flux-mini's ControlNet draws the figure on the skeleton, the prompt alone does not
+    from studio.toyworld.evaluate import control_obeyed, control_silhouette
+
+    silhouette = control_silhouette(expected, "pose")
+    posed = np.asarray(Image.open(record["images"][0]).convert("RGB"))
+    plain = Client(pose_server.url, verbose=False).predict(prompt=PROMPT, seed=3, api_name="/generate")
+    unposed = np.asarray(Image.open(plain["images"][0]).convert("RGB"))
+    iou_posed, obeyed = control_obeyed(posed, silhouette, "pose")
+    iou_plain, _ = control_obeyed(unposed, silhouette, "pose")
+    assert obeyed and iou_posed >= iou_plain + 0.1, (iou_posed, iou_plain)
