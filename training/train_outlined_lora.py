@@ -2,6 +2,7 @@
 
     python -m training.train_outlined_lora --seed 0 --steps 5000 --true-cfg 1 3   # the shipped file (≈ 20 min)
     python -m training.train_outlined_lora --skip-train --n-eval 120 --true-cfg 1 2 3   # measure the shipped files
+    python -m training.train_outlined_lora --skip-train --n-eval 120 --true-cfg 3 --sample-steps 8
 
 Data: ``--n-train`` (2 048) one-object toy scenes of the training split in the outlined style (TOYWORLD.md: closed
 outlines, stroke ~5 % of the side; stick figures are excluded — they are strokes already;
@@ -48,13 +49,14 @@ KOHYA_PATH = LORA_DIR / "kohya" / "outlined-kohya.safetensors"
 
 
 def hollow_share(engine: Engine, scenes: list[Scene], loras: tuple[LoraSpec, ...], styled: bool,
-                 true_cfg: float = 1.0) -> dict:
+                 true_cfg: float = 1.0, steps: int | None = None) -> dict:
     """Generate each scene's prompt (with or without the trigger word) and score hollowness and attributes."""
     hollow = correct = 0
     for k, scene in enumerate(scenes):
         plain = Scene(scene.objects, scene.background, None)
         prompt = scene_prompt(scene if styled else plain)
-        image = engine.generate(GenerationRequest(prompt=prompt, seed=k, loras=loras, true_cfg=true_cfg)).images[0]
+        request = GenerationRequest(prompt=prompt, seed=k, loras=loras, true_cfg=true_cfg, steps=steps)
+        image = engine.generate(request).images[0]
         found = evaluate_image(image, plain).objects[0]
         hollow += bool(found.mask is not None and is_hollow(found.mask))
         correct += bool(found.colour_ok and found.position_ok)
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="only measure the shipped files")
     parser.add_argument("--true-cfg", type=float, nargs="+", default=[1.0],
                         help="measure at each of these true-CFG scales (empty negative prompt)")
+    parser.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: the model's)")
     args = parser.parse_args()
     settings = settings_mod.from_env(threads=1, lora_dirs=(args.out_dir,))
     engine = Engine(settings)
@@ -104,14 +107,16 @@ def main() -> None:
         export_kohya(path, args.out_dir / KOHYA_PATH.relative_to(LORA_DIR))
         print(f"wrote {path}", flush=True)
     eval_scenes = outlined_scenes(args.n_eval, 9000 + args.seed, "heldout")
+    kohya = (args.out_dir / KOHYA_PATH.relative_to(LORA_DIR)).is_file()
     for cfg in args.true_cfg:
-        key = "" if cfg == 1.0 else f"_cfg{cfg:g}"
-        report["off" + key] = hollow_share(engine, eval_scenes, (), styled=False, true_cfg=cfg)
-        report["on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True, true_cfg=cfg)
-        if (args.out_dir / KOHYA_PATH.relative_to(LORA_DIR)).is_file():
+        key = ("" if cfg == 1.0 else f"_cfg{cfg:g}") + (f"_steps{args.sample_steps}" if args.sample_steps else "")
+        settings = {"true_cfg": cfg, "steps": args.sample_steps}
+        report["off" + key] = hollow_share(engine, eval_scenes, (), styled=False, **settings)
+        report["on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True, **settings)
+        if kohya:
             report["kohya_on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),),
-                                                    styled=True, true_cfg=cfg)
-        report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, true_cfg=cfg)
+                                                    styled=True, **settings)
+        report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, **settings)
     print(json.dumps(report, indent=1))
     Path("runs").mkdir(exist_ok=True)
     Path("runs/outlined_lora.json").write_text(json.dumps(report, indent=1))
