@@ -37,7 +37,8 @@ def test_kill_9_mid_generation_leaves_no_half_record_and_orphans_are_swept(tmp_p
     try:
         client = Client(server.url, verbose=False)
         done = client.predict(prompt=PROMPT, seed=1, api_name="/generate")
-        job = client.submit(prompt=PROMPT, seed=2, steps=200, width=256, height=256, api_name="/generate")
+        # 200 steps at 512 × 512 (1 024 image tokens) take far longer than the wait below on one CPU thread
+        job = client.submit(prompt=PROMPT, seed=2, steps=200, width=512, height=512, api_name="/generate")
         time.sleep(4)  # well inside the 200 steps
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait(timeout=10)
