@@ -186,25 +186,50 @@ def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_i
 
 
 @pytest.mark.browser
-def test_browser_painted_region_reaches_the_record(server, tmp_path):
+def paint_area(page, editor, colour: str, left: float, top: float, right: float, bottom: float) -> None:
+    """Fill a box with brush strokes in one of the region palette's colours. The box is in fractions of the image,
+    taken as the square centred in the editor's canvas with 0.8 of its shorter side (how the editor fits it)."""
+    editor.get_by_role("button", name="Brush").first.click()
+    editor.get_by_role("button", name="Color").click()
+    editor.locator(f'menu.swatch button.color[style*="{colour}"]').click()
+    editor.get_by_role("button", name="Color").click()  # close the swatches again
+    box = editor.locator("canvas").first.bounding_box()
+    side = 0.8 * min(box["width"], box["height"])
+    x0, y0 = (box["width"] - side) / 2 / box["width"], (box["height"] - side) / 2 / box["height"]
+    fx, fy = side / box["width"], side / box["height"]
+    for r in range(9):
+        y = y0 + fy * (top + (bottom - top) * r / 8)
+        paint_stroke(page, editor, [(x0 + fx * (left + (right - left) * t / 10), y) for t in range(11)])
+
+
+def test_browser_two_painted_regions_put_each_object_in_its_region(server, tmp_path):
+    from PIL import Image
     from playwright.sync_api import expect
 
-    region_prompt = "a red circle in the top left on a white background"
+    from studio.toyworld.evaluate import evaluate_image
+
+    prompt = "a red circle in the top left and a blue square in the bottom right on a white background"
+    red = "a red circle in the top left on a white background"
+    blue = "a blue square in the bottom right on a white background"
     with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
         page.goto(server.url + "/")
-        page.locator("#prompt textarea").fill(
-            "a red circle in the top left and a blue square in the bottom right on a white background")
+        page.locator("#prompt textarea").fill(prompt)
+        page.locator("#seed input").fill("2")
         page.get_by_role("tab", name="Regions").click()
-        paint_stroke(page, page.locator("#region_editor"),
-                     [(0.35, 0.3)] + [(0.35 + 0.015 * t, 0.3 + 0.02 * t) for t in range(10)])
-        page.locator("#region_prompt_red textarea").fill(region_prompt)
-        page.locator("#region_prompt_red textarea").blur()
+        editor = page.locator("#region_editor")
+        paint_area(page, editor, "rgb(255, 0, 0)", 0.08, 0.08, 0.4, 0.4)
+        paint_area(page, editor, "rgb(0, 0, 255)", 0.6, 0.6, 0.92, 0.92)
+        page.locator("#region_prompt_red textarea").fill(red)
+        page.locator("#region_prompt_blue textarea").fill(blue)
+        page.locator("#region_prompt_blue textarea").blur()
         expect(page.locator("#region_overlay img")).to_be_visible(timeout=20_000)
         page.locator("#generate").click()
         expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
     record = latest_records(server, 1)[0]
-    assert [r["prompt"] for r in record["request"]["regions"]] == [region_prompt]
-    assert record["request"]["regions"][0]["mask"].startswith("sha256:")
+    assert [r["prompt"] for r in record["request"]["regions"]] == [red, blue]
+    assert all(r["mask"].startswith("sha256:") for r in record["request"]["regions"])
+    found = evaluate_image(Image.open(record["images"][0]), prompt).objects  # each object where its region is
+    assert [(o.colour_ok, o.position_ok) for o in found] == [(True, True), (True, True)], found
 
 
 @pytest.mark.browser
