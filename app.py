@@ -55,7 +55,8 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         height=defaults.height,
         steps=defaults.steps,
         guidance=defaults.guidance,
-        guidance_embeds=bool(studio.engine.pipe.transformer.config.guidance_embeds) and defaults.guidance_distilled,
+        uses_distilled_guidance=bool(studio.engine.pipe.transformer.config.guidance_embeds)
+        and defaults.guidance_distilled,
         multi_user=args.multi_user,
         share_base_url=args.share_base_url.rstrip("/") if args.share_base_url else None,
         gpu_slots=COALESCING_SLOTS if studio.engine.coalescer is not None else 1,

@@ -185,7 +185,6 @@ def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_i
     assert Path(before["images"][0]).read_bytes() != Path(after["images"][0]).read_bytes()
 
 
-@pytest.mark.browser
 def paint_area(page, editor, colour: str, left: float, top: float, right: float, bottom: float) -> None:
     """Fill a box with brush strokes in one of the region palette's colours. The box is in fractions of the image,
     taken as the square centred in the editor's canvas with 0.8 of its shorter side (how the editor fits it)."""
@@ -202,6 +201,7 @@ def paint_area(page, editor, colour: str, left: float, top: float, right: float,
         paint_stroke(page, editor, [(x0 + fx * (left + (right - left) * t / 10), y) for t in range(11)])
 
 
+@pytest.mark.browser
 def test_browser_two_painted_regions_put_each_object_in_its_region(server, tmp_path):
     from PIL import Image
     from playwright.sync_api import expect

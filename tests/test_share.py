@@ -156,7 +156,6 @@ def test_script_in_prompt_is_escaped_in_share_page_and_gallery(server, store, re
     assert html.escape("<img src=x onerror=alert(2)>") in page
 
 
-@pytest.mark.browser
 def loaded_width(page, image) -> int:
     """The natural width of ``image`` once the browser has loaded it (gallery cards load lazily)."""
     image.scroll_into_view_if_needed()
@@ -164,6 +163,7 @@ def loaded_width(page, image) -> int:
     return image.evaluate("img => img.naturalWidth")
 
 
+@pytest.mark.browser
 def test_browser_share_page_and_gallery_run_no_script_from_prompts(server, store, records, tmp_path):
     executable = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright

@@ -32,7 +32,7 @@ def build_prompt_panel(ctx: UIContext) -> dict[str, Any]:
             dice = gr.Button("Random", size="sm", min_width=60, elem_id="random_seed")
             w["reuse_seed"] = gr.Button("Last seed", size="sm", min_width=60, elem_id="reuse_seed")
         w["batch"] = gr.Number(label="Batch", value=1, precision=0, minimum=1, maximum=16, elem_id="batch")
-    guidance_label = "Distilled guidance" if ctx.guidance_embeds else "Distilled guidance (this model ignores it)"
+    guidance_label = "Distilled guidance" if ctx.uses_distilled_guidance else "Distilled guidance (this model ignores it)"
     with gr.Row():
         w["guidance"] = gr.Slider(0, 15, value=ctx.guidance, step=0.1, label=guidance_label, elem_id="guidance")
         w["true_cfg"] = gr.Slider(1, 15, value=1.0, step=0.1, label="True CFG (1 = off; > 1 runs a negative pass)",

@@ -47,7 +47,7 @@ def _steps(value: Any) -> int:
         return 1
 
 
-def render(text: str, steps: Any, guidance: Any, true_cfg: Any, negative: str, guidance_embeds: bool) -> tuple:
+def render(text: str, steps: Any, guidance: Any, true_cfg: Any, negative: str, uses_distilled_guidance: bool) -> tuple:
     """Editor state, points table, per-step table, pass count text and enabled channels for a schedule."""
     schedule = _load(text)
     n = _steps(steps)
@@ -66,13 +66,13 @@ def render(text: str, steps: Any, guidance: Any, true_cfg: Any, negative: str, g
     note = f"**Transformer passes: {passes}** for {n} steps"
     if "true_cfg" in clean:
         note += f" (constant true CFG {cfg:g} would cost {constant})"
-    if not guidance_embeds:
+    if not uses_distilled_guidance:
         note += " · this model does not use distilled guidance: that channel is ignored — shape true CFG instead"
     editor = json.dumps({"schedule": clean, "steps": n})
     return editor, points or [["", None, None]], rows, note, list(clean)
 
 
-def build(panel: dict[str, Any], guidance_embeds: bool) -> dict[str, Any]:
+def build(panel: dict[str, Any], uses_distilled_guidance: bool) -> dict[str, Any]:
     """The Schedule tab's widgets, wired to the prompt panel's ``schedule_json``, steps, guidance and CFG."""
     schedule_json = panel["schedule_json"]
     names = list(sched.presets())
@@ -96,7 +96,7 @@ def build(panel: dict[str, Any], guidance_embeds: bool) -> dict[str, Any]:
     outputs = [w["editor"], w["points"], w["steps_table"], w["passes"], w["channels"]]
 
     def on_render(text: str, steps: Any, guidance: Any, cfg: Any, negative: str) -> tuple:
-        return render(text, steps, guidance, cfg, negative, guidance_embeds)
+        return render(text, steps, guidance, cfg, negative, uses_distilled_guidance)
 
     def on_preset(name: str, guidance: Any, cfg: Any) -> str:
         level = float(cfg) if cfg and float(cfg) > 1 else 3.0

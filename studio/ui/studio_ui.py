@@ -48,7 +48,7 @@ class UIContext:
     height: int
     steps: int
     guidance: float
-    guidance_embeds: bool = True  # whether the model uses distilled guidance (embedding present and trained)
+    uses_distilled_guidance: bool = True  # guidance embedding present and trained (studio.json may say not)
     multi_user: bool = False
     share_base_url: str | None = None
     gpu_slots: int = 1  # generation events admitted at once (> 1 only with coalescing: the engine runs one batch)
@@ -379,7 +379,7 @@ def build(ctx: UIContext) -> gr.Blocks:
                          api_visibility="private")
         demo.load(refresh, None, [history, history_ids], api_visibility="private")
         demo.load(
-            lambda text, steps, g, cfg, neg: schedule_panel_render(text, steps, g, cfg, neg, ctx.guidance_embeds),
+            lambda text, steps, g, cfg, neg: schedule_panel_render(text, steps, g, cfg, neg, ctx.uses_distilled_guidance),
             [panel["schedule_json"], panel["steps"], panel["guidance"], panel["true_cfg"], panel["negative_prompt"]],
             [schedule_widgets[k] for k in ("editor", "points", "steps_table", "passes", "channels")],
             api_visibility="private",
@@ -397,7 +397,7 @@ def _extension_slots(panel: dict[str, Any], ctx: UIContext) -> dict[str, Any]:
     with gr.Tabs() as tabs:
         widgets["tabs"] = tabs
         with gr.Tab("Schedule", id="schedule"):
-            widgets["schedule"] = schedule_panel.build(panel, ctx.guidance_embeds)
+            widgets["schedule"] = schedule_panel.build(panel, ctx.uses_distilled_guidance)
         with gr.Tab("Regions", id="regions"):
             widgets["regions"] = regions_panel.build()
         with gr.Tab("Structure", id="structure"):
