@@ -75,3 +75,31 @@ def test_outlined_training_scenes_are_hollow_one_object_training_split_scenes():
         pixels = ((image.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
         found = evaluate_image(pixels, Scene(scene.objects, scene.background, None)).objects[0]
         assert found.colour_ok and found.position_ok and is_hollow(found.mask)
+
+
+def test_the_denoiser_estimates_the_scene_it_is_given_at_the_models_native_size():
+    """The estimate is of the batch's own posterior mean: at a tiny σ it is that latent; at the sampler's last σ
+    it is still far closer to the scene's latent than to another scene's."""
+    from diffusers import AutoencoderKL
+
+    from studio.toyworld import render_scene
+    from studio.toyworld.grammar import scene_prompt, scene_set
+    from training.finetune_decoder import Denoiser
+
+    model = ROOT / "assets" / "models" / "flux-mini"
+    scenes = scene_set("one", 2, seed=3, split="train")
+    prompts = [scene_prompt(s) for s in scenes]
+    denoiser = Denoiser(model, prompts, 128, guidance=2.0)
+    assert abs(denoiser.last_sigma - float(train_base.sampler_sigmas(
+        FlowMatchEulerDiscreteScheduler.from_pretrained(SCHEDULER), 4, 64)[-1])) < 1e-6
+    vae = AutoencoderKL.from_pretrained(model / "vae").eval()
+    x = torch.stack([torch.from_numpy(render_scene(s, 128, k).image).permute(2, 0, 1).float() / 127.5 - 1
+                     for k, s in enumerate(scenes)])
+    with torch.no_grad():
+        mean = vae.encode(x).latent_dist.mean
+    denoiser.last_sigma = 1e-4  # σ is clamped to 0.02 below: x0 ≈ x_σ − σ v stays near the clean latent
+    estimate = denoiser.estimate(np.arange(2), mean, vae, torch.Generator().manual_seed(0))
+    assert estimate.shape == mean.shape == (2, 16, 16, 16)
+    own = (estimate - mean).abs().mean(dim=(1, 2, 3))
+    other = (estimate - mean.flip(0)).abs().mean(dim=(1, 2, 3))
+    assert (own < 0.25 * other).all(), (own, other)

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from transformers import CLIPTextModel, T5EncoderModel
+from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
 from training import train_base
 from training.data import ToyData, load_dataset, outlined_images, outlined_scenes, render_images
@@ -58,34 +58,47 @@ def figure_index(prompts: list[str]) -> np.ndarray:
 
 
 class Denoiser:
-    """A frozen flux-mini transformer + text encoders giving the sampler's last-step x0-estimate for real scenes."""
+    """A frozen flux-mini transformer + text encoders giving the sampler's last-step x0-estimate for real scenes.
 
-    def __init__(self, model_dir: Path, seed: int, guidance: float) -> None:
+    The clean latent of each scene is the batch's own posterior mean (normalised and packed as the base was
+    trained on), so no latent cache of the whole dataset is needed.
+    """
+
+    def __init__(self, model_dir: Path, prompts: list[str], size: int, guidance: float) -> None:
         spec = MiniSpec()
-        self.enc = train_base.prepare(seed, spec, model_dir)
+        clip_tok = CLIPTokenizer.from_pretrained(model_dir / "tokenizer")
+        t5_tok = T5TokenizerFast.from_pretrained(model_dir / "tokenizer_2")
+        self.clip_ids, self.t5_ids = train_base.tokenize(clip_tok, t5_tok, prompts, spec.max_sequence_length)
+        tokens_per_side = size // 16
+        self.img_ids = FluxPipeline._prepare_latent_image_ids(
+            1, tokens_per_side, tokens_per_side, torch.device("cpu"), torch.float32)
+        self.txt_ids = torch.zeros(spec.max_sequence_length, 3)
         self.transformer = FluxTransformer2DModel.from_pretrained(model_dir / "transformer").eval()
         self.clip = CLIPTextModel.from_pretrained(model_dir / "text_encoder").eval()
         self.t5 = T5EncoderModel.from_pretrained(model_dir / "text_encoder_2").eval()
         sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
-        self.last_sigma = float(train_base.sampler_sigmas(sched, spec.default_steps, self.enc.latents.shape[1])[-1])
+        self.last_sigma = float(train_base.sampler_sigmas(sched, spec.default_steps, tokens_per_side ** 2)[-1])
         self.guidance = guidance
-        self.side = spec.native_size
+        self.side = size
 
     @torch.no_grad()
-    def estimate(self, idx: np.ndarray, vae: AutoencoderKL, gen: torch.Generator) -> torch.Tensor:
-        """Unpacked, de-normalised x0-estimates (B, 16, h, w) for scenes ``idx``, ready for ``vae.decode``."""
+    def estimate(self, idx: np.ndarray, posterior_mean: torch.Tensor, vae: AutoencoderKL,
+                 gen: torch.Generator) -> torch.Tensor:
+        """Unpacked, de-normalised x0-estimates (B, 16, h, w) for scenes ``idx`` (their posterior means given),
+        ready for ``vae.decode``."""
         index = torch.as_tensor(idx, dtype=torch.long)
-        x0 = self.enc.latents[index]
-        b = len(index)
+        z = (posterior_mean - vae.config.shift_factor) * vae.config.scaling_factor
+        b, c, h, w = z.shape
+        x0 = FluxPipeline._pack_latents(z, b, c, h, w)
         at_last = torch.rand(b, generator=gen) < 0.5
         sigma = torch.where(at_last, torch.full((b,), self.last_sigma), torch.rand(b, generator=gen) * self.last_sigma)
         sigma = sigma.clamp(min=0.02)
         xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * torch.randn(x0.shape, generator=gen)
         v = self.transformer(
             hidden_states=xt, timestep=sigma, guidance=torch.full((b,), self.guidance),
-            pooled_projections=self.clip(self.enc.clip_ids[index]).pooler_output,
-            encoder_hidden_states=self.t5(self.enc.t5_ids[index])[0],
-            txt_ids=self.enc.txt_ids, img_ids=self.enc.img_ids, return_dict=False,
+            pooled_projections=self.clip(self.clip_ids[index]).pooler_output,
+            encoder_hidden_states=self.t5(self.t5_ids[index])[0],
+            txt_ids=self.txt_ids, img_ids=self.img_ids, return_dict=False,
         )[0]
         estimate = FluxPipeline._unpack_latents(xt - sigma[:, None, None] * v, self.side, self.side, 8)
         return estimate / vae.config.scaling_factor + vae.config.shift_factor
@@ -131,11 +144,11 @@ def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000, size:
 
 def train(args: argparse.Namespace) -> AutoencoderKL:
     """Fine-tune (or resume) the decoder; returns the VAE in eval mode."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     data = load_dataset(args.seed, args.size)
     figures = figure_index(data.prompts)
     outlined = outlined_images(args.n_outlined, args.seed, args.size) if args.p_outlined > 0 else None
-    denoiser = Denoiser(args.denoiser, args.seed, args.guidance) if args.denoiser else None
+    denoiser = Denoiser(args.denoiser, data.prompts, args.size, args.guidance) if args.denoiser else None
     vae = AutoencoderKL.from_pretrained(args.vae)
     vae.encoder.requires_grad_(False).eval()
     params = list(vae.decoder.parameters())
@@ -178,11 +191,12 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
             x[styled] = outlined[rng.integers(0, len(outlined), int(styled.sum()))]
         gen = torch.Generator().manual_seed(args.seed * 1_000 + step)
         with torch.no_grad():
-            z = vae.encode(x).latent_dist.sample(generator=gen)
+            posterior = vae.encode(x).latent_dist
+            z = posterior.sample(generator=gen)
         if denoiser is not None:
             noisy = (torch.rand(args.batch, generator=gen) >= args.p_clean) & ~styled
             if noisy.any():
-                z[noisy] = denoiser.estimate(idx[noisy.numpy()], vae, gen)
+                z[noisy] = denoiser.estimate(idx[noisy.numpy()], posterior.mean[noisy], vae, gen)
         recon = vae.decode(z).sample
         target = x
         if teacher is not None:
@@ -260,6 +274,7 @@ def main() -> None:
                         help="share of each batch drawn in the outlined style (TOYWORLD.md), decoded from clean latents")
     parser.add_argument("--n-outlined", type=int, default=2048, help="how many outlined training scenes to draw")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/decoder"), help="checkpoint and log folder")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one per free core)")
     parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini/vae"))
     args = parser.parse_args()
     vae = train(args)
