@@ -80,6 +80,7 @@ class Encoded:
     img_ids: torch.Tensor
     txt_ids: torch.Tensor
     figures: torch.Tensor  # indices of the scenes with a stick figure (the hardest shape; see ``sample_indices``)
+    pair_figures: torch.Tensor | None = None  # the two-object ones among them (``--figure-scenes two``)
 
 
 def sample_indices(gen: torch.Generator, enc: Encoded, batch: int, p_figure: float) -> torch.Tensor:
@@ -149,7 +150,8 @@ def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir:
     img_ids = FluxPipeline._prepare_latent_image_ids(1, side // 2, side // 2, torch.device("cpu"), torch.float32)
     txt_ids = torch.zeros(spec.max_sequence_length, 3)
     figures = torch.tensor([i for i, prompt in enumerate(data.prompts) if "stick figure" in prompt], dtype=torch.long)
-    return Encoded(latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids, figures)
+    pairs = torch.from_numpy(data.n_objects == 2)
+    return Encoded(latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids, figures, figures[pairs[figures]])
 
 
 def sampler_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int, image_seq_len: int) -> torch.Tensor:
@@ -333,6 +335,8 @@ def train(args: argparse.Namespace) -> None:
     run_dir, model_dir = args.run_dir, args.model_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     enc = prepare(args.seed, spec, model_dir, args.limit_data, run_dir)
+    if args.figure_scenes == "two":  # oversample the smaller, two-object stick figures only
+        enc = replace(enc, figures=enc.pair_figures)
     n = len(enc.latents)
     models = Models(spec, model_dir)
     ckpt = run_dir / "ckpt.pt"
@@ -435,6 +439,8 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--p-uncond", type=float, default=0.1)
     parser.add_argument("--p-visited", type=float, default=0.3)
     parser.add_argument("--p-figure", type=float, default=0.0, help="extra share of stick-figure scenes per batch")
+    parser.add_argument("--figure-scenes", choices=("any", "two"), default="any",
+                        help="which stick-figure scenes --p-figure draws: any, or two-object scenes only")
     parser.add_argument("--max-minutes", type=float, default=1e9)
     parser.add_argument("--ckpt-minutes", type=float, default=4.0)
     parser.add_argument("--eval-minutes", type=float, default=10.0)
