@@ -1,6 +1,6 @@
 """Regional prompting on flux-mini: two-object prompts, text only vs two painted regions, and the window.
 
-    python -m benchmarks.regions [--n 24] [--steps 8] [--true-cfg 2]
+    python -m benchmarks.regions [--n 24] [--steps 8] [--true-cfg 2] [--prompt-seed 1]
 
 Each region is the quadrant of its object's corner, prompted with that object's one-object prompt
 (TOYWORLD.md). Prints ToyGenEval accuracies for text only and regions on for 25 % / 50 % / 100 % of the steps,
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--true-cfg", type=float, default=1.0, help="true CFG for every row (empty negative prompt)")
+    parser.add_argument("--prompt-seed", type=int, default=0, help="which held-out prompt set (0: the standard one)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import tempfile
@@ -54,7 +55,7 @@ def main() -> None:
     engine.ensure()
     size = engine.defaults().width
     assets = AssetStore(Path(tmp) / "assets")
-    scenes = scene_set("two", args.n, seed=0, split="heldout")
+    scenes = scene_set("two", args.n, seed=args.prompt_seed, split="heldout")
     configs = {"text only": None, "regions 25%": 0.25, "regions 50%": 0.5, "regions 100%": 1.0,
                "100%, base 0.3": (1.0, 0.3)}
     rows = []
@@ -80,8 +81,8 @@ def main() -> None:
              for k, scene in enumerate(scenes)]
     rows.append({"config": "VAE ceiling", "seconds": 0.0, **{k: v for k, v in evaluate_many(truth).items()
                                                              if k in ("color", "shape", "position", "joint")}})
-    print(f"ToyGenEval, {args.n} held-out two-object prompts, {args.steps} steps, true CFG {args.true_cfg:g}, "
-          f"seeds 0..{args.n - 1}")
+    print(f"ToyGenEval, {args.n} held-out two-object prompts (prompt seed {args.prompt_seed}), {args.steps} steps, "
+          f"true CFG {args.true_cfg:g}, seeds 0..{args.n - 1}")
     print(f"{'config':<14} {'time s':>7} {'color':>6} {'shape':>6} {'pos':>6} {'joint':>6}")
     for r in rows:
         print(f"{r['config']:<14} {r['seconds']:>7.2f} {r['color']:>6.3f} {r['shape']:>6.3f} {r['position']:>6.3f} "
