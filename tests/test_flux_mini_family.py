@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from studio.lora_inspect import inspect
-from studio.request import ControlSpec, GenerationRequest, LoraSpec
+from studio.request import ControlSpec, GenerationRequest, LoraSpec, RegionSpec
 from studio.toyworld import render_scene, scene_prompt
 from studio.toyworld.evaluate import control_obeyed, control_silhouette, evaluate_image, is_hollow
 from studio.toyworld.grammar import Scene, ToyObject, is_held_out
@@ -122,3 +122,25 @@ def test_outlined_lora_changes_the_image_and_the_kohya_copy_gives_the_same_pixel
         assert np.abs(images["on"] - images["kohya"]).max() <= 2  # same LoRA through kohya → diffusers conversion
     assert hollow_off == 0
     assert hollow_on >= HOLLOW_ON_FLOOR, hollow_on
+
+
+def test_two_painted_regions_bind_each_held_out_object_to_its_region(studio):
+    """Two-object held-out prompts with each object's quadrant painted and given its one-object prompt (regions on
+    for the first half of the steps, true CFG 2, as benchmarks.regions): most come out right in colour, shape and
+    position, and not fewer than the text alone (measured 10 and 10 of these 12; 0.930 vs 0.875 on 128 prompts in
+    the model card's "Regions"; one prompt of slack for other CPUs' arithmetic)."""
+    from benchmarks.regions import quadrant_mask
+    from studio.toyworld.grammar import object_prompt, scene_set
+
+    scenes = scene_set("two", 12, seed=0, split="heldout")
+    half = {"regions": [[0.0, 1.0], [0.5, 1.0], [0.501, 0.0], [1.0, 0.0]]}
+    joint = {"text only": 0, "regions": 0}
+    for k, scene in enumerate(scenes):
+        specs = tuple(RegionSpec(studio.store.assets.put_image(quadrant_mask(obj.position, 128)),
+                                 object_prompt(obj, scene.background)) for obj in scene.objects)
+        for name, regions in (("text only", ()), ("regions", specs)):
+            record = studio.generate(GenerationRequest(prompt=scene_prompt(scene), seed=k, steps=8, true_cfg=2.0,
+                                                       regions=regions, schedule=half if regions else None))
+            image = np.asarray(Image.open(record["images"][0]["path"]).convert("RGB"))
+            joint[name] += evaluate_image(image, scene).joint
+    assert joint["regions"] >= 9 and joint["regions"] >= joint["text only"] - 1, joint
