@@ -15,8 +15,9 @@ Euler step of ``FluxPipeline`` returns the transformer's x0-estimate ``x_σ - σ
 4 steps, smaller with more steps), which for a stick figure is a soft blend of poses, not a clean latent. For a
 share ``1 - p_clean`` of each batch the decoder input is that estimate for the scene's own noised latent
 (``x_σ = (1 - σ) x0 + σ ε``, σ the 4-step sampler's last σ or uniform below it, the scene's prompt, guidance
-``--guidance``, 3.5 for the shipped decoder); the target stays the true scene. The rest of the batch is a posterior sample as before, so
-reconstructions of clean latents stay right. The transformer is frozen; only the decoder learns.
+``--guidance``; the 128-px flux-mini ignores it); the target stays the true scene. The clean latent is the
+batch's own posterior mean, so any ``--size`` works without a latent cache (the shipped 128-px decoder: model card,
+step 5). The rest of the batch is a posterior sample as before, so reconstructions of clean latents stay right. The transformer is frozen; only the decoder learns.
 
 ``--adversarial W`` adds the patch-GAN term that real VAE decoders (taming-transformers, SD, FLUX) are trained
 with: a small convolutional discriminator (hinge loss) judges 64-px patches, and the decoder's adversarial loss is
