@@ -70,15 +70,12 @@ class Denoiser:
         clip_tok = CLIPTokenizer.from_pretrained(model_dir / "tokenizer")
         t5_tok = T5TokenizerFast.from_pretrained(model_dir / "tokenizer_2")
         self.clip_ids, self.t5_ids = train_base.tokenize(clip_tok, t5_tok, prompts, spec.max_sequence_length)
-        tokens_per_side = size // 16
-        self.img_ids = FluxPipeline._prepare_latent_image_ids(
-            1, tokens_per_side, tokens_per_side, torch.device("cpu"), torch.float32)
-        self.txt_ids = torch.zeros(spec.max_sequence_length, 3)
+        self.img_ids, self.txt_ids = train_base.position_ids(size, spec.max_sequence_length)
         self.transformer = FluxTransformer2DModel.from_pretrained(model_dir / "transformer").eval()
         self.clip = CLIPTextModel.from_pretrained(model_dir / "text_encoder").eval()
         self.t5 = T5EncoderModel.from_pretrained(model_dir / "text_encoder_2").eval()
         sched = FlowMatchEulerDiscreteScheduler.from_pretrained(model_dir / "scheduler")
-        self.last_sigma = float(train_base.sampler_sigmas(sched, spec.default_steps, tokens_per_side ** 2)[-1])
+        self.last_sigma = float(train_base.sampler_sigmas(sched, spec.default_steps, len(self.img_ids))[-1])
         self.guidance = guidance
         self.side = size
 

@@ -146,12 +146,17 @@ def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir:
     t5_tok = T5TokenizerFast.from_pretrained(model_dir / "tokenizer_2")
     clip_ids, t5_ids = tokenize(clip_tok, t5_tok, data.prompts, spec.max_sequence_length)
     empty_clip, empty_t5 = tokenize(clip_tok, t5_tok, [""], spec.max_sequence_length)
-    side = spec.native_size // 8
-    img_ids = FluxPipeline._prepare_latent_image_ids(1, side // 2, side // 2, torch.device("cpu"), torch.float32)
-    txt_ids = torch.zeros(spec.max_sequence_length, 3)
+    img_ids, txt_ids = position_ids(spec.native_size, spec.max_sequence_length)
     figures = torch.tensor([i for i, prompt in enumerate(data.prompts) if "stick figure" in prompt], dtype=torch.long)
     pairs = torch.from_numpy(data.n_objects == 2)
     return Encoded(latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids, figures, figures[pairs[figures]])
+
+
+def position_ids(size: int, max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLUX's image position ids for a ``size``-px square (one token per 16 px) and the all-zero text ids."""
+    tokens = size // 16
+    img_ids = FluxPipeline._prepare_latent_image_ids(1, tokens, tokens, torch.device("cpu"), torch.float32)
+    return img_ids, torch.zeros(max_sequence_length, 3)
 
 
 def sampler_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int, image_seq_len: int) -> torch.Tensor:

@@ -186,9 +186,7 @@ def train(args: argparse.Namespace) -> None:
     visited = train_base.sampler_sigmas(sched, spec.default_steps, seq_len)
     c = sched.config
     mu = calculate_shift(seq_len, c.base_image_seq_len, c.max_image_seq_len, c.base_shift, c.max_shift)
-    side = spec.native_size // 16
-    img_ids = FluxPipeline._prepare_latent_image_ids(1, side, side, torch.device("cpu"), torch.float32)
-    txt_ids = torch.zeros(spec.max_sequence_length, 3)
+    img_ids, txt_ids = train_base.position_ids(spec.native_size, spec.max_sequence_length)
     print(f"{n} samples; controlnet {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params", flush=True)
     log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = time.time()

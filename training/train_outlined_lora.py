@@ -110,13 +110,13 @@ def main() -> None:
     kohya = (args.out_dir / KOHYA_PATH.relative_to(LORA_DIR)).is_file()
     for cfg in args.true_cfg:
         key = ("" if cfg == 1.0 else f"_cfg{cfg:g}") + (f"_steps{args.sample_steps}" if args.sample_steps else "")
-        settings = {"true_cfg": cfg, "steps": args.sample_steps}
-        report["off" + key] = hollow_share(engine, eval_scenes, (), styled=False, **settings)
-        report["on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True, **settings)
+        sampling = {"true_cfg": cfg, "steps": args.sample_steps}
+        report["off" + key] = hollow_share(engine, eval_scenes, (), styled=False, **sampling)
+        report["on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True, **sampling)
         if kohya:
             report["kohya_on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),),
-                                                    styled=True, **settings)
-        report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, **settings)
+                                                    styled=True, **sampling)
+        report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, **sampling)
     print(json.dumps(report, indent=1))
     Path("runs").mkdir(exist_ok=True)
     Path("runs/outlined_lora.json").write_text(json.dumps(report, indent=1))
