@@ -96,22 +96,35 @@ class Engine:
         """The loaded model's name (or the configured one before the first load)."""
         return self._location.name if self._location else self.settings.model
 
+    def locate_model(self, model: str = "") -> ModelLocation:
+        """Where ``model`` (empty: STUDIO_MODEL) loads from; InvalidRequest unless the operator allows it
+        (``Settings.allowed_models``: STUDIO_MODEL and STUDIO_MODELS)."""
+        name = (model or self.settings.model).strip()
+        self.settings.check_model(name)
+        return locate(name, self.settings.with_overrides(model=name))  # an allowed model is the operator's choice
+
     def ensure(self, model: str = "", quant: str = "") -> ModelLocation:
-        """Load the model once; a no-op when it is already resident with the same quantization."""
-        location = locate(model or self.settings.model, self.settings)
+        """Load the model once; a no-op when it is already resident with the same quantization.
+
+        Only allowed models load (``locate_model``). The resident pipeline is dropped only after the new weights
+        have been read: a model that fails to load (missing or corrupt weights, no network) leaves it working.
+        """
+        location = self.locate_model(model)
         quant = quant or self.settings.quant
         key = (location.source, quant)
         if self._key == key:
             return location
+        pipe = self._read(location, quant)  # raises before anything resident is touched
         self._unload()
-        self._pipe = self._load(location, quant)
+        self._pipe = self._place(pipe, location)
         self._exec_device = self._pipe._execution_device
         self._key, self._location = key, location
         self._defaults = defaults_for(location, bool(self._pipe.transformer.config.guidance_embeds))
         self.load_count += 1
         return location
 
-    def _load(self, location: ModelLocation, quant: str) -> Any:
+    def _read(self, location: ModelLocation, quant: str) -> Any:
+        """The model's pipeline as ``from_pretrained`` gives it (not yet on the device); ModelMissing naming the fix."""
         from diffusers import FluxPipeline
 
         from studio.quant import quantization_config
@@ -127,11 +140,17 @@ class Engine:
             raise
         except Exception as exc:  # noqa: BLE001 - translated into a message naming the fix
             raise _load_error(location, exc) from exc
+        log.info("read %s in %.1fs", location.name, time.perf_counter() - started)
+        return pipe
+
+    def _place(self, pipe: Any, location: ModelLocation) -> Any:
+        """``pipe`` on the device with the memory mode, attention backend and compilation the settings ask for."""
+        started = time.perf_counter()
         pipe.set_progress_bar_config(disable=True)
         apply_memory_mode(pipe, self.settings.memory, self.device)
         attention.apply_backend(pipe.transformer, self.settings.attention_backend)
         self.compiled = self._maybe_compile(pipe)
-        log.info("loaded %s in %.1fs", location.name, time.perf_counter() - started)
+        log.info("placed %s in %.1fs", location.name, time.perf_counter() - started)
         return pipe
 
     def _maybe_compile(self, pipe: Any) -> bool:

@@ -16,7 +16,7 @@ from studio.errors import Cancelled, StorageError, StudioError
 from studio.history import Store
 from studio.lora_files import LoraLibrary
 from studio.memory import model_bytes
-from studio.models import defaults_for, locate
+from studio.models import defaults_for
 from studio.outputs import check_disk_space
 from studio.request import GenerationRequest
 from studio.settings import Settings
@@ -92,7 +92,7 @@ class Studio:
         if disk:
             check_disk_space(self.store.data_dir)
         pipe, device = self.engine.pipe, self.engine.device
-        location = locate(request.model or self.engine.settings.model, self.engine.settings)
+        location = self.engine.locate_model(request.model)  # a model the operator has not allowed is refused here
         if pipe is None or self.engine.model_name != location.name:
             defaults = self.engine.defaults(request.model)  # loads the model, as generating would
             pipe = self.engine.pipe

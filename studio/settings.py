@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from studio.errors import StudioError
+from studio.errors import InvalidRequest, StudioError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "assets/models/flux-mini"
@@ -20,6 +20,7 @@ class Settings:
     """Where data lives and how the model runs. Paths are absolute."""
 
     model: str = DEFAULT_MODEL
+    models: tuple[str, ...] = ()  # STUDIO_MODELS: further models a request may name (see allowed_models)
     data_dir: Path = PROJECT_ROOT / "gallery"
     db_url: str = ""
     lora_dirs: tuple[Path, ...] = ()
@@ -43,9 +44,37 @@ class Settings:
         """Folders a request may name models from (beyond the configured STUDIO_MODEL)."""
         return (PROJECT_ROOT / "assets" / "models", self.data_dir / "models")
 
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        """The models a request may name: the resident STUDIO_MODEL (``--model``) first, then STUDIO_MODELS."""
+        return tuple(dict.fromkeys((self.model, *self.models)))
+
+    def model_allowed(self, name: str) -> bool:
+        """Whether ``name`` (empty: the resident model) is one of ``allowed_models`` — the same folder or hub id."""
+        key = model_key(name.strip() or self.model)
+        return any(model_key(allowed) == key for allowed in self.allowed_models)
+
+    def check_model(self, name: str) -> None:
+        """Refuse (InvalidRequest) a model the operator has not allowed; choosing models is the operator's call."""
+        if not self.model_allowed(name):
+            raise InvalidRequest(
+                f"model {name!r} is not served here — this studio serves {', '.join(self.allowed_models)}; the "
+                "operator can allow more with STUDIO_MODELS (':'-separated model folders or hub ids)"
+            )
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some values replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def model_key(name: str) -> str:
+    """What a model name means, for comparing names: an existing folder's resolved path, else the stripped name."""
+    name = name.strip()
+    path = PROJECT_ROOT / Path(name).expanduser()  # relative names are relative to the project, as in models.locate
+    try:
+        return str(path.resolve()) if name and path.exists() else name
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a name too long for a path, a NUL byte
+        return name
 
 
 def _path(value: str) -> Path:
@@ -75,6 +104,7 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         raise StudioError(f"STUDIO_MEMORY={memory!r} is unknown — use one of {', '.join(MEMORY_MODES)}")
     settings = Settings(
         model=env.get("STUDIO_MODEL") or DEFAULT_MODEL,
+        models=tuple(name.strip() for name in env.get("STUDIO_MODELS", "").split(":") if name.strip()),
         data_dir=data_dir,
         db_url=env.get("STUDIO_DB_URL") or f"sqlite:///{data_dir / 'studio.db'}",
         lora_dirs=lora_dirs,

@@ -102,7 +102,7 @@ CASES = [
     (GEN + ["--lora", "missing:0.5"], "no LoRA named 'missing'"),
     (GEN + ["--lora", "x:9"], "from -4 to 4"),
     # models, caches
-    (GEN + ["--model", "/etc"], "outside the model folders"),
+    (GEN + ["--model", "/etc"], "STUDIO_MODELS"),
     (GEN + ["--cache", "turbo"], "cache 'turbo' is unknown"),
     (GEN + ["--cache", "fbcache:-1"], "cache threshold"),
     # records and share tokens

@@ -106,7 +106,9 @@ def test_unknown_model_path_names_the_fix(tmp_path):
 
 
 def test_model_outside_the_model_folders_is_refused(engine, tmp_path):
-    with pytest.raises(ModelMissing, match="outside the model folders"):
+    from studio.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="STUDIO_MODELS"):  # only the operator's models (STUDIO_MODELS) load
         engine.ensure(str(tmp_path))
 
 
