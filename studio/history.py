@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -157,7 +158,26 @@ def _sqlite_has_trigram(conn: sa.Connection) -> bool:
         return False
 
 
-MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1, _migration_2, _migration_3)
+_RAW_VISITOR = re.compile(r"^[A-Za-z0-9_-]{32,64}$")  # a visitor cookie as versions 2-3 stored it (frozen copy)
+
+
+def _migration_4(conn: sa.Connection) -> None:
+    """Owners that are raw visitor cookies become ``v:`` + 48 hex digits of their SHA-256 (``visitors.owner_key``,
+    frozen here): the database no longer holds the secret, and each visitor keeps their history.
+    ``hf:<user>`` and ``api`` owners stay as they are."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:  # zero the old values' bytes in the file, not only unlink them
+        secure = conn.exec_driver_sql("PRAGMA secure_delete").scalar()
+        conn.exec_driver_sql("PRAGMA secure_delete = ON")
+    update = sa.text("UPDATE generation SET owner = :new WHERE owner = :old")
+    for (owner,) in conn.execute(sa.text("SELECT DISTINCT owner FROM generation WHERE owner IS NOT NULL")).all():
+        if _RAW_VISITOR.match(owner):
+            conn.execute(update, {"old": owner, "new": "v:" + hashlib.sha256(owner.encode()).hexdigest()[:48]})
+    if sqlite:
+        conn.exec_driver_sql(f"PRAGMA secure_delete = {int(secure)}")
+
+
+MIGRATIONS: tuple[Callable[[sa.Connection], None], ...] = (_migration_1, _migration_2, _migration_3, _migration_4)
 _VERSIONS = sa.table("schema_migrations", sa.column("version"), sa.column("applied_at"))
 _MIGRATION_LOCK = 0x466C7578_53747564  # "FluxStud": the PostgreSQL advisory lock held while migrating
 
@@ -185,7 +205,18 @@ def _migrate(engine: sa.Engine) -> int:
             if version not in done:
                 migration(conn)
                 conn.execute(sa.insert(_VERSIONS).values(version=version, applied_at=_iso(_now())))
-        return len(MIGRATIONS)
+    if engine.dialect.name == "sqlite" and len(done) < len(MIGRATIONS):
+        _checkpoint(engine)
+    return len(MIGRATIONS)
+
+
+def _checkpoint(engine: sa.Engine) -> None:
+    """Copy SQLite's WAL into the database file now, so pages a migration rewrote (old owners) are overwritten there."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        raw.close()
 
 
 # ---- engine -----------------------------------------------------------------------------------------

@@ -236,16 +236,17 @@ def test_owner_is_the_hugging_face_user_with_oauth_else_the_browser_cookie() -> 
     from studio.ui import visitors
 
     token = visitors.new_token()
+    browser = visitors.owner_key(token)  # the cookie's one-way key: the raw cookie is never an owner
     userinfo = {"oauth_info": {"userinfo": {"preferred_username": "alice-hf"}, "expires_at": 4_102_444_800}}
     cookie = gradio_session_cookie(userinfo)
     signed_in = starlette_request({visitors.COOKIE: token, "session": cookie})
     assert visitors.owner(signed_in, SPACE_ENV) == "hf:alice-hf"  # the signed Gradio session cookie
     assert visitors.owner(starlette_request({}, userinfo), SPACE_ENV) == "hf:alice-hf"  # a session in scope
-    assert visitors.owner(signed_in, {}) == token  # OAuth off (not a Space): the browser
-    assert visitors.owner(signed_in, {**SPACE_ENV, "OAUTH_CLIENT_SECRET": "other"}) == token  # forged/stale
-    assert visitors.owner(starlette_request({visitors.COOKIE: token}), SPACE_ENV) == token  # not logged in
+    assert visitors.owner(signed_in, {}) == browser  # OAuth off (not a Space): the browser
+    assert visitors.owner(signed_in, {**SPACE_ENV, "OAUTH_CLIENT_SECRET": "other"}) == browser  # forged/stale
+    assert visitors.owner(starlette_request({visitors.COOKIE: token}), SPACE_ENV) == browser  # not logged in
     expired = {"oauth_info": {"userinfo": {"preferred_username": "alice-hf"}, "expires_at": 1}}
-    assert visitors.owner(starlette_request({visitors.COOKIE: token}, expired), SPACE_ENV) == token
+    assert visitors.owner(starlette_request({visitors.COOKIE: token}, expired), SPACE_ENV) == browser
     odd = {"oauth_info": {"userinfo": {"preferred_username": "../x y"}}}
     assert visitors.owner(starlette_request({}, odd), SPACE_ENV) is None
     gradio_like = types.SimpleNamespace(username="bob", request=starlette_request({}))

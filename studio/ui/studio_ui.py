@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from studio.service import Studio
 
 log = logging.getLogger(__name__)
-API_OWNER = "api"  # the owner of records made through the API in multi-user mode
 HISTORY_SIZE = 24
 CSS = """
 #status {min-height: 1.5em}
@@ -385,7 +384,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             api_visibility="private",
         )
         del gen_event, replay_event
-        register_api(studio, API_OWNER if ctx.multi_user else None, ctx.gpu_slots)
+        register_api(studio, ctx.multi_user, ctx.gpu_slots)
     return demo
 
 

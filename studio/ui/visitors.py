@@ -3,6 +3,11 @@
 On a Space with OAuth (``hf_oauth: true`` in the README front matter, so ``SPACE_ID`` and ``OAUTH_CLIENT_ID`` are
 set) a visitor logged in through Gradio's ``LoginButton`` owns their records as ``hf:<username>`` in every browser.
 Otherwise a random, HttpOnly cookie names the owner of one browser's history.
+
+Owner keys (the ``generation.owner`` column): ``hf:<username>`` for a logged-in Hugging Face user (a public name),
+``v:<hash>`` for a visitor cookie and ``k:<hash>`` for an API client's ``Authorization: Bearer`` token, where
+``<hash>`` is the first 48 hex digits of the token's SHA-256. The secret itself is never stored or logged: whoever
+reads the database learns no cookie or key, and the two prefixes keep API keys and browsers apart.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ COOKIE = "flux_studio_visitor"
 SESSION_COOKIE = "session"  # Starlette's SessionMiddleware, which Gradio's OAuth installs
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 HF_PREFIX = "hf:"
+VISITOR_PREFIX = "v:"  # owner key of a visitor cookie
+KEY_PREFIX = "k:"  # owner key of an API bearer token
+HASH_HEX = 48  # 192 bits of SHA-256: "v:" + 48 hex digits fits generation.owner (64)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 _HF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
 
@@ -35,8 +43,13 @@ def valid(token: str | None) -> bool:
     return bool(token) and bool(_TOKEN.match(token or ""))
 
 
+def owner_key(token: str, prefix: str = VISITOR_PREFIX) -> str:
+    """The one-way owner key of a secret token: ``prefix`` + the first ``HASH_HEX`` hex digits of its SHA-256."""
+    return prefix + hashlib.sha256(token.encode()).hexdigest()[:HASH_HEX]
+
+
 def visitor_token(request: Any) -> str | None:
-    """The visitor id of a Gradio/Starlette request, or None."""
+    """The raw visitor id of a Gradio/Starlette request, or None: a secret, never an owner (see ``owner``)."""
     if request is None:
         return None
     cookies = getattr(request, "cookies", None)
@@ -44,6 +57,22 @@ def visitor_token(request: Any) -> str | None:
         cookies = request.request.cookies
     token = (cookies or {}).get(COOKIE)
     return token if valid(token) else None
+
+
+def bearer_token(request: Any) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None without one (or with another scheme).
+
+    Raises ValueError for a bearer token that is not 32–64 characters of ``A-Z a-z 0-9 _ -``."""
+    raw = getattr(request, "request", None) or request
+    headers = getattr(raw, "headers", None) or getattr(request, "headers", None) or {}
+    scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not valid(token):
+        raise ValueError("the Authorization bearer token must be 32–64 characters of A-Z a-z 0-9 _ - "
+                         "(make one with python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
 
 
 def install(app: Any) -> None:
@@ -103,6 +132,17 @@ def hf_username(request: Any, env: Mapping[str, str] | None = None) -> str | Non
 
 
 def owner(request: Any, env: Mapping[str, str] | None = None) -> str | None:
-    """The owner of a request's records in multi-user mode: ``hf:<user>`` with OAuth, else the visitor cookie."""
+    """The owner key of a request's records in multi-user mode: ``hf:<user>`` with OAuth, else ``v:<hash>`` of
+    the visitor cookie, else None."""
     name = hf_username(request, env)
-    return HF_PREFIX + name if name else visitor_token(request)
+    if name:
+        return HF_PREFIX + name
+    token = visitor_token(request)
+    return owner_key(token) if token else None
+
+
+def api_owner(request: Any, env: Mapping[str, str] | None = None) -> str | None:
+    """The owner key of an API call: ``k:<hash>`` of its bearer token, else ``owner(request)`` (the visitor cookie
+    that gradio_client keeps from its first response), else None. Raises ValueError for a malformed bearer token."""
+    token = bearer_token(request)
+    return owner_key(token, KEY_PREFIX) if token else owner(request, env)
