@@ -34,6 +34,7 @@ IMAGE_INDEX = re.compile(r"[0-9]{1,4}")
 FILTER_KEYS = ("status", "fav", "model", "lora", "tag", "from", "to", "regions", "controls", "sort")
 NOBODY = "!nobody"  # the owner of a multi-user visitor without an identity yet: matches no record
 OwnerOf = Callable[[Request], str | None]
+LoggedIn = Callable[[Request], str | None]
 
 
 class AuthRequired(Exception):
@@ -61,12 +62,18 @@ def owned_record(store: Any, record_id: str, owner: str | None, missing: str) ->
         return error_page(503, str(exc))
 
 
-def basic_auth(auth: tuple[str, str] | None) -> Callable[..., None]:
-    """A dependency that checks HTTP Basic credentials against ``auth`` (a no-op when ``auth`` is None)."""
+def basic_auth(auth: tuple[str, str] | None, logged_in: LoggedIn | None = None) -> Callable[..., None]:
+    """A dependency that checks HTTP Basic credentials against ``auth`` (a no-op when ``auth`` is None).
+
+    ``logged_in(request)`` names the user of the studio's own (Gradio) login session: that is accepted too, so a
+    user logged in to the studio sees the gallery and the studio's images without a second login.
+    """
     security = HTTPBasic(auto_error=False, realm="Flux Studio")
 
-    def check(credentials: HTTPBasicCredentials | None = Depends(security)) -> None:
+    def check(request: Request, credentials: HTTPBasicCredentials | None = Depends(security)) -> None:
         if auth is None:
+            return
+        if logged_in is not None and logged_in(request):
             return
         if credentials is None:
             raise AuthRequired
@@ -191,7 +198,8 @@ def render_gallery(
 
 
 def register_gallery_routes(
-    app: FastAPI, studio: Studio, auth: tuple[str, str] | None = None, owner_of: OwnerOf | None = None
+    app: FastAPI, studio: Studio, auth: tuple[str, str] | None = None, owner_of: OwnerOf | None = None,
+    logged_in: LoggedIn | None = None,
 ) -> None:
     """Add ``/gallery``, ``/gallery/image/<id>/<k>`` and the detail routes to ``app`` (before Gradio's mount).
 
@@ -200,7 +208,7 @@ def register_gallery_routes(
     from studio.gallery_detail import register_detail_routes
 
     store = studio.store
-    guard = [Depends(basic_auth(auth))]
+    guard = [Depends(basic_auth(auth, logged_in))]
 
     def owner(request: Request) -> str | None:
         return None if owner_of is None else (owner_of(request) or NOBODY)

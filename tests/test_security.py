@@ -1,4 +1,4 @@
-"""Security of the served app: no file outside the studio's images, --auth guards all but /share and /healthz."""
+"""Security of the served app: nothing of the data folder through Gradio, --auth guards all but /share and /healthz."""
 
 from __future__ import annotations
 
@@ -42,6 +42,26 @@ def test_auth_guards_the_studio_but_not_share_pages_or_healthz(guarded):
         token = store.share(made["id"])
     assert status(f"{guarded.url}/share/{token}") == 200
     assert status(f"{guarded.url}/share/{token}.png") == 200
+
+
+def test_one_login_opens_the_studio_the_gallery_and_its_images(guarded):
+    """Logged in through the studio's own login form, the gallery and its images need no second (Basic) login."""
+    import httpx
+    from gradio_client import Client
+
+    made = Client(guarded.url, auth=("u", "p"), verbose=False).predict(prompt=PROMPT, seed=3, steps=2,
+                                                                      api_name="/generate")
+    with httpx.Client(base_url=guarded.url, timeout=60) as browser:
+        assert browser.get("/gallery").status_code == 401
+        assert browser.post("/login", data={"username": "u", "password": "wrong"}).status_code in (400, 401)
+        assert browser.get(f"/gallery/image/{made['id']}/0").status_code == 401
+        assert browser.post("/login", data={"username": "u", "password": "p"}).status_code == 200
+        assert browser.get("/config").status_code == 200  # the studio itself
+        assert browser.get("/gallery").status_code == 200
+        image = browser.get(f"/gallery/image/{made['id']}/0")
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        browser.cookies.set(next(iter(browser.cookies.keys())), "forged-token")
+        assert browser.get("/gallery").status_code == 401
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.outputs import generate_output
 from studio.ui import adapters, visitors
+from studio.ui.api_files import api_generate_output, api_record
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -83,7 +83,7 @@ def register_api(studio: Studio, multi_user: bool, gpu_slots: int = 1) -> None:
                 true_cfg=1.0 if true_cfg is None else true_cfg, schedule=adapters.parse_schedule_json(schedule or ""),
                 cache=parse_cache(cache), loras=tuple(parse_lora(x) for x in lora or []),
             ).validate()
-            return generate_output(studio.generate(req, owner=owner))
+            return api_generate_output(studio.generate(req, owner=owner))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -91,7 +91,7 @@ def register_api(studio: Studio, multi_user: bool, gpu_slots: int = 1) -> None:
         """Regenerate a record exactly."""
         owner = api_owner(multi_user, request)
         try:
-            return generate_output(studio.replay(id, owner=owner))
+            return api_generate_output(studio.replay(id, owner=owner))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -104,7 +104,7 @@ def register_api(studio: Studio, multi_user: bool, gpu_slots: int = 1) -> None:
             records, total = studio.store.list(search=search or None, limit=limit, offset=offset, owner=owner)
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        return {"records": records, "total": total}
+        return {"records": [api_record(r) for r in records], "total": total}
 
     def share(id: str, request: gr.Request | None = None) -> dict:  # noqa: A002 - the contract's name
         """A share link for a record: {"token", "url"}."""

@@ -15,10 +15,11 @@ import gradio as gr
 
 from studio import pngmeta, xyplot
 from studio.errors import StudioError
-from studio.ui import adapters, edit_panel, lora_panel, region_masks
+from studio.ui import adapters, edit_panel, lora_panel, region_masks, stored_images
 from studio.ui.api import GPU, register_api  # GPU: one concurrency id for every listener using the model
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.controls_panel import wire_overlay as wire_control_overlay
+from studio.ui.feedback import internal_error, user_error
 from studio.ui.jobs import CancelRegistry, stream_job
 from studio.ui.prompt_panel import build_prompt_panel
 from studio.ui.regions_panel import prompt_names as regions_panel_prompts
@@ -53,10 +54,12 @@ class UIContext:
     gpu_slots: int = 1  # generation events admitted at once (> 1 only with coalescing: the engine runs one batch)
 
 
-def _history_items(studio: Studio, owner: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+def _history_items(studio: Studio, owner: str | None, root: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The history strip: (owner-checked image URL, prompt) of the newest finished records, and their ids."""
     records, _ = studio.store.list(limit=HISTORY_SIZE * 2, owner=owner)
     done = [r for r in records if r["status"] == "done" and r["images"]][:HISTORY_SIZE]
-    return [(r["images"][0]["path"], r["request"]["prompt"][:80]) for r in done], [r["id"] for r in done]
+    return ([(stored_images.image_url(root, r["id"]), r["request"]["prompt"][:80]) for r in done],
+            [r["id"] for r in done])
 
 
 def _visitor(ctx: UIContext, request: Any) -> str | None:
@@ -70,10 +73,8 @@ def _visitor(ctx: UIContext, request: Any) -> str | None:
 
 
 def _user_error(exc: BaseException) -> gr.Error:
-    if isinstance(exc, StudioError):
-        return gr.Error(str(exc))
-    log.error("internal error", exc_info=exc)
-    return gr.Error(f"internal error ({type(exc).__name__}) — the studio keeps running; see the server log")
+    """A user's mistake as one log line and a message; anything else as a real fault (with its traceback)."""
+    return user_error(str(exc)) if isinstance(exc, StudioError) else internal_error(exc)
 
 
 def build(ctx: UIContext) -> gr.Blocks:
@@ -118,12 +119,16 @@ def build(ctx: UIContext) -> gr.Blocks:
         history_ids = gr.State([])
         selected_id = gr.State("")
 
+        def root(request: gr.Request | None) -> str:
+            """Where the browser fetches stored images from (owner-checked routes, never Gradio's file server)."""
+            return stored_images.root_url(request, ctx.share_base_url)
+
         def who(request: gr.Request | None) -> str | None:
             """The owner to filter by: the browser's visitor cookie in multi-user mode, None (everything) otherwise."""
             try:
                 return _visitor(ctx, request)
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise user_error(str(exc)) from None
         with gr.Row():
             reuse_btn = gr.Button("Reuse settings", size="sm", elem_id="reuse")
             replay_btn = gr.Button("Replay", size="sm", elem_id="replay")
@@ -139,7 +144,7 @@ def build(ctx: UIContext) -> gr.Blocks:
         def refresh(request: gr.Request) -> tuple[Any, list[str]]:
             if ctx.multi_user and not visitor_owner(request):
                 return [], []
-            return _history_items(studio, who(request))
+            return _history_items(studio, who(request), root(request))
 
         def run_stream(run: Any, owner: str | None, request: gr.Request, progress: gr.Progress) -> Any:
             session = request.session_hash or "local"
@@ -151,23 +156,23 @@ def build(ctx: UIContext) -> gr.Blocks:
                         progress((update.step, update.total), desc=f"step {update.step}/{update.total}")
                         yield (f"Step {update.step}/{update.total} · {update.elapsed_s:.1f}s", update.preview
                                if update.preview is not None else gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                               gr.skip())
+                               gr.skip(), gr.skip())
                     elif event.kind == "error":
                         raise _user_error(event.payload)
                     else:
                         record = event.payload
-                        items, ids = _history_items(studio, owner)
-                        images = [(img["path"], f"seed {img['seed']}") for img in record["images"]]
+                        items, ids = _history_items(studio, owner, root(request))
+                        images = stored_images.record_images(root(request), record)
                         if record["status"] == "cancelled":
                             message = "Cancelled — stored in history as cancelled."
                         else:
                             message = f"Done in {record['timings'].get('total_s', 0):.2f}s · id `{record['id']}`"
-                        yield message, None, images, record, items, ids
+                        yield message, None, images, record, items, ids, record["id"]
             finally:
                 cancels.finish(session, cancel)
 
         region_w, control_units, lora_w = extension["regions"], extension["controls"], extension["loras"]
-        wire_control_overlay(control_units, record_json, studio)
+        wire_control_overlay(control_units, selected_id, studio, who)
         edit_w = extension["edit"]
         lora_slot_inputs = [s[f] for s in lora_w["slots"] for f in lora_panel.FIELDS]
         request_inputs = {*panel_inputs, region_w["editor"], *(region_w[n] for n in regions_panel_prompts()),
@@ -196,7 +201,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             try:
                 req = request_from(data)
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise user_error(str(exc)) from None
             yield from run_stream(lambda on_step, cancel: studio.generate(req, on_step, cancel, owner=owner), owner,
                                   request, progress)
 
@@ -213,7 +218,7 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         def on_replay(record_id: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
             if not record_id:
-                raise gr.Error("select an image in the history strip first")
+                raise user_error("select an image in the history strip first")
             owner = who(request)
             yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel, owner=owner),
                                   owner, request, progress)
@@ -226,7 +231,7 @@ def build(ctx: UIContext) -> gr.Blocks:
                 y = None if ya == "none" else xyplot.parse_axis(ya, yv)
                 xyplot.cell_requests(base, x, y)
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise user_error(str(exc)) from None
             session = request.session_hash or "local"
             cancel = cancels.start(session)
             try:
@@ -237,9 +242,10 @@ def build(ctx: UIContext) -> gr.Blocks:
                 raise _user_error(exc) from None
             finally:
                 cancels.finish(session, cancel)
-            items, ids = _history_items(studio, owner)
+            items, ids = _history_items(studio, owner, root(request))
             note = f"X/Y plot: {len(records)} records ({', '.join(r['id'] for r in records[:3])}…)"
-            return note, None, [(grid, f"{x.name}" + (f" × {y.name}" if y else ""))], records[-1], items, ids
+            caption = f"{x.name}" + (f" × {y.name}" if y else "")
+            return note, None, [(grid, caption)], records[-1], items, ids, records[-1]["id"]
 
         def on_remix(request: gr.Request) -> list[Any]:
             """``/?remix=<share token>`` or ``/?reuse=<own record id>`` (gallery detail) fills the panels."""
@@ -264,35 +270,41 @@ def build(ctx: UIContext) -> gr.Blocks:
             if not path:
                 return [gr.skip() for _ in [*adapters.FIELDS, *lora_slot_inputs]]
             try:
-                stored = pngmeta.read_png_request(Path(path))
+                stored = pngmeta.read_png_request(stored_images.uploaded(path))
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise user_error(str(exc)) from None
             values = adapters.panel_from_request(stored)
             gr.Info("Settings loaded from the PNG")
             return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
 
         def on_favourite(record_id: str, request: gr.Request) -> Any:
             if not record_id:
-                raise gr.Error("select an image in the history strip first")
-            record = studio.store.get(record_id, who(request))
-            return studio.store.set_favourite(record_id, not record["favourite"], who(request))
+                raise user_error("select an image in the history strip first")
+            try:
+                record = studio.store.get(record_id, who(request))
+                return studio.store.set_favourite(record_id, not record["favourite"], who(request))
+            except StudioError as exc:
+                raise user_error(str(exc)) from None
 
         def on_share(record_id: str, request: gr.Request) -> str:
             if not record_id:
-                raise gr.Error("select an image in the history strip first")
+                raise user_error("select an image in the history strip first")
             try:
                 token = studio.store.share(record_id, who(request))
             except StudioError as exc:
-                raise gr.Error(str(exc)) from None
+                raise user_error(str(exc)) from None
             raw = getattr(request, "request", None)
             base = ctx.share_base_url or (str(raw.base_url).rstrip("/") if raw is not None else "")
             return f"Share link: [{base}/share/{token}]({base}/share/{token}) — anyone with it can see this image"
 
         def on_delete(record_id: str, request: gr.Request) -> tuple[Any, list[str], str, Any]:
             if not record_id:
-                raise gr.Error("select an image in the history strip first")
-            studio.store.delete(record_id, who(request))
-            items, ids = _history_items(studio, who(request))
+                raise user_error("select an image in the history strip first")
+            try:
+                studio.store.delete(record_id, who(request))
+            except StudioError as exc:
+                raise user_error(str(exc)) from None
+            items, ids = _history_items(studio, who(request), root(request))
             return items, ids, "", None
 
         def on_cancel(request: gr.Request) -> Any:
@@ -302,12 +314,18 @@ def build(ctx: UIContext) -> gr.Blocks:
 
         def on_select(ids: list[str], evt: gr.SelectData, request: gr.Request) -> tuple[str, Any]:
             record_id = ids[evt.index] if evt.index is not None and evt.index < len(ids) else ""
-            return record_id, studio.store.get(record_id, who(request)) if record_id else None
+            try:
+                return record_id, studio.store.get(record_id, who(request)) if record_id else None
+            except StudioError as exc:
+                raise user_error(str(exc)) from None
 
         def on_reuse(record_id: str, request: gr.Request) -> list[Any]:
             if not record_id:
-                raise gr.Error("select an image in the history strip first")
-            stored = studio.store.get(record_id, who(request))["request"]
+                raise user_error("select an image in the history strip first")
+            try:
+                stored = studio.store.get(record_id, who(request))["request"]
+            except StudioError as exc:
+                raise user_error(str(exc)) from None
             values = adapters.panel_from_request(stored)
             return [getattr(values, name) for name in adapters.FIELDS] + lora_panel.slot_values(stored.get("loras") or [])
 
@@ -336,7 +354,7 @@ def build(ctx: UIContext) -> gr.Blocks:
             if is_live:
                 cancels.cancel(request.session_hash or "local")
 
-        outputs = [status, preview, results, record_json, history, history_ids]
+        outputs = [status, preview, results, record_json, history, history_ids, selected_id]
         run_options = {"concurrency_id": GPU, "concurrency_limit": ctx.gpu_slots, "api_visibility": "private",
                        "show_progress_on": [results]}
         gen_event = generate_btn.click(on_generate, request_inputs, outputs, **run_options)
@@ -357,18 +375,21 @@ def build(ctx: UIContext) -> gr.Blocks:
         cancel_btn.click(on_cancel, None, status, queue=False, api_visibility="private")
         def on_reuse_seed(record: Any) -> Any:
             if not record or "request" not in record:
-                raise gr.Error("no generation yet — generate or select one in the history strip")
+                raise user_error("no generation yet — generate or select one in the history strip")
             return record["request"]["seed"]
 
         panel["reuse_seed"].click(on_reuse_seed, record_json, panel["seed"], queue=False, api_visibility="private")
         history.select(on_select, [history_ids], [selected_id, record_json], api_visibility="private")
 
-        def on_send_to_edit(record: dict[str, Any] | None) -> Any:
-            if not record or not record.get("images"):
-                raise gr.Error("no image yet — generate one or select one in the history strip")
-            return edit_panel.editor_value(record["images"][0]["path"]), "img2img", gr.Tabs(selected="edit")
+        def on_send_to_edit(record_id: str, request: gr.Request) -> Any:
+            """The selected record's own image (looked up for this visitor) into the Edit tab."""
+            try:
+                image = stored_images.owned_image(studio, record_id, who(request))
+            except StudioError as exc:
+                raise user_error(str(exc)) from None
+            return edit_panel.editor_value(image), "img2img", gr.Tabs(selected="edit")
 
-        send_edit_btn.click(on_send_to_edit, record_json, [edit_w["editor"], edit_w["mode"], extension["tabs"]],
+        send_edit_btn.click(on_send_to_edit, selected_id, [edit_w["editor"], edit_w["mode"], extension["tabs"]],
                             api_visibility="private")
         reuse_btn.click(on_reuse, [selected_id], panel_inputs + lora_slot_inputs, api_visibility="private")
         refresh_btn.click(refresh, None, [history, history_ids], api_visibility="private")
