@@ -19,10 +19,12 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from studio.errors import InvalidRequest, NotFound, StudioError
+from studio.limits import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_PIXELS, check_image, check_pixels, too_large
 
-MAX_PIXELS = 50_000_000
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+__all__ = ["MAX_PIXELS", "MAX_UPLOAD_BYTES", "UPLOAD_FORMATS", "AssetStore", "canonical_png", "open_upload", "parse_ref",
+           "write_atomic"]
+MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES
+UPLOAD_FORMATS = IMAGE_FORMATS
 _KEPT_MODES = ("L", "RGB", "RGBA")
 _REF = re.compile(r"sha256:([0-9a-f]{64})")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
@@ -74,29 +76,17 @@ def open_upload(data: bytes, name: str = "the upload") -> Image.Image:
     formats = ", ".join(UPLOAD_FORMATS)
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as probe:
-            _check_pixels(probe.size, name)
+            check_pixels(probe.size, name)
             probe.verify()
         img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
         img.load()
     except Image.DecompressionBombError:
-        raise _bomb(name) from None
+        raise too_large(name) from None
     except UnidentifiedImageError:
         raise InvalidRequest(f"{name} is not a supported image — upload a {formats} file") from None
     except _DECODE_ERRORS as exc:
         raise InvalidRequest(f"{name} is corrupt or truncated ({exc}) — re-export or upload it again") from None
     return ImageOps.exif_transpose(img)
-
-
-def _check_pixels(size: tuple[int, int], name: str) -> None:
-    if size[0] * size[1] > MAX_PIXELS:
-        raise _bomb(name, size)
-
-
-def _bomb(name: str, size: tuple[int, int] | None = None) -> InvalidRequest:
-    dims = f" ({size[0]}x{size[1]})" if size else ""
-    return InvalidRequest(
-        f"{name}{dims} has more than {MAX_PIXELS // 1_000_000} megapixels — resize it to at most 4096x4096 first"
-    )
 
 
 class AssetStore:
@@ -106,7 +96,8 @@ class AssetStore:
         self.root = Path(root)
 
     def put_image(self, img: Image.Image) -> str:
-        """Store ``img`` as a canonical PNG; return its reference ``sha256:<hex>``."""
+        """Store ``img`` as a canonical PNG; return its reference ``sha256:<hex>`` (refused over ``MAX_PIXELS``)."""
+        check_image(img, "the image")
         data = canonical_png(img)
         digest = hashlib.sha256(data).hexdigest()
         target = self.root / f"{digest}.png"

@@ -146,8 +146,8 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.prompt and not args.prompt_file:
         raise InvalidRequest("--prompt is required (or --prompt-file with one prompt a line)")
+    prompts = [args.prompt] if args.prompt else _read_prompt_file(args.prompt_file)  # refused before the model loads
     studio = _studio()
-    prompts = [args.prompt] if args.prompt else _read_prompt_file(args.prompt_file)
     results = []
     for prompt in prompts:
         request = request_from_args(args, prompt, studio.store.assets)
@@ -156,13 +156,16 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read_prompt_file(path: Path) -> list[str]:
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"cannot read --prompt-file {path} ({exc}) — give a UTF-8 text file") from None
+    """One prompt a line; a file over ``MAX_TEXT_FILE_BYTES`` or ``MAX_TEXT_FILE_LINES`` lines is refused."""
+    from studio.limits import MAX_TEXT_FILE_LINES, read_text_file
+
+    lines = [line.strip() for line in read_text_file(path, "--prompt-file").splitlines()]
     prompts = [line for line in lines if line]
     if not prompts:
         raise InvalidRequest(f"--prompt-file {path} has no prompts — write one prompt a line")
+    if len(prompts) > MAX_TEXT_FILE_LINES:
+        raise InvalidRequest(f"--prompt-file {path} has {len(prompts)} prompts — at most {MAX_TEXT_FILE_LINES} a run; "
+                             "split it into smaller files")
     return prompts
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from studio.assetstore import AssetStore
 from studio.errors import InvalidRequest
+from studio.limits import loads_json, read_text_file
 from studio.request import CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
 
 
@@ -19,13 +19,10 @@ def parse_schedule(text: str | None) -> dict[str, Any] | None:
     source = "--schedule"
     if text.startswith("@"):
         path = Path(text[1:])
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidRequest(f"cannot read schedule file {path} ({exc.strerror}) — check the path") from None
+        text = read_text_file(path, "schedule file")
         source = str(path)
     try:
-        value = json.loads(text)
+        value = loads_json(text)
     except ValueError as exc:
         raise InvalidRequest(
             f"{source} is not valid JSON ({exc}) — e.g. '{{\"guidance\": [[0, 4], [1, 2]]}}'"

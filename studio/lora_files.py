@@ -1,13 +1,14 @@
 """LoRA files on disk: scan the LoRA folders, resolve names safely, hash, read header metadata. No torch here.
 
 A LoRA's *name* is its path inside a LoRA folder without ``.safetensors`` (``outlined``, ``styles/ink``). Only
-files inside ``Settings.lora_dirs`` can be resolved; pickled checkpoints are refused, never unpickled.
+files inside ``Settings.lora_dirs`` can be resolved; pickled checkpoints are refused, never unpickled. A hostile header
+(over 100 MB, nested deeper than a real one, not the safetensors layout) is a LoraFileError — the picker lists the file
+as unusable with the reason — never a crash.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections import Counter
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from studio.errors import NotFound, StudioError
+from studio.limits import MAX_JSON_DEPTH, loads_json
 
 SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".preview.png", ".preview.jpg")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_DEPTH = 8  # a valid header nests 3 deep: {name: {"shape": [...]}}; deeper is hostile or broken
 MAX_TRIGGER_WORDS = 5
+MAX_TRIGGER_CHARS = 200  # longer 'words' are junk (or hostile) metadata, not something to type
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 UNET_MARKERS = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
 FLUX_MARKERS = ("double_blocks", "single_blocks", "single_transformer_blocks", "x_embedder", "lora_transformer_")
@@ -92,18 +96,31 @@ def read_header(path: Path) -> SafetensorsHeader:
             f"{path.name} is not a safetensors file or is truncated (bad header length) — download it again"
         )
     try:
-        header = json.loads(raw)
-        metadata = header.pop("__metadata__", None) or {}
+        header, metadata = _header_json(raw)
         shapes = {name: tuple(int(d) for d in info["shape"]) for name, info in header.items()}
         end = max((int(info["data_offsets"][1]) for info in header.values()), default=0)
-    except (ValueError, TypeError, KeyError, IndexError):
-        raise LoraFileError(f"{path.name} has a corrupt safetensors header — download the file again") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise LoraFileError(
+            f"{path.name} has a corrupt safetensors header ({str(exc)[:120] or type(exc).__name__}) — it is not a "
+            "usable LoRA; download the file again"
+        ) from None
     if 8 + length + end > size:
         raise LoraFileError(
             f"{path.name} is truncated: its header promises {8 + length + end} bytes but the file has {size} — "
             "the download did not finish; get the file again"
         )
     return SafetensorsHeader(shapes, {str(k): str(v) for k, v in metadata.items()})
+
+
+def _header_json(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensor entries, ``__metadata__``) of a header's JSON; ValueError for hostile nesting or the wrong shape."""
+    header = loads_json(raw, MAX_HEADER_DEPTH)
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("__metadata__ is not a JSON object")
+    return header, metadata
 
 
 # ---- metadata ----------------------------------------------------------------------------------------
@@ -134,16 +151,16 @@ def trigger_words(meta: dict[str, str]) -> tuple[str, ...]:
 
 def _split_words(value: str) -> tuple[str, ...]:
     try:
-        parsed = json.loads(value)
+        parsed = loads_json(value, MAX_JSON_DEPTH)
     except ValueError:
         parsed = value
     items = parsed if isinstance(parsed, list) else str(parsed).split(",")
-    return tuple(dict.fromkeys(str(w).strip() for w in items if str(w).strip()))
+    return tuple(dict.fromkeys(w for w in (str(w).strip() for w in items) if w and len(w) <= MAX_TRIGGER_CHARS))
 
 
 def _top_tags(raw: str) -> tuple[str, ...]:
     try:
-        datasets = json.loads(raw)
+        datasets = loads_json(raw, MAX_JSON_DEPTH)
         counts: Counter[str] = Counter()
         for tags in datasets.values():
             for tag, count in tags.items():

@@ -7,7 +7,6 @@ when it does not fit, so nothing is ever applied partially or silently. It never
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from studio.errors import StudioError
+from studio.limits import loads_json
 from studio.lora_files import (
     UNET_MARKERS,
     LoraFileError,
@@ -311,7 +311,7 @@ def _adapter_metadata(metadata: Mapping[str, str]) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        parsed = json.loads(raw)
+        parsed = loads_json(raw)
     except ValueError:
         log.warning("ignoring unreadable lora_adapter_metadata")
         return None

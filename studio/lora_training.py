@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -37,7 +38,9 @@ import numpy as np
 import torch
 
 from studio.errors import Cancelled, InvalidRequest
+from studio.limits import check_image
 
+log = logging.getLogger(__name__)
 ADAPTER = "studio-training"
 # Which layers a LoRA trains (peft ``target_modules``). "attention": q/k/v/out of every block's image attention;
 # "double_attention": the double-stream blocks' image attention only (the part every LoRA format — kohya, xlabs,
@@ -107,6 +110,7 @@ def validate(config: TrainingConfig, examples: Sequence[TrainingExample], max_im
             raise InvalidRequest(f"training image {i + 1} has an empty caption — describe what it shows")
         if not hasattr(example.image, "convert") or min(example.image.size) < 1:
             raise InvalidRequest(f"training image {i + 1} is not an image")
+        check_image(example.image, f"training image {i + 1}")
     if not 1 <= config.rank <= 128:
         raise InvalidRequest(f"rank {config.rank} is out of range — use 1 to 128 (4–16 is typical)")
     if not 1 <= config.steps <= 5000:
@@ -294,13 +298,12 @@ def _train_locked(
         losses: list[float] = []
         start_step = 0
         ckpt = checkpoint_path(final.parent, config.name)
-        if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=False)
-            if state.get("fingerprint") == fingerprint and state["step"] < config.steps:
-                set_peft_model_state_dict(transformer, state["lora"], adapter_name=ADAPTER)
-                optimizer.load_state_dict(state["optimizer"])
-                gen.set_state(state["generator"])
-                start_step, losses = state["step"], list(state["losses"])
+        state = load_checkpoint(ckpt, fingerprint, config.steps)
+        if state is not None:
+            set_peft_model_state_dict(transformer, state["lora"], adapter_name=ADAPTER)
+            optimizer.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            start_step, losses = state["step"], [float(x) for x in state["losses"]]
         guidance_value = None
         if transformer.config.guidance_embeds:
             guidance_value = defaults.guidance if config.guidance is None else config.guidance
@@ -377,6 +380,25 @@ def _train_locked(
             param.requires_grad_(grad_flags.get(name, param.requires_grad))
 
 
+def load_checkpoint(path: Path, fingerprint: str, steps: int) -> dict[str, Any] | None:
+    """The saved state to resume from, or None: no file, another run's, already finished, or not loadable safely.
+
+    Loaded with ``weights_only=True`` (tensors and plain containers only), so a planted pickle runs no code; a file
+    that fails to load is reported in one warning line and ignored (training starts fresh, then overwrites it).
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        usable = (isinstance(state, dict) and state.get("fingerprint") == fingerprint
+                  and isinstance(state.get("step"), int) and 0 <= state["step"] < steps)
+    except Exception as exc:  # noqa: BLE001 - any unreadable/unsafe file: start fresh (and say so)
+        log.warning("ignoring the training checkpoint %s: it cannot be loaded safely (%s: %s)", path,
+                    type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        return None
+    return state if usable else None
+
+
 def _save_checkpoint(path: Path, transformer: Any, optimizer: Any, gen: torch.Generator, step: int,
                      losses: list[float], fingerprint: str) -> None:
     from peft import get_peft_model_state_dict
@@ -384,7 +406,7 @@ def _save_checkpoint(path: Path, transformer: Any, optimizer: Any, gen: torch.Ge
     path.parent.mkdir(parents=True, exist_ok=True)
     lora = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(transformer, adapter_name=ADAPTER).items()}
     state = {"fingerprint": fingerprint, "step": step, "lora": lora, "optimizer": optimizer.state_dict(),
-             "generator": gen.get_state(), "losses": losses}
+             "generator": gen.get_state(), "losses": torch.tensor(losses, dtype=torch.float64)}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)

@@ -25,8 +25,9 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from studio.assetstore import MAX_PIXELS, write_atomic
-from studio.errors import InvalidRequest
+from studio.assetstore import write_atomic
+from studio.errors import InvalidRequest, NotFound
+from studio.limits import MAX_IMAGE_BYTES, check_file_size, check_pixels, loads_json, too_large
 from studio.request import GenerationRequest
 
 SAMPLER = "Euler (flow match)"
@@ -113,18 +114,26 @@ def read_png_request(source: Path | bytes) -> dict[str, Any]:
 
 
 def _png_text(source: Path | bytes, name: str) -> dict[str, str]:
+    """The PNG's text chunks; over-cap files and images are refused before any pixel is decoded."""
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > MAX_IMAGE_BYTES:
+            raise InvalidRequest(f"{name} is {len(source) // 2**20} MiB — use a PNG under {MAX_IMAGE_BYTES // 2**20} MiB")
+    else:
+        try:
+            check_file_size(Path(source), name)
+        except NotFound:
+            raise InvalidRequest(f"{source} does not exist — check the path") from None
     try:
         fp: Any = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else Path(source)
         with Image.open(fp, formats=("PNG",)) as img:
-            if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise InvalidRequest(
-                    f"{name} is larger than {MAX_PIXELS // 1_000_000} megapixels — not a generation"
-                )
+            check_pixels(img.size, name)
             img.load()
             return {k: v for k, v in img.text.items() if isinstance(v, str)}
     except FileNotFoundError:
         raise InvalidRequest(f"{source} does not exist — check the path") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise too_large(name) from None
+    except UnidentifiedImageError:
         raise InvalidRequest(f"{name} is not a PNG — give the original PNG the image was saved as") from None
     except _DECODE_ERRORS as exc:
         raise InvalidRequest(f"{name} is a corrupt or truncated PNG ({exc}) — use the original file") from None
@@ -132,7 +141,7 @@ def _png_text(source: Path | bytes, name: str) -> dict[str, str]:
 
 def _from_studio(raw: str) -> dict[str, Any] | None:
     try:
-        meta = json.loads(raw)
+        meta = loads_json(raw)
     except ValueError:
         return None
     if not isinstance(meta, dict) or not isinstance(meta.get("request"), dict):
@@ -225,7 +234,7 @@ def _comfy_text(graph: dict[str, Any], link: Any, depth: int = 0) -> str | None:
 
 def _from_comfy(raw: str) -> dict[str, Any] | None:
     try:
-        graph = json.loads(raw)
+        graph = loads_json(raw)
     except ValueError:
         return None
     if not isinstance(graph, dict):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from studio import memory_estimate, pngmeta
 from studio.engine import Engine, StepUpdate
 from studio.errors import Cancelled, StorageError, StudioError
 from studio.history import Store
+from studio.limits import check_image
 from studio.lora_files import LoraLibrary
 from studio.memory import model_bytes
 from studio.models import defaults_for
@@ -23,6 +26,8 @@ from studio.settings import Settings
 from studio.spaces_support import gpu
 
 log = logging.getLogger(__name__)
+CONTROL_PREVIEWS_KEPT = 16  # control-map previews kept (least recently used dropped first) …
+CONTROL_PREVIEW_BYTES = 256 * 2**20  # … and at most this many pixel bytes in all
 
 
 class Studio:
@@ -33,8 +38,9 @@ class Studio:
         self.engine = engine or Engine(settings)
         self.store = store or _open_store(settings)
         self.loras = LoraLibrary(settings.lora_dirs)
-        self._run = gpu(self.engine.generate)
-        self._maps: dict[tuple, Any] = {}  # control previews by (kind, input content)  # ZeroGPU on Spaces; the plain method elsewhere
+        self._run = gpu(self.engine.generate)  # ZeroGPU on Spaces; the plain method elsewhere
+        self._maps: OrderedDict[tuple, Any] = OrderedDict()  # control previews by (kind, input content), LRU
+        self._maps_lock = threading.Lock()
 
     def generate(
         self,
@@ -191,15 +197,23 @@ class Studio:
         return train_lora(self.engine, config, examples, self.settings.data_dir / "loras", on_progress, cancel)
 
     def control_map(self, kind: str, image: Any) -> Any:
-        """The map a control input turns into (shown before generating): canny/depth/pose, or the map itself."""
+        """The map a control input turns into (shown before generating): canny/depth/pose, or the map itself.
+
+        Inputs over ``MAX_PIXELS`` are refused; previews are kept by input content, bounded in count and bytes.
+        """
         from studio.conditioning.control import annotate
 
-        key = (kind, hash(image.tobytes()), image.size)
-        if key not in self._maps:
-            self._maps[key] = annotate(kind, image, not kind.endswith("-map"), self.settings.annotators)
-            while len(self._maps) > 32:
-                self._maps.pop(next(iter(self._maps)))
-        return self._maps[key]
+        check_image(image, "the control image")
+        key = (kind, image.mode, image.size, hashlib.sha256(image.tobytes()).hexdigest())
+        with self._maps_lock:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+                return self._maps[key]
+        mapped = annotate(kind, image, not kind.endswith("-map"), self.settings.annotators)
+        with self._maps_lock:
+            self._maps[key] = mapped
+            _trim_previews(self._maps)
+        return mapped
 
     def import_png(self, source: Path | bytes) -> dict[str, Any]:
         """The request stored in a PNG's metadata (ours or A1111-style)."""
@@ -208,6 +222,19 @@ class Studio:
     def close(self) -> None:
         """Release the database."""
         self.store.close()
+
+
+def _pixel_bytes(image: Any) -> int:
+    """Memory an image's pixels take (PIL: width × height × bands; anything else: 0)."""
+    size, bands = getattr(image, "size", (0, 0)), getattr(image, "getbands", lambda: ())()
+    return int(size[0]) * int(size[1]) * max(1, len(bands)) if isinstance(size, tuple) else 0
+
+
+def _trim_previews(maps: OrderedDict[tuple, Any]) -> None:
+    """Drop the least recently used previews past ``CONTROL_PREVIEWS_KEPT`` or ``CONTROL_PREVIEW_BYTES``."""
+    while len(maps) > CONTROL_PREVIEWS_KEPT or (
+            len(maps) > 1 and sum(_pixel_bytes(m) for m in maps.values()) > CONTROL_PREVIEW_BYTES):
+        maps.popitem(last=False)
 
 
 def _open_store(settings: Settings) -> Store:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
-from training import portable_checkpoint, train_base
+from training import portable_checkpoint, torch_state, train_base
 from training.spec import MiniSpec
 
 RUN_DIR = Path(os.environ.get("FLUX_MINI_DISTILL_DIR", "runs/distill"))
@@ -51,7 +51,7 @@ def train(args: argparse.Namespace) -> None:
     step, best, opt_start = 0, args.best_init, 0  # opt_start: the step the optimizer (re)started at (warmup)
     ckpt = run_dir / "ckpt.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch_state.load(ckpt)
         student.load_state_dict(state["student"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -114,7 +114,7 @@ def train(args: argparse.Namespace) -> None:
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             torch.save({"student": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best, "opt_start": opt_start}, run_dir / "ckpt.tmp")
+                        "step": step, "best": float(best), "opt_start": opt_start}, run_dir / "ckpt.tmp")
             (run_dir / "ckpt.tmp").replace(ckpt)
             if args.keep is not None:
                 portable_checkpoint.save(args.keep, {"student": student, "ema": ema},

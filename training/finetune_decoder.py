@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
-from training import train_base
+from training import torch_state, train_base
 from training.data import ToyData, load_dataset, outlined_images, outlined_scenes, render_images
 from training.spec import MiniSpec
 from training.train_vae import edge_weight, lr_at, recon_eval
@@ -162,7 +162,7 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
     ckpt = run_dir / "ckpt.pt"
     step = 0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch_state.load(ckpt)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         if disc is not None and "disc" in state:
@@ -171,7 +171,7 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
         step = state["step"]
         print(f"resumed at step {step}", flush=True)
     elif disc is not None and args.disc_from is not None:  # continue the GAN game instead of restarting it
-        state = torch.load(args.disc_from, weights_only=False)
+        state = torch_state.load(args.disc_from)
         disc.load_state_dict(state["disc"])
         disc_opt.load_state_dict(state["disc_opt"])
         print(f"discriminator from {args.disc_from} (step {state['step']})", flush=True)

@@ -15,20 +15,20 @@ from pathlib import Path
 
 import torch
 
-from training import distill_guidance, train_base, train_vae
+from training import distill_guidance, torch_state, train_base, train_vae
 from training.data import load_dataset
 
 
 def _vae_done(steps: int) -> bool:
     """Whether the VAE checkpoint has reached ``steps``."""
     ckpt = train_vae.RUN_DIR / "ckpt.pt"
-    return ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= steps
+    return ckpt.exists() and torch_state.load(ckpt)["step"] >= steps
 
 
 def _base_best() -> float:
     """The base stage's best held-out joint accuracy (the distilled model must beat it to be exported)."""
     best = train_base.RUN_DIR / "best.pt"
-    return torch.load(best, weights_only=False)["joint"] if best.exists() else -1.0
+    return float(torch_state.load(best)["joint"]) if best.exists() else -1.0
 
 
 def vae_stage_args(args: argparse.Namespace) -> list[argparse.Namespace]:

@@ -44,7 +44,7 @@ from PIL import Image
 from transformers import CLIPTokenizer, T5TokenizerFast
 
 from studio.toyworld import evaluate_many, prompt_set
-from training import portable_checkpoint
+from training import portable_checkpoint, torch_state
 from training.build import make_clip, make_t5, make_transformer
 from training.data import ToyData, load_dataset, size_suffix
 from training.spec import MiniSpec
@@ -135,8 +135,9 @@ def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir:
     cache = run_dir / f"latents_s{seed}_{len(data)}{size_suffix(spec.native_size)}.pt"
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
     stamp = encoder_stamp(vae)
-    if cache.exists() and torch.load(cache)["stamp"] == stamp:
-        latents = torch.load(cache)["latents"]
+    saved = torch_state.load(cache) if cache.exists() else None
+    if saved is not None and saved["stamp"] == stamp:
+        latents = saved["latents"]
     else:
         latents = encode_latents(vae, data)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +299,7 @@ def periodic_eval(ema: Models, step: int, best: float, out: Path, n_eval: int, r
     if scores["joint"] >= best:
         best = scores["joint"]
         export(ema, out, model_dir, run_dir)
-        torch.save({"step": step, "joint": best, "ema": ema.state_dict()}, run_dir / "best.pt")
+        torch.save({"step": step, "joint": float(best), "ema": ema.state_dict()}, run_dir / "best.pt")
         print(f"exported best (joint {best:.3f}) at step {step} to {out}", flush=True)
     return best
 
@@ -315,7 +316,7 @@ def init_weights(models: Models, source: Path) -> None:
             module.load_state_dict(type(module).from_pretrained(source / name).state_dict())
         print(f"initialised from the model folder {source}", flush=True)
     else:
-        models.load_state_dict(torch.load(source, weights_only=False)["ema"])
+        models.load_state_dict(torch_state.load(source)["ema"])
         print(f"initialised from the EMA weights of {source}", flush=True)
 
 
@@ -357,7 +358,7 @@ def train(args: argparse.Namespace) -> None:
     base_lrs = [g["lr"] for g in opt.param_groups]
     step, best, opt_start = 0, -1.0, 0  # opt_start: the step the optimizer (re)started at, for its warmup
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch_state.load(ckpt)
         models.load_state_dict(state["models"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -419,7 +420,8 @@ def train(args: argparse.Namespace) -> None:
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             tmp = run_dir / "ckpt.tmp"
             torch.save({"models": models.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": best, "opt_start": opt_start, "args": vars(args)}, tmp)
+                        "step": step, "best": float(best), "opt_start": opt_start,
+                        "args": torch_state.plain_args(args)}, tmp)
             tmp.replace(ckpt)
             if args.keep is not None:
                 portable_checkpoint.save(args.keep, {"models": models, "ema": ema},

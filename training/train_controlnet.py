@@ -40,7 +40,7 @@ from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from studio.conditioning.control import UNION_MODES
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.grammar import STICK_FIGURE
-from training import portable_checkpoint, train_base
+from training import portable_checkpoint, torch_state, train_base
 from training.data import size_suffix
 from training.spec import MiniSpec
 
@@ -92,7 +92,7 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Pat
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
     stamp = train_base.encoder_stamp(vae)
     cache = run_dir / f"control_latents_s{seed}_{n_one}x1_{n_two}x2{size_suffix(spec.native_size)}.pt"
-    saved = torch.load(cache) if cache.exists() else None
+    saved = torch_state.load(cache) if cache.exists() else None
     if saved is None or saved["stamp"] != stamp:
         rng = np.random.default_rng(seed)
         size = spec.native_size
@@ -173,7 +173,7 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = opt_start = 0  # opt_start: the step the optimizer (re)started at, for its warmup
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch_state.load(ckpt)
         net.load_state_dict(state["net"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -232,7 +232,7 @@ def train(args: argparse.Namespace) -> None:
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "opt_start": opt_start, "args": vars(args)}, run_dir / "ckpt.tmp")
+                        "opt_start": opt_start, "args": torch_state.plain_args(args)}, run_dir / "ckpt.tmp")
             (run_dir / "ckpt.tmp").replace(ckpt)
             if args.keep is not None:
                 portable_checkpoint.save(args.keep, {"net": net, "ema": ema},

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from studio.toyworld import evaluate_many
+from training import torch_state
 from training.build import make_vae
 from training.data import ToyData, load_dataset
 from training.spec import MiniSpec
@@ -100,7 +101,7 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
     ckpt_path = RUN_DIR / "ckpt.pt"
     step = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch_state.load(ckpt_path)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from studio.errors import StudioError
+from studio.limits import check_image
 
 # Shakker-Labs FLUX.1-dev-ControlNet-Union-Pro control modes (its model card)
 UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "blur": 3, "pose": 4, "gray": 5, "lq": 6}
@@ -82,7 +83,11 @@ def controlnet_source(kind: str, configured: dict[str, str], location: Any, mode
 
 
 def annotate(kind: str, image: Image.Image, preprocess: bool, annotators: Path | None) -> Image.Image:
-    """The control map for an input image: canny is weight-free; depth and pose need annotator weights."""
+    """The control map for an input image: canny is weight-free; depth and pose need annotator weights.
+
+    An image over ``MAX_PIXELS`` is refused before any annotator allocates for it.
+    """
+    check_image(image, "the control image")
     base = kind.removesuffix("-map")
     if not preprocess or kind.endswith("-map"):
         return image.convert("RGB")

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from studio.errors import InvalidRequest
+from studio.limits import loads_json
 from studio.toyworld.figure import (
     KEYPOINT_NAMES,
     OPENPOSE_COLOURS,
@@ -146,7 +147,7 @@ def parse_pose(text: str | None) -> list[Figure]:
     if text is None or not str(text).strip():
         return []
     try:
-        doc = json.loads(text)
+        doc = loads_json(text)
     except ValueError as exc:
         raise InvalidRequest(f"the pose is not valid JSON ({exc}) — pick a preset pose to start again") from None
     if isinstance(doc, list):

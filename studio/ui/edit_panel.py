@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from studio.errors import InvalidRequest
+from studio.limits import check_image
 from studio.ui.region_masks import painted_layer
 
 MODES = ("off", "img2img", "inpaint")
@@ -41,6 +42,7 @@ def _background(value: Any) -> np.ndarray | None:
     background = value.get("background")
     if background is None:
         return None
+    check_image(background, "the init image")
     arr = np.asarray(background)
     return arr if arr.size else None
 
@@ -54,6 +56,8 @@ def edit_fields(mode: str, value: Any, strength: float | None, put_image: Any) -
     background = _background(value)
     if background is None:
         raise InvalidRequest(f"{mode} needs an init image — upload one in the Edit tab or use “Send to edit”")
+    for layer in value.get("layers") or []:  # every size is checked before anything is stored
+        check_image(layer, "the painted layer")
     init = Image.fromarray(background[..., :3].astype(np.uint8), "RGB")
     fields: dict[str, Any] = {"mode": mode, "init_image": put_image(init),
                               "strength": DEFAULT_STRENGTH if strength is None else float(strength)}

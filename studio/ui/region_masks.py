@@ -8,19 +8,25 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from studio.errors import InvalidRequest
+from studio.limits import check_image
 
 PALETTE = (("red", "#ff0000"), ("green", "#00c000"), ("blue", "#0000ff"), ("yellow", "#ffd000"))
 _RGB = {name: tuple(int(hex_[i:i + 2], 16) for i in (1, 3, 5)) for name, hex_ in PALETTE}
 
 
 def painted_layer(value: Any) -> np.ndarray | None:
-    """The RGBA strokes of a gr.ImageEditor value (layers merged), or None when nothing is painted."""
+    """The RGBA strokes of a gr.ImageEditor value (layers merged), or None when nothing is painted.
+
+    A layer over ``MAX_PIXELS`` is refused (InvalidRequest naming the fix) before anything is allocated for it.
+    """
     if not value:
         return None
     layers = [layer for layer in (value.get("layers") or []) if layer is not None]
     if not layers and value.get("composite") is None:
         return None
     stack = layers or [value["composite"]]
+    for layer in stack:
+        check_image(layer, "the painted layer")
     out = np.zeros((*np.asarray(stack[0]).shape[:2], 4), dtype=np.uint8)
     for layer in stack:
         arr = np.asarray(layer)

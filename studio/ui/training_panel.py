@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from PIL import Image
 
-from studio.errors import Cancelled, StudioError
+from studio.errors import Cancelled, InvalidRequest, StudioError
+from studio.limits import open_image
 from studio.ui.jobs import stream_job
 
 if TYPE_CHECKING:
@@ -28,6 +29,15 @@ def captions_for(files: list[str], text: str, trigger: str) -> list[str]:
         line = lines[k] if k < len(lines) else ""
         captions.append(line or Path(path).stem.replace("_", " ").replace("-", " "))
     return captions
+
+
+def load_images(paths: list[str]) -> list[Image.Image]:
+    """The training images in RGB; the count, each file's bytes and (from its header) pixels are checked first."""
+    from studio.lora_training import MAX_IMAGES
+
+    if len(paths) > MAX_IMAGES:
+        raise InvalidRequest(f"{len(paths)} training images are too many — use 10–30 (at most {MAX_IMAGES})")
+    return [open_image(path, f"training image {Path(path).name!r}").convert("RGB") for path in paths]
 
 
 HISTORY_CHOICES = 200
@@ -105,9 +115,9 @@ def build(studio: Studio, gpu_slots: int = 1,
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
         try:
-            images = [Image.open(path).convert("RGB") for path in [*files, *history_paths]]
-        except OSError as exc:
-            raise gr.Error(f"an image could not be read ({exc}) — upload PNG or JPEG files") from None
+            images = load_images([*files, *history_paths])
+        except StudioError as exc:
+            raise gr.Error(str(exc)) from None
         cancel = stop_event[session] = threading.Event()
         captions = captions_for(files, text, trigger)
         lines = (text or "").splitlines()[len(files):]
