@@ -393,8 +393,9 @@ def load_checkpoint(path: Path, fingerprint: str, steps: int) -> dict[str, Any] 
         usable = (isinstance(state, dict) and state.get("fingerprint") == fingerprint
                   and isinstance(state.get("step"), int) and 0 <= state["step"] < steps)
     except Exception as exc:  # noqa: BLE001 - any unreadable/unsafe file: start fresh (and say so)
-        log.warning("ignoring the training checkpoint %s: it cannot be loaded safely (%s: %s)", path,
-                    type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        log.warning("ignoring the training checkpoint %s: it cannot be loaded safely (%s: %s) — training starts fresh",
+                    path, type(exc).__name__, reason)
         return None
     return state if usable else None
 
