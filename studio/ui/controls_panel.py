@@ -3,6 +3,7 @@ a pose editor that feeds a unit, and the control maps drawn over the last result
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -10,6 +11,7 @@ from PIL import Image
 
 from studio.conditioning.overlay import overlay_maps
 from studio.errors import StudioError
+from studio.share import image_file
 from studio.ui import pose_editor
 
 if TYPE_CHECKING:
@@ -75,13 +77,17 @@ def build(preview_map: Any, size: tuple[Any, Any] | None = None) -> ControlWidge
 
 
 def record_overlay(record: dict[str, Any] | None, mode: str, studio: Studio) -> Image.Image | None:
-    """The record's first image with its control maps drawn over it; None without controls or when off."""
+    """The record's first image with its control maps drawn over it; None without controls or when off.
+
+    ``record`` must come from the store (looked up server-side for the visitor), never from the client.
+    """
     if mode == "off" or not record or not record.get("images"):
         return None
     controls = (record.get("request") or {}).get("controls") or []
-    if not controls:
+    path = image_file(studio.store, record, 0)
+    if not controls or path is None:
         return None
-    with Image.open(record["images"][0]["path"]) as img:
+    with Image.open(path) as img:
         result = img.convert("RGB")
     maps = []
     for control in controls:
@@ -90,15 +96,17 @@ def record_overlay(record: dict[str, Any] | None, mode: str, studio: Studio) -> 
     return overlay_maps(result, maps, mode)
 
 
-def wire_overlay(units: ControlWidgets, record_json: Any, studio: Studio) -> None:
-    """Redraw the overlay whenever the shown record (``record_json``) or the overlay mode changes."""
-    def show(record: dict[str, Any] | None, mode: str) -> Any:
+def wire_overlay(units: ControlWidgets, selected_id: Any, studio: Studio, owner_of: Callable[[Any], str | None]) -> None:
+    """Redraw the overlay whenever the shown record (the server-side ``selected_id`` state) or the mode changes."""
+    def show(record_id: str | None, mode: str, request: gr.Request) -> Any:
+        if not record_id or mode == "off":
+            return None
         try:
-            return record_overlay(record, mode, studio)
-        except (StudioError, OSError) as exc:
+            return record_overlay(studio.store.get(record_id, owner_of(request)), mode, studio)
+        except (StudioError, gr.Error, OSError) as exc:
             gr.Warning(f"cannot draw the control maps over the result: {exc}")
             return None
 
-    inputs = [record_json, units.overlay["mode"]]
-    record_json.change(show, inputs, units.overlay["image"], api_visibility="private")
+    inputs = [selected_id, units.overlay["mode"]]
+    selected_id.change(show, inputs, units.overlay["image"], api_visibility="private")
     units.overlay["mode"].change(show, inputs, units.overlay["image"], api_visibility="private")

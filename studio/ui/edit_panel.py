@@ -70,6 +70,6 @@ def edit_fields(mode: str, value: Any, strength: float | None, put_image: Any) -
     return fields
 
 
-def editor_value(image_path: str) -> dict[str, Any]:
-    """An ImageEditor value with ``image_path`` as background and nothing painted (for “Send to edit”)."""
-    return {"background": image_path, "layers": [], "composite": image_path}
+def editor_value(image: Image.Image) -> dict[str, Any]:
+    """An ImageEditor value with ``image`` (loaded server-side from the store) as background, nothing painted."""
+    return {"background": image, "layers": [], "composite": image}

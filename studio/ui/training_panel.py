@@ -15,6 +15,7 @@ from PIL import Image
 
 from studio.errors import Cancelled, InvalidRequest, StudioError
 from studio.limits import open_image
+from studio.ui import stored_images
 from studio.ui.jobs import stream_job
 
 if TYPE_CHECKING:
@@ -101,16 +102,18 @@ def build(studio: Studio, gpu_slots: int = 1,
 
     def show_history(ids: list[str] | None, request: gr.Request) -> list[tuple[str, str]]:
         try:
-            paths, prompts = history_examples(studio, list(ids or []), owner_of(request))
+            ids = list(ids or [])
+            _, prompts = history_examples(studio, ids, owner_of(request))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
-        return [(path, prompt[:60]) for path, prompt in zip(paths, prompts, strict=True)]
+        root = stored_images.root_url(request)  # owner-checked image route: the data folder is not served by Gradio
+        return [(stored_images.image_url(root, rid), prompt[:60]) for rid, prompt in zip(ids, prompts, strict=True)]
 
     def train(files: list[str] | None, history_ids: list[str] | None, text: str, name: str, trigger: str,
               rank: float, steps: float, lr: float, request: gr.Request) -> Any:
         session = request.session_hash or "local"
-        files = files or []
         try:
+            files = [str(stored_images.uploaded(path)) for path in files or []]  # only what was uploaded here
             history_paths, history_prompts = history_examples(studio, list(history_ids or []), owner_of(request))
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
