@@ -72,18 +72,19 @@ def inspect_file(path: Path, settings: Any, model: str | None = None) -> Any:
 
 def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool) -> list[Any]:
     """Training examples from a folder: captions from a captions file, ``.txt`` side files or the file names."""
-    from PIL import Image
-
-    from studio.lora_training import TrainingExample
+    from studio.limits import open_image, read_text_file
+    from studio.lora_training import MAX_IMAGES, TrainingExample
 
     if not folder.is_dir():
         raise NotFound(f"no folder at {folder} — give --images a folder of images")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if len(paths) > MAX_IMAGES:
+        raise InvalidRequest(f"{folder} holds {len(paths)} images — train on at most {MAX_IMAGES} (10–30 is typical)")
     listed: dict[str, str] = {}
     if captions_file is not None:
         if not captions_file.is_file():
             raise NotFound(f"no captions file at {captions_file}")
-        for line in captions_file.read_text(encoding="utf-8").splitlines():
+        for line in read_text_file(captions_file, "--captions").splitlines():
             sep = "\t" if "\t" in line else ":"
             if sep in line:
                 key, caption = line.split(sep, 1)
@@ -101,8 +102,7 @@ def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool
             raise InvalidRequest(f"no caption for {path.name} — add {side.name}, list it in --captions, or pass "
                                  "--captions-from-filenames")
         try:
-            with Image.open(path) as image:
-                examples.append(TrainingExample(image.convert("RGB"), caption))
+            examples.append(TrainingExample(open_image(path, path.name).convert("RGB"), caption))
         except OSError as exc:
             raise InvalidRequest(f"{path.name} is not a readable image ({exc}) — remove it from {folder}") from None
     return examples

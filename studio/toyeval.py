@@ -11,12 +11,14 @@ from studio.request import GenerationRequest
 
 def load_prompts(prompts_file: Path | None, n: int, kind: str, seed: int) -> list[str]:
     """Prompts from a file (one a line) or the held-out toy-world set."""
+    from studio.limits import read_text_file
     from studio.toyworld.grammar import parse_prompt, prompt_set
 
     if prompts_file is None:
         return prompt_set(kind, n, seed=seed, split="heldout")
     try:
-        prompts = [line.strip() for line in prompts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = read_text_file(prompts_file, "--prompts")
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(
             f"cannot read --prompts {prompts_file} ({exc}) — give a UTF-8 file, one prompt a line"

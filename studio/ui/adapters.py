@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.errors import InvalidRequest
+from studio.limits import loads_json
 from studio.request import MAX_SEED, CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
 
 
@@ -51,7 +52,7 @@ def parse_schedule_json(text: str) -> dict[str, Any] | None:
     if not text or not text.strip():
         return None
     try:
-        return json.loads(text)
+        return loads_json(text)
     except ValueError as exc:
         raise InvalidRequest(f"the schedule is not valid JSON ({exc}) — fix it or pick a preset") from None
 

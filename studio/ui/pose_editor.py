@@ -18,6 +18,7 @@ from PIL import Image
 
 from studio.conditioning import pose
 from studio.errors import StudioError
+from studio.limits import loads_json
 
 EDITOR_JS = (Path(__file__).parent / "pose_editor.js").read_text
 DEFAULT_SIZE = 512
@@ -59,7 +60,7 @@ def editor_value(figures: list[pose.Figure], selected: int, width: int, height: 
 def read_editor(value: str | None) -> tuple[list[pose.Figure], int]:
     """Figures and selected index of an editor state; StudioError naming the problem when malformed."""
     try:
-        state = json.loads(value or "{}")
+        state = loads_json(value or "{}")
     except ValueError as exc:
         raise StudioError(f"the pose editor sent malformed JSON ({exc}) — pick a preset pose to start again") from None
     if not isinstance(state, dict):
@@ -98,7 +99,7 @@ def edit(value: str | None, action: str, preset: str | None, width: Any, height:
     elif action == "mirror":
         figures = pose.mirror(figures, selected)
     elif action == "redraw":
-        feed = bool(json.loads(value or "{}").get("feed"))
+        feed = bool(loads_json(value or "{}").get("feed"))
     elif action != "size":
         raise StudioError(f"unknown pose editor action {action!r}")
     state = editor_value(figures, max(selected, 0), w, h, feed)
@@ -159,7 +160,7 @@ def fed_unit(action: str, state: str, target: str, kinds: list[str]) -> int | No
     if action == "size":
         return k if kinds[k] == "pose-map" else None
     if action == "redraw":
-        return k if json.loads(state).get("feed") else None
+        return k if loads_json(state).get("feed") else None
     return k
 
 

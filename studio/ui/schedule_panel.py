@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio import schedule as sched
 from studio.errors import StudioError
+from studio.limits import loads_json
 
 EDITOR_JS = (Path(__file__).parent / "schedule_editor.js").read_text
 CHANNEL_DEFAULTS = {"control": 1.0, "regions": 1.0}
@@ -23,7 +24,7 @@ def _load(text: str | None) -> dict[str, Any]:
     if not text or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = loads_json(text)
     except ValueError as exc:
         raise gr.Error(f"the schedule is not valid JSON ({exc}) — pick a preset to start again") from None
     return value if isinstance(value, dict) else {}
