@@ -219,6 +219,32 @@ class Studio:
         """The request stored in a PNG's metadata (ours or A1111-style)."""
         return pngmeta.read_png_request(source)
 
+    # ---- history: what the studio page's strip and record actions call (owner-checked by the Store) ----------
+    def record(self, record_id: str, owner: str | None = None) -> dict[str, Any]:
+        """The visitor's record ``record_id`` (NotFound for anyone else's)."""
+        return self.store.get(record_id, owner)
+
+    def recent(self, owner: str | None = None, limit: int = 24) -> list[dict[str, Any]]:
+        """The visitor's newest finished records with images, newest first (at most ``limit``)."""
+        records, _ = self.store.list(limit=limit * 2, owner=owner)
+        return [r for r in records if r["status"] == "done" and r["images"]][:limit]
+
+    def favourite(self, record_id: str, owner: str | None = None) -> dict[str, Any]:
+        """Toggle the record's favourite mark; return the record."""
+        return self.store.set_favourite(record_id, not self.store.get(record_id, owner)["favourite"], owner)
+
+    def share(self, record_id: str, owner: str | None = None) -> str:
+        """The record's public share token (its active one if it has one)."""
+        return self.store.share(record_id, owner)
+
+    def delete(self, record_id: str, owner: str | None = None) -> None:
+        """Remove the record, its share links and its image files."""
+        self.store.delete(record_id, owner)
+
+    def shared(self, token: str) -> dict[str, Any]:
+        """The record behind an active share token (NotFound when unknown or revoked)."""
+        return self.store.resolve_share(token)
+
     def close(self) -> None:
         """Release the database."""
         self.store.close()
