@@ -108,9 +108,10 @@ class Engine:
 
         Only allowed models load (``locate_model``). The resident pipeline is dropped only after the new weights
         have been read: a model that fails to load (missing or corrupt weights, no network) leaves it working.
+        An empty ``quant`` (a request that names none) takes the settings' (STUDIO_QUANT); ``resolve`` records it.
         """
         location = self.locate_model(model)
-        quant = quant or self.settings.quant
+        quant = quant or self.settings.quant or "none"
         key = (location.source, quant)
         if self._key == key:
             return location
@@ -124,18 +125,23 @@ class Engine:
         return location
 
     def _read(self, location: ModelLocation, quant: str) -> Any:
-        """The model's pipeline as ``from_pretrained`` gives it (not yet on the device); ModelMissing naming the fix."""
+        """The model's pipeline (not yet on the device): ``from_pretrained`` for hub ids and diffusers folders,
+        diffusers' single-file loaders for model files (``studio.model_loading``); ModelMissing naming the fix."""
         from diffusers import FluxPipeline
 
-        from studio.quant import quantization_config
+        from studio.model_loading import read_pipeline
+        from studio.quant import quantization_config, transformer_config
 
         kwargs: dict[str, Any] = {"dtype": self.dtype}
-        config = quantization_config(quant, self.device)
+        config = quantization_config(quant, self.device) if location.files is None else None
         if config is not None:
             kwargs["quantization_config"] = config
         started = time.perf_counter()
         try:
-            pipe = FluxPipeline.from_pretrained(location.source, **kwargs)
+            if location.files is not None:
+                pipe = read_pipeline(location.files, self.dtype, transformer_config(quant, self.device))
+            else:
+                pipe = FluxPipeline.from_pretrained(location.source, **kwargs)
         except StudioError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated into a message naming the fix
@@ -574,6 +580,12 @@ def _load_error(location: ModelLocation, exc: Exception) -> ModelMissing:
         return ModelMissing(
             f"could not load {location.name} from the Hugging Face Hub ({detail}) — check the network and, for "
             "FLUX.1-dev, accept its licence and run `hf auth login`; or download it and set STUDIO_MODEL to the folder"
+        )
+    if location.files is not None:
+        return ModelMissing(
+            f"the model files at {location.source} could not be loaded ({detail}) — check that the parts belong to "
+            "one model and are complete (re-download a truncated file); `python -m studio model inspect "
+            f"{location.source}` shows where each part comes from"
         )
     return ModelMissing(
         f"the model at {location.source} could not be loaded ({detail}) — its weights are missing or corrupt; "

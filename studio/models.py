@@ -1,4 +1,8 @@
-"""Which model a name means, where it loads from, and its defaults (steps, guidance, size)."""
+"""Which model a name means, where it loads from, and its defaults (steps, guidance, size).
+
+A model is a hub id, a diffusers folder (``model_index.json``), or files (``studio.model_files``): a FLUX.1
+transformer file (BFL/ComfyUI layout, bf16/fp8, GGUF) or a folder of ComfyUI split parts.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.errors import ModelMissing
-from studio.settings import PROJECT_ROOT, Settings
+from studio.model_files import ModelFiles, resolve
+from studio.model_headers import WEIGHT_SUFFIXES
+from studio.settings import DEFAULT_MODEL, PROJECT_ROOT, Settings
 
 HUB_MODELS = ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev")
 
@@ -30,11 +36,19 @@ DEV = ModelDefaults(1024, 1024, 28, 3.5, 512)
 
 @dataclass(frozen=True)
 class ModelLocation:
-    """A resolved model: the string to hand to ``from_pretrained`` and whether it is a hub id."""
+    """A resolved model: the hub id or path, whether it is a hub id, and (for model files) which files make it."""
 
     name: str
     source: str
     is_hub: bool
+    files: ModelFiles | None = None  # None: ``from_pretrained(source)`` (a hub id or a diffusers folder)
+
+    @property
+    def card_dir(self) -> Path | None:
+        """The folder whose ``studio.json`` holds the model's defaults (None for hub ids)."""
+        if self.is_hub:
+            return None
+        return self.files.config_dir if self.files is not None else Path(self.source)
 
 
 def locate(name: str, settings: Settings) -> ModelLocation:
@@ -51,23 +65,26 @@ def locate(name: str, settings: Settings) -> ModelLocation:
     if not trusted and not any(path.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
         raise ModelMissing(f"model {name!r} is outside the model folders — put it under {allowed} or set STUDIO_MODEL")
-    if not (path / "model_index.json").is_file():
-        raise ModelMissing(
-            f"no diffusers Flux model at {path} (model_index.json missing) — set STUDIO_MODEL to a model folder, "
-            f"to {HUB_MODELS[0]}, or rebuild the embedded one with `python -m training.build`"
-        )
-    return ModelLocation(name, str(path), False)
+    if (path / "model_index.json").is_file():
+        return ModelLocation(name, str(path), False)
+    if not path.exists():
+        fix = "rebuild the embedded one with `python -m training.build`" if name == DEFAULT_MODEL else (
+            f"set STUDIO_MODEL to a diffusers folder, a FLUX.1 .safetensors or .gguf file, a folder of ComfyUI split "
+            f"files (transformer, ae, clip_l, t5xxl) or a hub id such as {HUB_MODELS[0]}")
+        raise ModelMissing(f"no model at {path} — {fix}")
+    return ModelLocation(name, str(path), False, resolve(path))  # ModelMissing naming what to add
 
 
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "/", "~"))
+    return (len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "/", "~"))
+            and not name.lower().endswith(WEIGHT_SUFFIXES))  # fmt: skip
 
 
 def defaults_for(location: ModelLocation, guidance_embeds: bool) -> ModelDefaults:
     """Defaults from the folder's ``studio.json`` if present, else schnell-like or dev-like by guidance embedding."""
-    if not location.is_hub:
-        card = Path(location.source) / "studio.json"
+    if location.card_dir is not None:
+        card = location.card_dir / "studio.json"
         if card.is_file():
             data = json.loads(card.read_text())
             return ModelDefaults(

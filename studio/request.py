@@ -92,7 +92,7 @@ class GenerationRequest:
     mask: str | None = None
     strength: float | None = None
     cache: CacheSpec = field(default_factory=CacheSpec)
-    quant: str = "none"
+    quant: str = ""  # "": the studio's STUDIO_QUANT; the resolved request records what ran
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -174,7 +174,7 @@ class GenerationRequest:
             raise InvalidRequest(f"cache {self.cache.kind!r} is unknown — use one of {', '.join(CACHE_KINDS)}")
         if self.cache.threshold is not None:
             _check_float("cache threshold", self.cache.threshold, 0.0, 10.0, hint="0.1")
-        if self.quant not in QUANTS:
+        if self.quant not in ("", *QUANTS):
             raise InvalidRequest(f"quant {self.quant!r} is unknown — use one of {', '.join(QUANTS)}")
 
     # ---- JSON ----------------------------------------------------------------------------------
