@@ -347,9 +347,9 @@ class Engine:
 
     # ---- txt2img: our own loop ---------------------------------------------------------------------
     def encode(self, prompt: str, prompt_2: str | None) -> sampling.TextConditioning:
-        """Text encodings from an LRU cache keyed by (model, quant, text)."""
+        """Text encodings from an LRU cache keyed by (model, quant, text, active CLIP LoRAs and weights)."""
         assert self._defaults is not None
-        key = (self._key, prompt, prompt_2, self._defaults.max_sequence_length)
+        key = (self._key, prompt, prompt_2, self._defaults.max_sequence_length, self.lora_adapters.text_encoder_key)
         cached = self._text_cache.get(key)
         if cached is not None:
             self._text_cache.move_to_end(key)

@@ -60,14 +60,15 @@ def cmd_lora(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def inspect_file(path: Path, settings: Any, model: str | None = None) -> Any:
-    """LoraInfo of ``path`` checked against the model's transformer shapes (no weights are loaded)."""
-    from studio.lora_inspect import inspect, transformer_skeleton
+    """LoraInfo of ``path`` checked against the model's transformer and CLIP shapes (no weights are loaded)."""
+    from studio.lora_inspect import inspect, text_encoder_skeleton, transformer_skeleton
     from studio.models import locate
 
     if not path.is_file():
         raise NotFound(f"no file at {path} — check the path")
     location = locate(model or settings.model, settings)
-    return inspect(path, transformer_skeleton(location.source))
+    source = location.source
+    return inspect(path, transformer_skeleton(source), text_encoder=text_encoder_skeleton(source))
 
 
 def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool) -> list[Any]:

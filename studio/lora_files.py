@@ -171,11 +171,13 @@ def _top_tags(raw: str) -> tuple[str, ...]:
 
 
 def rank_from_shapes(shapes: dict[str, tuple[int, ...]]) -> int | None:
-    """The LoRA rank: the largest first dimension of the down/A matrices."""
+    """The LoRA rank: the largest first dimension of the down/A matrices (LoHa: ``hada_w1_b``; LoKr: a low-rank
+    factor's ``_b``; a LoKr of full Kronecker factors has no rank)."""
     ranks = [
         shape[0]
         for key, shape in shapes.items()
-        if shape and (".lora_A." in key or ".lora_down." in key or key.endswith(".down.weight"))
+        if shape and (".lora_A." in key or ".lora_down." in key or key.endswith((".down.weight", ".hada_w1_b",
+                                                                                 ".lokr_w1_b", ".lokr_w2_b")))
     ]
     return max(ranks) if ranks else None
 
@@ -220,18 +222,40 @@ def is_control_lora(shapes: Mapping[str, tuple[int, ...]], image_channels: int =
                and shape[1] == 2 * image_channels for key, shape in shapes.items())
 
 
+BFL_MODULES = ("double_blocks.", "single_blocks.", "img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.",
+               "final_layer.")
+FORMATS = ("diffusers", "peft", "ai-toolkit", "kohya", "xlabs", "bfl-control", "bfl-peft", "fal-kontext",
+           "lycoris-lokr", "lycoris-loha", "dora", "unknown")
+
+
 def detect_format(keys: Iterable[str], metadata: Mapping[str, str]) -> str:
-    """diffusers, peft, ai-toolkit, kohya, xlabs, bfl-control, lycoris or unknown."""
+    """One of FORMATS, told from the tensor names.
+
+    ``lycoris-lokr``/``lycoris-loha``: LyCORIS Kronecker/Hadamard factors under any naming; ``dora``: a DoRA
+    (peft ``lora_magnitude_vector`` or kohya ``dora_scale``); ``bfl-peft``: BFL module names (``double_blocks.0.
+    img_attn.qkv``) with peft ``lora_A``/``lora_B``; ``fal-kontext``: the same under peft's ``base_model.model.``.
+    """
     keys = list(keys)
-    if any(".lokr_" in k or ".hada_" in k or "lokr_w1" in k or "hada_w1" in k for k in keys):
-        return "lycoris"
-    if any("query_norm.scale" in k or k.startswith(("img_in.lora", "diffusion_model.img_in.lora")) for k in keys):
+    if any(".lokr_" in k for k in keys):
+        return "lycoris-lokr"
+    if any(".hada_" in k for k in keys):
+        return "lycoris-loha"
+    if any("lora_magnitude_vector" in k or "dora_scale" in k for k in keys):
+        return "dora"
+    bare = [k.removeprefix("diffusion_model.") for k in keys]
+    if any("query_norm.scale" in k for k in keys) or (
+            any(k.startswith("img_in.lora") for k in bare) and not any(k.startswith(BFL_MODULES[:2]) for k in bare)):
         return "bfl-control"
     if any(".lora_down.weight" in k for k in keys):
         return "kohya"
     if any(".processor." in k for k in keys):
         return "xlabs"
     if any(".lora_A." in k for k in keys):
+        if any(k.startswith("base_model.model.") and k.removeprefix("base_model.model.").startswith(BFL_MODULES)
+               for k in keys):
+            return "fal-kontext"
+        if any(k.removeprefix("diffusion_model.").startswith(BFL_MODULES) for k in keys):
+            return "bfl-peft"
         if "ai-toolkit" in metadata.get("software", "") or "training_info" in metadata:
             return "ai-toolkit"
         return "diffusers" if any(k.startswith("transformer.") for k in keys) else "peft"

@@ -1,8 +1,9 @@
 """Honest LoRA inspection: detect the format and target model, convert with diffusers, check every module's shapes.
 
-``prepare`` reads a file, converts it to diffusers keys (``transformer.<module>.lora_A.weight``) with diffusers' own
-converters, and checks each module against the loaded transformer. It raises a StudioError saying what the file is
-when it does not fit, so nothing is ever applied partially or silently. It never touches the transformer.
+``prepare`` reads a file, converts it to peft keys (``transformer.<module>.lora_A.weight``; LyCORIS LoKr/LoHa files
+as peft LoHa ``hada_*`` keys, see ``studio.lycoris``; the CLIP part as ``text_encoder.<module>…``) with diffusers' own
+converters, and checks each module against the loaded transformer and text encoder. It raises a StudioError saying
+what the file is when it does not fit, so nothing is ever applied partially or silently. It never touches a model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from studio.errors import StudioError
 from studio.limits import loads_json
 from studio.lora_files import (
+    FORMATS,
     UNET_MARKERS,
     LoraFileError,
     SafetensorsHeader,
@@ -29,12 +31,13 @@ from studio.lora_files import (
     read_header,
     sha256_file,
 )
+from studio.lora_formats import CLIP_PREFIXES, TE_PREFIX, TR_PREFIX, clip_lora, split_text_encoders, to_diffusers
 from studio.model_kinds import image_channels
 
+__all__ = ["FORMATS", "Fit", "LoraInfo", "PreparedLora", "check_fit", "inspect", "load_tensors", "prepare",
+           "to_diffusers", "transformer_skeleton"]
 log = logging.getLogger(__name__)
-TE_PREFIX = "text_encoder."
-TR_PREFIX = "transformer."
-_LORA_SUFFIX = re.compile(r"[._]lora(?:_linear_layer)?[._](?:down|up|A|B)(?:\.[^.]+)?\.(?:weight|bias)$")
+_MODULE_KEY = re.compile(r"^(.+)\.(lora_A\.weight|lora_B\.weight|lora_magnitude_vector|hada_w[12]_[ab])$")
 _TARGET_NAMES = {"sdxl": "an SDXL", "sd15": "a Stable Diffusion 1.5", "sd2": "a Stable Diffusion 2", "sd3": "an SD3"}
 
 
@@ -52,6 +55,8 @@ class LoraInfo:
     base_model: str | None = None
     notes: tuple[str, ...] = ()
     control_channels: int | None = None  # a Flux Control LoRA: the image input it widens the model to
+    kind: str = "lora"  # the peft adapter it loads as: "lora" (DoRA included) or "loha" (LyCORIS LoKr/LoHa)
+    text_encoder: int = 0  # of ``matched``: modules on the CLIP text encoder
 
     @property
     def is_control(self) -> bool:
@@ -66,7 +71,10 @@ class LoraInfo:
     @property
     def summary(self) -> str:
         """``N of M modules applied`` plus any notes."""
-        parts = [f"{self.matched} of {self.total} modules applied", *self.notes]
+        applied = f"{self.matched} of {self.total} modules applied"
+        if self.text_encoder:
+            applied += f" ({self.text_encoder} on the CLIP text encoder)"
+        parts = [applied, *self.notes]
         if self.is_control:
             parts.insert(0, f"Flux Control LoRA (input widened to {self.control_channels} channels; needs one control "
                             "image)")
@@ -75,12 +83,13 @@ class LoraInfo:
 
 @dataclass(frozen=True)
 class PreparedLora:
-    """A checked LoRA ready for ``load_lora_into_transformer``: diffusers keys, alphas, peft metadata."""
+    """A checked LoRA ready to load: transformer keys, alphas, peft metadata, and the CLIP text encoder's keys."""
 
     info: LoraInfo
     state_dict: dict[str, torch.Tensor] = field(repr=False)
     network_alphas: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    text_encoder_state_dict: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,6 @@ class Fit:
     matched: tuple[str, ...]
     missing: tuple[str, ...]
     wrong: tuple[tuple[str, str], ...]
-    text_encoder: tuple[str, ...]
     norms: tuple[str, ...] = ()  # Flux Control LoRAs also replace the q/k RMSNorm scales
     control_channels: int | None = None
 
@@ -123,58 +131,28 @@ def _refuse_early(fmt: str, target: str, keys: list[str], name: str) -> None:
             f"{name} holds no LoRA weights we recognise (e.g. {example}) — expected diffusers/peft lora_A/lora_B, "
             "kohya lora_down/lora_up or xlabs keys for a Flux model"
         )
-    if fmt == "lycoris":
-        raise StudioError(f"{name} is a LyCORIS LoKr/LoHa file, not a LoRA — it is not supported; use a plain LoRA")
-    if any("dora_scale" in k for k in keys):
-        raise StudioError(f"{name} is a DoRA (dora_scale keys), which diffusers cannot apply to Flux — use a plain LoRA")
-
-
-# ---- conversion ----------------------------------------------------------------------------------------
-def to_diffusers(
-    tensors: dict[str, torch.Tensor], fmt: str, transformer: torch.nn.Module, name: str
-) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """Diffusers keys (``transformer.…lora_A.weight``) and network alphas, via diffusers' own converters."""
-    from diffusers import FluxPipeline
-
-    tensors = dict(tensors)
-    if fmt in ("peft", "ai-toolkit", "diffusers"):
-        tensors = _prefix_peft_keys(tensors, transformer)
-    try:
-        state_dict, alphas = FluxPipeline.lora_state_dict(tensors, return_alphas=True)
-    except (ValueError, AssertionError, KeyError, NotImplementedError, RuntimeError) as exc:
-        detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    if any(k.endswith(".dora_scale") for k in keys):
         raise StudioError(
-            f"{name} ({fmt} format) could not be converted by diffusers ({detail}) — it was probably trained for a "
-            "model of another size; use a LoRA trained for this model"
-        ) from None
-    return dict(state_dict), (dict(alphas) if alphas else None)
-
-
-def _prefix_peft_keys(tensors: dict[str, torch.Tensor], transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """peft ``save_pretrained`` / bare keys → ``transformer.`` keys (diffusers would silently skip them)."""
-    top = {name for name, _ in transformer.named_children()}
-    out = {}
-    for key, value in tensors.items():
-        bare = key.removeprefix("base_model.model.")
-        if not bare.startswith((TR_PREFIX, TE_PREFIX)) and bare.split(".", 1)[0] in top:
-            bare = TR_PREFIX + bare
-        out[bare] = value
-    return out
+            f"{name} is a kohya/LyCORIS DoRA (dora_scale keys): diffusers drops those scales for Flux, which would "
+            "apply it wrongly — use its plain-LoRA version, or save it as a peft DoRA (lora_A/lora_B with "
+            "lora_magnitude_vector keys, e.g. diffusers' own Flux DoRA training), which the studio loads"
+        )
 
 
 # ---- fit ----------------------------------------------------------------------------------------------
-def check_fit(state_dict: Mapping[str, torch.Tensor], transformer: torch.nn.Module) -> Fit:
-    """Which converted modules exist in the transformer with matching in/out features.
+def check_fit(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module, prefix: str = TR_PREFIX) -> Fit:
+    """Which converted modules exist in ``model`` (the transformer, or the text encoder with ``prefix``
+    ``text_encoder.``) with matching in/out features.
 
     A Flux Control LoRA (BFL's Canny/Depth-dev LoRAs, diffusers' ``train_control_lora_flux.py``) is recognised by its
     ``x_embedder`` taking twice the model's image channels (diffusers widens the layer when loading it); its q/k norm
     scales must match the transformer's norms.
     """
-    modules, others = _modules(state_dict)
-    control = control_channels(state_dict, transformer)
-    checks = [(name, _shape_problem(name, state_dict, transformer, control)) for name in modules]
+    modules, others = _modules(state_dict, prefix)
+    control = control_channels(state_dict, model) if prefix == TR_PREFIX else None
+    checks = [(name, _shape_problem(name, state_dict, model, prefix, control)) for name in modules]
     norm_keys = [k for k in others if k.startswith(TR_PREFIX) and k.rsplit(".", 2)[-2] in NORM_KEYS]
-    checks += [(key, _norm_problem(key, state_dict[key], transformer)) for key in norm_keys]
+    checks += [(key, _norm_problem(key, state_dict[key], model)) for key in norm_keys]
     matched, norms, missing, wrong = [], [], [], []
     for name, problem in checks:
         if problem is None:
@@ -183,9 +161,8 @@ def check_fit(state_dict: Mapping[str, torch.Tensor], transformer: torch.nn.Modu
             missing.append(name)
         else:
             wrong.append((name, problem))
-    text_encoder = tuple(sorted({_module_of(k) for k in others if k.startswith(TE_PREFIX)}))
-    missing += sorted({_module_of(k) for k in others if not k.startswith(TE_PREFIX) and k not in norm_keys})
-    return Fit(tuple(matched), tuple(missing), tuple(wrong), text_encoder, tuple(norms), control)
+    missing += sorted({_module_of(k) for k in others if k not in norm_keys})
+    return Fit(tuple(matched), tuple(missing), tuple(wrong), tuple(norms), control)
 
 
 NORM_KEYS = ("norm_q", "norm_k", "norm_added_q", "norm_added_k")  # what diffusers loads from a Control LoRA
@@ -216,43 +193,68 @@ def _norm_problem(key: str, value: torch.Tensor, transformer: torch.nn.Module) -
 
 
 def _module_of(key: str) -> str:
-    return _LORA_SUFFIX.sub("", key)
+    match = _MODULE_KEY.match(key)
+    return match.group(1) if match else re.sub(r"\.(?:weight|bias|alpha)$", "", key)
 
 
-def _modules(state_dict: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+def _modules(state_dict: Mapping[str, torch.Tensor], prefix: str) -> tuple[list[str], list[str]]:
+    """(modules under ``prefix`` with LoRA/DoRA/LoHa weights, every other key)."""
     modules, others = set(), []
     for key in state_dict:
-        match = re.match(r"^transformer\.(.+)\.lora_[AB]\.(weight|bias)$", key)
-        if match:
-            modules.add(match.group(1))
+        match = _MODULE_KEY.match(key)
+        if match and key.startswith(prefix):
+            modules.add(match.group(1)[len(prefix):])
         else:
             others.append(key)
     return sorted(modules), others
 
 
 def _shape_problem(
-    module_name: str, sd: Mapping[str, torch.Tensor], transformer: torch.nn.Module, control: int | None = None
+    module_name: str, sd: Mapping[str, torch.Tensor], model: torch.nn.Module, prefix: str = TR_PREFIX,
+    control: int | None = None,
 ) -> str | None:
     try:
-        module = transformer.get_submodule(module_name)
+        module = model.get_submodule(module_name)
     except AttributeError:
         return "missing"
     base = getattr(module, "base_layer", module)
     in_features, out_features = getattr(base, "in_features", None), getattr(base, "out_features", None)
     if in_features is None or out_features is None:
         return f"{module_name} is a {type(base).__name__}, not a linear layer"
-    lora_a = sd.get(f"{TR_PREFIX}{module_name}.lora_A.weight")
-    lora_b = sd.get(f"{TR_PREFIX}{module_name}.lora_B.weight")
-    if lora_a is None or lora_b is None or lora_a.ndim != 2 or lora_b.ndim != 2:
-        return f"{module_name} lacks a 2-D lora_A/lora_B pair"
     if module_name == "x_embedder" and control is not None:
         in_features = control  # diffusers widens the layer to the Control LoRA's input when loading it
+    key = f"{prefix}{module_name}."
+    if f"{key}hada_w1_a" in sd:
+        return _loha_problem(module_name, [sd.get(f"{key}hada_w{i}_{ab}") for i in (1, 2) for ab in "ab"],
+                             in_features, out_features)
+    lora_a, lora_b = sd.get(f"{key}lora_A.weight"), sd.get(f"{key}lora_B.weight")
+    if lora_a is None or lora_b is None or lora_a.ndim != 2 or lora_b.ndim != 2:
+        return f"{module_name} lacks a 2-D lora_A/lora_B pair"
     if lora_a.shape[1] != in_features:
         return f"{module_name} expects in {in_features}, file has {lora_a.shape[1]}"
     if lora_b.shape[0] != out_features:
         return f"{module_name} expects out {out_features}, file has {lora_b.shape[0]}"
     if lora_a.shape[0] != lora_b.shape[1]:
         return f"{module_name} has rank {lora_a.shape[0]} in lora_A but {lora_b.shape[1]} in lora_B"
+    magnitude = sd.get(f"{key}lora_magnitude_vector")
+    if magnitude is not None and tuple(magnitude.shape) != (out_features,):
+        return f"{module_name} expects a DoRA magnitude of {out_features}, file has {tuple(magnitude.shape)}"
+    return None
+
+
+def _loha_problem(
+    module_name: str, factors: list[torch.Tensor | None], in_features: int, out_features: int
+) -> str | None:
+    """w1_a, w2_a: (out, r); w1_b, w2_b: (r, in)."""
+    if any(f is None or f.ndim != 2 for f in factors):
+        return f"{module_name} lacks 2-D LoHa factors"
+    w1a, w1b, w2a, w2b = factors
+    if w1b.shape[1] != in_features or w2b.shape[1] != in_features:
+        return f"{module_name} expects in {in_features}, file has {w1b.shape[1]}"
+    if w1a.shape[0] != out_features or w2a.shape[0] != out_features:
+        return f"{module_name} expects out {out_features}, file has {w1a.shape[0]}"
+    if not w1a.shape[1] == w1b.shape[0] == w2a.shape[1] == w2b.shape[0]:
+        return f"{module_name} has LoHa factors of different ranks"
     return None
 
 
@@ -275,35 +277,102 @@ def _refuse_misfit(fit: Fit, name: str, transformer: torch.nn.Module) -> None:
 
 
 # ---- the whole check -----------------------------------------------------------------------------------
-def prepare(path: Path, transformer: torch.nn.Module, sha256: str = "") -> PreparedLora:
-    """Read, detect, convert and check a LoRA file against ``transformer``; raise a StudioError when it misfits."""
+@dataclass(frozen=True)
+class Converted:
+    """A file as peft state dicts: transformer and CLIP keys, alphas, the kind of adapter, and what is left over."""
+
+    transformer: dict[str, torch.Tensor]
+    text_encoder: dict[str, torch.Tensor]
+    alphas: dict[str, Any] | None
+    kind: str
+    unresolved: tuple[str, ...] = ()  # modules that name no layer of the model
+    unchecked: tuple[str, ...] = ()  # CLIP modules with no text encoder given to check them against
+    t5: tuple[str, ...] = ()  # T5 modules: never applied
+
+
+def convert(
+    tensors: dict[str, torch.Tensor], fmt: str, transformer: torch.nn.Module, text_encoder: torch.nn.Module | None,
+    name: str,
+) -> Converted:
+    """The file's transformer and CLIP parts in peft keys (LyCORIS as LoHa, everything else as LoRA)."""
+    if fmt.startswith("lycoris-"):
+        from studio import lycoris
+
+        done = lycoris.to_peft(tensors, transformer, text_encoder, name)
+        te_unresolved = [m for m in done.unresolved if m.startswith(CLIP_PREFIXES)]
+        unresolved = tuple(m for m in done.unresolved if m not in te_unresolved)
+        unchecked = tuple(te_unresolved) if text_encoder is None else ()
+        unresolved += () if text_encoder is None else tuple(te_unresolved)
+        return Converted({k: v for k, v in done.state_dict.items() if k.startswith(TR_PREFIX)},
+                         {k: v for k, v in done.state_dict.items() if k.startswith(TE_PREFIX)}, None, "loha",
+                         unresolved, unchecked, done.t5)
+    rest, clip, t5 = split_text_encoders(tensors)
+    state_dict, alphas = to_diffusers(rest, fmt, transformer, name)
+    te_state, te_unresolved = clip_lora(clip, text_encoder)
+    unchecked = tuple(te_unresolved) if text_encoder is None else ()
+    unresolved = () if text_encoder is None else tuple(te_unresolved)
+    t5_modules = tuple(sorted({_module_of(k) for k in t5}))
+    return Converted(state_dict, te_state, alphas, "lora", unresolved, unchecked, t5_modules)
+
+
+def prepare(
+    path: Path, transformer: torch.nn.Module, sha256: str = "", text_encoder: torch.nn.Module | None = None
+) -> PreparedLora:
+    """Read, detect, convert and check a LoRA file against ``transformer`` (and the CLIP ``text_encoder`` when given:
+    without it, CLIP modules are reported as not checked); raise a StudioError when it misfits."""
     path = Path(path)
     tensors, metadata = load_tensors(path)
     keys = list(tensors)
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     fmt, target = detect_format(keys, metadata), detect_target(keys, shapes)
     _refuse_early(fmt, target, keys, path.name)
-    state_dict, alphas = to_diffusers(tensors, fmt, transformer, path.name)
-    fit = check_fit(state_dict, transformer)
+    parts = convert(tensors, fmt, transformer, text_encoder, path.name)
+    fit = check_fit({k: v for k, v in parts.transformer.items() if not k.startswith(TE_PREFIX)}, transformer)
+    fit = Fit(fit.matched, fit.missing + tuple(m for m in parts.unresolved if not m.startswith(CLIP_PREFIXES)),
+              fit.wrong, fit.norms, fit.control_channels)
     _refuse_misfit(fit, path.name, transformer)
-    notes = ()
-    if fit.text_encoder:
-        notes = (f"{len(fit.text_encoder)} text-encoder modules not applied (the studio applies LoRAs to the "
-                 "transformer only)",)
+    te_matched = _check_text_encoder(parts, text_encoder, path.name)
+    notes = []
+    if parts.unchecked:
+        notes.append(f"{len(parts.unchecked)} CLIP text-encoder modules not checked (no text encoder to check against)")
+    if parts.t5:
+        notes.append(f"{len(parts.t5)} T5 text-encoder modules not applied (the studio applies LoRAs to the "
+                     "transformer and the CLIP text encoder)")
     meta = parse_meta(SafetensorsHeader(shapes, metadata))
+    matched = len(fit.matched) + te_matched
     info = LoraInfo(
-        format=fmt, target=target, matched=len(fit.matched), total=len(fit.matched) + len(fit.text_encoder),
+        format=fmt, target=target, matched=matched, total=matched + len(parts.unchecked) + len(parts.t5),
         rank=meta.rank, trigger_words=meta.trigger_words, sha256=sha256 or sha256_file(path),
-        base_model=meta.base_model, notes=notes, control_channels=fit.control_channels,
+        base_model=meta.base_model, notes=tuple(notes), control_channels=fit.control_channels, kind=parts.kind,
+        text_encoder=te_matched,
     )
-    transformer_sd = {k: v for k, v in state_dict.items() if k.startswith(TR_PREFIX)}
     adapter_meta = _adapter_metadata(metadata)
-    return PreparedLora(info, transformer_sd, None if adapter_meta else _transformer_alphas(alphas), adapter_meta)
+    return PreparedLora(info, parts.transformer, None if adapter_meta else _transformer_alphas(parts.alphas),
+                        adapter_meta, parts.text_encoder)
 
 
-def inspect(path: Path, transformer: torch.nn.Module, sha256: str = "") -> LoraInfo:
-    """What the file is and how it fits ``transformer`` (raises a StudioError naming the problem if it does not)."""
-    return prepare(path, transformer, sha256).info
+def _check_text_encoder(parts: Converted, text_encoder: torch.nn.Module | None, name: str) -> int:
+    """How many CLIP modules fit (raising for any that do not)."""
+    if text_encoder is None or not (parts.text_encoder or parts.unresolved):
+        return 0
+    fit = check_fit(parts.text_encoder, text_encoder, TE_PREFIX)
+    missing = fit.missing + tuple(m for m in parts.unresolved if m.startswith(CLIP_PREFIXES))
+    if fit.wrong:
+        raise StudioError(f"{name}: {len(fit.wrong)} CLIP text-encoder modules have wrong shapes: e.g. "
+                          f"{fit.wrong[0][1]} — it was trained for another text encoder; use a LoRA for this model")
+    if missing:
+        layers = getattr(getattr(text_encoder, "config", None), "num_hidden_layers", "?")
+        raise StudioError(f"{name}: {len(missing)} CLIP text-encoder modules are not in this model's text encoder "
+                          f"(e.g. {missing[0]}; it has {layers} layers) — it was trained for another model; use a "
+                          "LoRA trained for this one")
+    return len(fit.matched)
+
+
+def inspect(
+    path: Path, transformer: torch.nn.Module, sha256: str = "", text_encoder: torch.nn.Module | None = None
+) -> LoraInfo:
+    """What the file is and how it fits ``transformer`` (and ``text_encoder``); a StudioError names any misfit."""
+    return prepare(path, transformer, sha256, text_encoder).info
 
 
 def _adapter_metadata(metadata: Mapping[str, str]) -> dict[str, Any] | None:
@@ -339,3 +408,17 @@ def transformer_skeleton(source: str) -> torch.nn.Module:
         ) from None
     with init_empty_weights():
         return FluxTransformer2DModel.from_config(config)
+
+
+def text_encoder_skeleton(source: str) -> torch.nn.Module | None:
+    """A weightless CLIP text encoder from a model's config, or None when the model has none to read."""
+    from accelerate import init_empty_weights
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    try:
+        config = CLIPTextConfig.from_pretrained(source, subfolder="text_encoder")
+    except (OSError, ValueError):
+        log.info("no CLIP text-encoder config in %s: its LoRA modules are reported as not checked", source)
+        return None
+    with init_empty_weights():
+        return CLIPTextModel(config)

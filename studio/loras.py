@@ -7,6 +7,10 @@ replaced in place, no module is added, so a compiled transformer is not recompil
 compatible (other layers, rank or alpha without ``enable_lora_hotswap``) the old adapter is deleted and the new one
 loaded fresh. Files are scanned and hashed by
 ``studio.lora_files``; ``studio.lora_inspect`` checks every module's shapes before anything is applied.
+
+A file's CLIP text-encoder part is loaded into ``pipe.text_encoder`` under the same adapter name and switched with
+it (``text_encoder_key`` tells the engine's prompt cache which CLIP adapters are active). LyCORIS LoKr/LoHa files
+load as peft LoHa adapters (``studio.lycoris``) and switch the same way; only plain LoRAs are hot-swapped.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class LoraAdapters:
         self.active: tuple[AppliedLora, ...] = ()
         self.last_switch_s = 0.0
         self.hotswaps = 0
+        self.text_encoder_key: tuple[tuple[str, float], ...] = ()  # active CLIP adapters: part of the prompt cache key
 
     @property
     def loaded(self) -> dict[str, str]:
@@ -115,6 +120,7 @@ class LoraAdapters:
                 transformer.set_adapters([a for a, _ in state], [w for _, w in state])
             elif self._loaded:
                 transformer.disable_lora()
+            self._switch_text_encoder(pipe, [(self._loaded[w.sha256], w.weight) for w in wanted])
             self._state = state
         self.active = tuple(
             AppliedLora(w.name, w.sha256, w.weight, *self._loaded[w.sha256]) for w in wanted
@@ -123,6 +129,22 @@ class LoraAdapters:
         for applied in self.active:
             log.info("LoRA %s", applied.summary)
         return self.active
+
+    def _switch_text_encoder(self, pipe: Any, wanted: list[tuple[tuple[str, LoraInfo], float]]) -> None:
+        """Activate the wanted LoRAs' CLIP parts at their weights (or turn CLIP LoRA layers off when none has one)."""
+        from diffusers.loaders.lora_base import (
+            disable_lora_for_text_encoder,
+            enable_lora_for_text_encoder,
+            set_adapters_for_text_encoder,
+        )
+
+        state = tuple((adapter, weight) for (adapter, info), weight in wanted if info.text_encoder)
+        if state:
+            enable_lora_for_text_encoder(pipe.text_encoder)
+            set_adapters_for_text_encoder([a for a, _ in state], pipe.text_encoder, [w for _, w in state])
+        elif any(info.text_encoder for _, info in self._loaded.values()):
+            disable_lora_for_text_encoder(pipe.text_encoder)
+        self.text_encoder_key = state
 
     def _wanted_control(self, pipe: Any, wanted: Sequence[WantedLora]) -> str | None:
         """The sha256 of the request's Flux Control LoRA (at most one), else None — told from loaded info or header."""
@@ -141,25 +163,21 @@ class LoraAdapters:
         return next((sha for sha, (_, info) in self._loaded.items() if info.is_control), None)
 
     def _load(self, pipe: Any, lora: WantedLora) -> tuple[str, LoraInfo]:
-        prepared = prepare(lora.path, pipe.transformer, lora.sha256)  # raises before anything is touched
+        text_encoder = getattr(pipe, "text_encoder", None)
+        prepared = prepare(lora.path, pipe.transformer, lora.sha256, text_encoder)  # raises before anything is touched
         adapter = f"lora_{lora.sha256[:16]}"
         try:
             with warnings.catch_warnings():
                 # peft warns about target modules the state dict lacks; count_applied below is the real check
                 warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
-                if prepared.info.is_control:
-                    load_control_lora(pipe, prepared, adapter)
-                else:
-                    pipe.load_lora_into_transformer(
-                        dict(prepared.state_dict), network_alphas=prepared.network_alphas,
-                        transformer=pipe.transformer, adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe,
-                    )
+                load_prepared(pipe, prepared, adapter)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            _delete(pipe, adapter)
             raise StudioError(f"LoRA {lora.name} could not be applied ({exc}) — check the file with "
                               f"`python -m studio lora inspect {lora.path}`") from None
-        applied = count_applied(pipe.transformer, adapter)
+        applied = count_applied(pipe.transformer, adapter) + count_applied(text_encoder, adapter)
         if applied != prepared.info.matched:
-            pipe.transformer.delete_adapters([adapter])
+            _delete(pipe, adapter)
             raise StudioError(
                 f"LoRA {lora.name}: only {applied} of {prepared.info.matched} checked modules took the weights — it "
                 "was removed again; report this file"
@@ -174,8 +192,11 @@ class LoraAdapters:
 
     def _hotswap(self, pipe: Any, victim: str, lora: WantedLora) -> tuple[str, LoraInfo] | None:
         """Replace ``victim``'s weights in place by ``lora``'s; None (victim deleted) when they are incompatible."""
-        prepared = prepare(lora.path, pipe.transformer, lora.sha256)  # raises before anything is touched
-        adapter, _ = self._loaded.pop(victim)
+        prepared = prepare(lora.path, pipe.transformer, lora.sha256, getattr(pipe, "text_encoder", None))
+        adapter, old = self._loaded.pop(victim)
+        if not (swappable(old) and swappable(prepared.info)):
+            _delete(pipe, adapter)  # LoHa, DoRA and CLIP adapters are replaced by a fresh load
+            return None
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
@@ -185,7 +206,7 @@ class LoraAdapters:
                 )
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             log.info("LoRA %s cannot be hot-swapped into %s (%s); loading it fresh", lora.name, adapter, exc)
-            pipe.transformer.delete_adapters([adapter])
+            _delete(pipe, adapter)
             return None
         if count_applied(pipe.transformer, adapter) < prepared.info.matched:
             pipe.transformer.delete_adapters([adapter])
@@ -201,7 +222,7 @@ class LoraAdapters:
             if victim is None:
                 return
             adapter, _ = self._loaded.pop(victim)
-            pipe.transformer.delete_adapters([adapter])
+            _delete(pipe, adapter)
             self._state = None
 
     def clear(self) -> None:
@@ -210,7 +231,46 @@ class LoraAdapters:
             self._pipe.unload_lora_weights(reset_to_overwritten_params=True)  # also restores a Control LoRA's layers
             self._pipe.transformer._overwritten_params = None
         self._loaded.clear()
-        self._state, self.active = None, ()
+        self._state, self.active, self.text_encoder_key = None, (), ()
+
+
+def swappable(info: LoraInfo) -> bool:
+    """Whether an adapter can take part in a hot-swap: a plain LoRA on the transformer only (peft hot-swaps LoRA
+    weights; LoHa, DoRA magnitudes and the text encoder are not covered)."""
+    return info.kind == "lora" and info.format != "dora" and not info.text_encoder
+
+
+def load_prepared(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
+    """Load a checked LoRA into the transformer (and its CLIP part into ``pipe.text_encoder``) as ``adapter``."""
+    if prepared.info.kind == "loha":
+        from studio.lycoris import load_loha
+
+        load_loha(pipe.transformer, _unprefixed(prepared.state_dict, "transformer."), adapter)
+        if prepared.text_encoder_state_dict:
+            load_loha(pipe.text_encoder, _unprefixed(prepared.text_encoder_state_dict, "text_encoder."), adapter)
+        return
+    if prepared.info.is_control:
+        load_control_lora(pipe, prepared, adapter)
+    else:
+        pipe.load_lora_into_transformer(
+            dict(prepared.state_dict), network_alphas=prepared.network_alphas, transformer=pipe.transformer,
+            adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe,
+        )
+    if prepared.text_encoder_state_dict:
+        metadata = prepared.metadata if any(k.startswith("text_encoder.") for k in prepared.metadata or {}) else None
+        pipe.load_lora_into_text_encoder(
+            dict(prepared.text_encoder_state_dict), network_alphas=None, text_encoder=pipe.text_encoder,
+            prefix="text_encoder", adapter_name=adapter, metadata=metadata, _pipeline=pipe,
+        )
+
+
+def _unprefixed(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k.removeprefix(prefix): v for k, v in state_dict.items()}
+
+
+def _delete(pipe: Any, adapter: str) -> None:
+    """Remove ``adapter`` from the transformer and the text encoder (diffusers' delete_adapters does both)."""
+    pipe.delete_adapters([adapter])
 
 
 def load_control_lora(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
@@ -233,13 +293,14 @@ def load_control_lora(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
             dict(norm_sd), transformer=transformer, discard_original_layers=False)
 
 
-def count_applied(transformer: Any, adapter: str) -> int:
-    """How many of the transformer's layers carry ``adapter``."""
-    from peft.tuners.lora import LoraLayer
+def count_applied(model: Any, adapter: str) -> int:
+    """How many of ``model``'s layers carry ``adapter`` (LoRA, DoRA or LoHa layers; 0 for no model)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return sum(
-        1 for module in transformer.modules() if isinstance(module, LoraLayer) and adapter in module.lora_A
-    )
+    if model is None:
+        return 0
+    return sum(1 for module in model.modules() if isinstance(module, BaseTunerLayer)
+               and any(adapter in getattr(module, name, {}) for name in module.adapter_layer_names[:1]))
 
 
 def apply_request_loras(
