@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from studio.errors import InvalidRequest
-from studio.ui.region_masks import colour_masks, overlay, regions_from_paint
+from studio.ui.region_masks import PALETTE, boxes_value, colour_masks, overlay, painted_regions, regions_from_paint
 
 
 def painted(size=256):
@@ -26,7 +26,25 @@ def test_regions_need_a_prompt_per_painted_colour():
         regions_from_paint(painted(), {"red": "a red circle"}, 64, 64)
     pairs = regions_from_paint(painted(), {"red": "a red circle", "blue": "a blue square"}, 64, 64)
     assert [p for _, p in pairs] == ["a red circle", "a blue square"]
-    assert overlay(pairs, 64, 64).size == (256, 256)
+    regions = painted_regions(painted(), {"red": "a red circle", "blue": "a blue square"}, 64, 64)
+    assert overlay(regions, 64, 64).size == (384, 384)  # whole-number upscaling to at least 384 px
+
+
+def test_overlay_shows_each_region_in_its_own_colour():
+    """Red and blue painted (green skipped): blue must not be drawn green (it was paired by position)."""
+    regions = painted_regions(painted(), {"red": "a red circle", "blue": "a blue square"}, 64, 64)
+    assert [r.colour for r in regions] == ["red", "blue"]
+    image = overlay(regions, 64, 64).convert("RGB")
+    rgb = dict((name, tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))) for name, h in PALETTE)
+    assert image.getpixel((20, 360)) == (255, 255, 255)  # unpainted bottom left
+    assert image.getpixel((370, 370)) == rgb["blue"]  # bottom-right corner, away from the label
+    assert image.getpixel((180, 150)) == rgb["red"]  # top-left region, below its label
+
+
+def test_boxes_value_paints_regions_the_panel_reads_back():
+    value = boxes_value({"red": (0.0, 0.0, 0.5, 0.5), "blue": (0.5, 0.5, 1.0, 1.0)})
+    masks = colour_masks(value["layers"][0], 32, 32)
+    assert masks["red"][:16, :16].all() and masks["blue"][16:, 16:].all() and set(masks) == {"red", "blue"}
 
 
 def test_nothing_painted_means_no_regions():

@@ -1,8 +1,8 @@
-"""Painted editor layers → one boolean mask per palette colour (pure numpy; no torch, no widgets)."""
+"""Painted editor layers → one boolean mask per palette colour, and the overlay preview (pure numpy/PIL; no torch)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -12,6 +12,15 @@ from studio.limits import check_image
 
 PALETTE = (("red", "#ff0000"), ("green", "#00c000"), ("blue", "#0000ff"), ("yellow", "#ffd000"))
 _RGB = {name: tuple(int(hex_[i:i + 2], 16) for i in (1, 3, 5)) for name, hex_ in PALETTE}
+OVERLAY_MIN_SIDE = 384
+
+
+class Region(NamedTuple):
+    """One painted region: its palette colour, its mask at the output size and its prompt."""
+
+    colour: str
+    mask: np.ndarray
+    prompt: str
 
 
 def painted_layer(value: Any) -> np.ndarray | None:
@@ -55,32 +64,79 @@ def colour_masks(layer: np.ndarray, width: int, height: int) -> dict[str, np.nda
     return masks
 
 
-def regions_from_paint(value: Any, prompts: dict[str, str], width: int, height: int) -> list[tuple[np.ndarray, str]]:
-    """(mask, prompt) pairs in palette order; a painted colour without a prompt is an error naming it."""
+def painted_regions(value: Any, prompts: dict[str, str], width: int, height: int) -> list[Region]:
+    """The painted regions in palette order; a painted colour without a prompt is an error naming it."""
     layer = painted_layer(value)
     if layer is None:
         return []
-    pairs = []
+    regions = []
     for name, mask in colour_masks(layer, width, height).items():
         prompt = (prompts.get(name) or "").strip()
         if not prompt:
             raise InvalidRequest(f"the {name} region has no prompt — describe what goes there, or erase it")
-        pairs.append((mask, prompt))
-    return pairs
+        regions.append(Region(name, mask, prompt))
+    return regions
 
 
-def overlay(pairs: list[tuple[np.ndarray, str]], width: int, height: int) -> Image.Image | None:
-    """A preview: each region in its colour (later wins) with its prompt written inside."""
-    if not pairs:
+def regions_from_paint(value: Any, prompts: dict[str, str], width: int, height: int) -> list[tuple[np.ndarray, str]]:
+    """(mask, prompt) pairs in palette order (what a request stores)."""
+    return [(region.mask, region.prompt) for region in painted_regions(value, prompts, width, height)]
+
+
+def overlay(regions: list[Region], width: int, height: int) -> Image.Image | None:
+    """A preview: each region in its own palette colour (later wins) with its prompt on a label inside it."""
+    if not regions:
         return None
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    names = [name for name, _ in PALETTE]
-    for (mask, _), name in zip(pairs, names):
-        canvas[mask] = _RGB[name]
-    image = Image.fromarray(canvas).resize((max(256, width), max(256, height)), Image.Resampling.NEAREST)
+    for region in regions:
+        canvas[region.mask] = _RGB[region.colour]
+    scale = max(1, -(-OVERLAY_MIN_SIDE // min(width, height)))  # whole-number upscaling keeps the edges crisp
+    image = Image.fromarray(canvas).resize((width * scale, height * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
-    scale = image.width / width
-    for mask, prompt in pairs:
-        ys, xs = np.nonzero(mask)
-        draw.text((xs.min() * scale + 2, ys.mean() * scale), prompt[:40], fill="black")
+    font = _font(max(12, image.width // 30))
+    for region in regions:
+        ys, xs = np.nonzero(region.mask)
+        if not len(xs):
+            continue
+        left, top = int(xs.min() * scale), int(ys.min() * scale)
+        room = max(140, int((xs.max() + 1) * scale) - left - 8)
+        lines = _wrap(draw, region.prompt, font, room)
+        box = draw.multiline_textbbox((0, 0), "\n".join(lines), font=font, spacing=2)
+        w, h = box[2] - box[0] + 8, box[3] - box[1] + 8
+        x, y = min(left + 4, max(0, image.width - w)), min(top + 4, max(0, image.height - h))
+        draw.rectangle((x, y, x + w, y + h), fill=(255, 255, 255), outline=(0, 0, 0))
+        draw.multiline_text((x + 4 - box[0], y + 4 - box[1]), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=2)
     return image
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, room: int, max_lines: int = 3) -> list[str]:
+    """``text`` in lines no wider than ``room`` pixels (at most ``max_lines``; the rest cut with …)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= room:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines - 1], lines[max_lines - 1] + " …"]
+    return lines or [""]
+
+
+def _font(size: int) -> Any:
+    """PIL's built-in font at ``size`` (scalable since Pillow 10.1; the bitmap font before)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def boxes_value(boxes: dict[str, tuple[float, float, float, float]], side: int = 256) -> dict[str, Any]:
+    """An ImageEditor value with each palette colour painted as a box (left, top, right, bottom as fractions)."""
+    layer = np.zeros((side, side, 4), dtype=np.uint8)
+    for name, (left, top, right, bottom) in boxes.items():
+        x0, y0, x1, y1 = (round(v * side) for v in (left, top, right, bottom))
+        layer[y0:y1, x0:x1] = (*_RGB[name], 255)
+    background = np.full((side, side, 4), 255, dtype=np.uint8)
+    return {"background": background, "layers": [layer], "composite": None}
