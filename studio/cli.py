@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=40, help="prompts from the held-out set when --prompts is not given")
     ev.add_argument("--kind", choices=("one", "two"), default="one")
     add_lora_parser(sub, _common, _Parser)
+    model = sub.add_parser("model", help="model files")
+    _common(model)
+    model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
+    inspect = model_sub.add_parser("inspect", help="what a model file or folder is and whether it loads (headers only)")
+    _common(inspect)
+    inspect.add_argument("path", type=Path)
     return parser
 
 
@@ -218,6 +224,12 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return run_eval(_studio(), prompts_file=args.prompts, steps=args.steps, seed=args.seed, n=args.n, kind=args.kind)
 
 
+def cmd_model(args: argparse.Namespace) -> dict[str, Any]:
+    from studio.model_inspect import report
+
+    return report(args.path)  # the only model subcommand: inspect
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "generate": cmd_generate,
     "replay": cmd_replay,
@@ -229,6 +241,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "import-png": cmd_import_png,
     "eval": cmd_eval,
     "lora": cmd_lora,
+    "model": cmd_model,
 }
 
 

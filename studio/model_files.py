@@ -148,6 +148,11 @@ def _check_transformer(header: Header, piece: Piece) -> None:
                            "(base, Control or Fill)")
 
 
+def find_transformer(folder: Path) -> tuple[Header, Piece]:
+    """The one transformer file of a split-parts folder (ModelMissing when there is none or several)."""
+    return _only_transformer(folder, _folder_search_dirs(folder))
+
+
 def _only_transformer(folder: Path, search: list[Path]) -> tuple[Header, Piece]:
     found = [(h, p) for h, p in _weight_pieces(search, None) if p.role == "transformer"]
     if not found:

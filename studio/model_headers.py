@@ -161,7 +161,7 @@ def _vae(header: Header) -> Piece | None:
             layout = "ldm" if f"{prefix}encoder.down.0.block.0.conv1.weight" in keys else "diffusers"
             facts = {"latent_channels": keys[f"{prefix}decoder.conv_in.weight"].shape[1],
                      "first_channels": keys[f"{prefix}encoder.conv_in.weight"].shape[0]}
-            return Piece("vae", prefix, layout, _dtype(header, prefix), facts=facts)
+            return Piece("vae", prefix, layout, main_dtype(header, prefix), facts=facts)
     return None
 
 
@@ -172,7 +172,7 @@ def _clip(header: Header) -> Piece | None:
             name = f"{prefix}{inner}embeddings.position_embedding.weight"
             if name in keys and f"{prefix}{inner}encoder.layers.0.self_attn.q_proj.weight" in keys:
                 facts = {"hidden": keys[name].shape[1]}
-                return Piece("clip", prefix, "transformers", _dtype(header, prefix), facts=facts)
+                return Piece("clip", prefix, "transformers", main_dtype(header, prefix), facts=facts)
     return None
 
 
@@ -181,7 +181,7 @@ def _t5(header: Header) -> Piece | None:
     for prefix in ("", *T5_PREFIXES):
         name = f"{prefix}encoder.block.0.layer.0.SelfAttention.q.weight"
         if name in keys:
-            return Piece("t5", prefix, "transformers", _dtype(header, prefix), facts={"d_model": keys[name].shape[1]})
+            return Piece("t5", prefix, "transformers", main_dtype(header, prefix), facts={"d_model": keys[name].shape[1]})
     return None
 
 
@@ -189,7 +189,7 @@ def _transformer(header: Header) -> Piece | None:
     keys = header.tensors
     comfy = any(k.startswith(flux_layout.COMFY_PREFIX) for k in keys)
     prefix = flux_layout.COMFY_PREFIX if comfy else ""
-    dtype = _dtype(header, prefix)
+    dtype = main_dtype(header, prefix)
     if any(k.startswith(prefix + "single_stream_modulation.") for k in keys):
         return Piece("transformer", prefix, "comfy" if comfy else "bfl", dtype, "flux2")
     if any(k.startswith(prefix + "distilled_guidance_layer.") for k in keys):
@@ -199,7 +199,7 @@ def _transformer(header: Header) -> Piece | None:
             return Piece("transformer", prefix, "nf4", "nf4", "flux1")
         return Piece("transformer", prefix, "comfy" if comfy else "bfl", dtype, "flux1", _bfl_facts(header, prefix))
     if flux_layout.is_diffusers(keys) and "x_embedder.weight" in keys:
-        return Piece("transformer", "", "diffusers", _dtype(header, ""), "flux1", _diffusers_facts(header))
+        return Piece("transformer", "", "diffusers", main_dtype(header, ""), "flux1", _diffusers_facts(header))
     return None
 
 
@@ -224,7 +224,7 @@ def _diffusers_facts(header: Header) -> dict[str, Any]:
             "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in t, "scaled_fp8": False}
 
 
-def _dtype(header: Header, prefix: str) -> str:
+def main_dtype(header: Header, prefix: str = "") -> str:
     """The dtype holding most of the matrices' elements under ``prefix``."""
     counts: Counter[str] = Counter()
     for name, tensor in header.tensors.items():

@@ -92,7 +92,11 @@ def read_t5(files: ModelFiles, dtype: torch.dtype) -> Any:
     part = files.parts["text_encoder_2"]
     if part.kind == "folder":
         return T5EncoderModel.from_pretrained(part.path, subfolder="text_encoder_2", dtype=dtype)
-    state = {T5_PREFIX + k: v for k, v in upcast_fp8(load_state(part), dtype).items()}
+    state = upcast_fp8(load_state(part), dtype)
+    for name, tied in (("encoder.embed_tokens.weight", "shared.weight"), ("shared.weight", "encoder.embed_tokens.weight")):
+        if name not in state and tied in state:  # transformers 5 ties these after loading, diffusers' T5 loader not
+            state[name] = state[tied]
+    state = {T5_PREFIX + k: v for k, v in state.items()}
     return create_diffusers_t5_model_from_checkpoint(T5EncoderModel, state, subfolder="text_encoder_2",
                                                      config=str(files.config_dir), torch_dtype=dtype,
                                                      local_files_only=True)  # fmt: skip

@@ -21,6 +21,7 @@ class Settings:
 
     model: str = DEFAULT_MODEL
     models: tuple[str, ...] = ()  # STUDIO_MODELS: further models a request may name (see allowed_models)
+    model_dirs: tuple[Path, ...] = ()  # STUDIO_MODEL_DIRS: folders whose models are served (models.scan_model_dirs)
     data_dir: Path = PROJECT_ROOT / "gallery"
     db_url: str = ""
     lora_dirs: tuple[Path, ...] = ()
@@ -42,7 +43,7 @@ class Settings:
     @property
     def model_roots(self) -> tuple[Path, ...]:
         """Folders a request may name models from (beyond the configured STUDIO_MODEL)."""
-        return (PROJECT_ROOT / "assets" / "models", self.data_dir / "models")
+        return (PROJECT_ROOT / "assets" / "models", self.data_dir / "models", *self.model_dirs)
 
     @property
     def allowed_models(self) -> tuple[str, ...]:
@@ -52,14 +53,20 @@ class Settings:
     def model_allowed(self, name: str) -> bool:
         """Whether ``name`` (empty: the resident model) is one of ``allowed_models`` — the same folder or hub id."""
         key = model_key(name.strip() or self.model)
-        return any(model_key(allowed) == key for allowed in self.allowed_models)
+        return any(model_key(allowed) == key for allowed in self.allowed_models) or self._in_model_dirs(key)
+
+    def _in_model_dirs(self, key: str) -> bool:
+        """Whether a resolved model path lies in a STUDIO_MODEL_DIRS folder (the operator's model shelf)."""
+        path = Path(key)
+        return path.is_absolute() and any(path.is_relative_to(folder.resolve()) for folder in self.model_dirs)
 
     def check_model(self, name: str) -> None:
         """Refuse (InvalidRequest) a model the operator has not allowed; choosing models is the operator's call."""
         if not self.model_allowed(name):
             raise InvalidRequest(
                 f"model {name!r} is not served here — this studio serves {', '.join(self.allowed_models)}; the "
-                "operator can allow more with STUDIO_MODELS (':'-separated model folders or hub ids)"
+                "operator can allow more with STUDIO_MODELS (':'-separated model folders, files or hub ids) or "
+                "STUDIO_MODEL_DIRS (':'-separated folders of models)"
             )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -105,6 +112,7 @@ def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     settings = Settings(
         model=env.get("STUDIO_MODEL") or DEFAULT_MODEL,
         models=tuple(name.strip() for name in env.get("STUDIO_MODELS", "").split(":") if name.strip()),
+        model_dirs=tuple(_path(p.strip()) for p in env.get("STUDIO_MODEL_DIRS", "").split(":") if p.strip()),
         data_dir=data_dir,
         db_url=env.get("STUDIO_DB_URL") or f"sqlite:///{data_dir / 'studio.db'}",
         lora_dirs=lora_dirs,
