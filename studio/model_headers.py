@@ -186,6 +186,13 @@ def _t5(header: Header) -> Piece | None:
 
 
 def _transformer(header: Header) -> Piece | None:
+    try:
+        return _transformer_piece(header)
+    except (KeyError, IndexError):  # a FLUX-like file without a transformer's parts (a ControlNet, a broken file)
+        return None
+
+
+def _transformer_piece(header: Header) -> Piece | None:
     keys = header.tensors
     comfy = any(k.startswith(flux_layout.COMFY_PREFIX) for k in keys)
     prefix = flux_layout.COMFY_PREFIX if comfy else ""

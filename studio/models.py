@@ -12,10 +12,12 @@ from pathlib import Path
 
 from studio.errors import ModelMissing
 from studio.model_files import ModelFiles, resolve
-from studio.model_headers import WEIGHT_SUFFIXES
+from studio.model_headers import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, UnreadableModel, pieces, read_header
+from studio.model_inspect import report
 from studio.settings import DEFAULT_MODEL, PROJECT_ROOT, Settings
 
 HUB_MODELS = ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev")
+MAX_SCANNED = 500  # entries looked at in one model folder
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,75 @@ def defaults_for(location: ModelLocation, guidance_embeds: bool) -> ModelDefault
                 int(data.get("max_sequence_length", 512)), bool(data.get("guidance_distilled", True)),
             )
     return DEV if guidance_embeds else SCHNELL
+
+
+@dataclass(frozen=True)
+class ModelCandidate:
+    """A model found in a STUDIO_MODEL_DIRS folder, for a picker: ``name`` is what STUDIO_MODEL or a request takes,
+    ``reason`` why it cannot load (or a note)."""
+
+    name: str
+    label: str
+    format: str
+    family: str
+    kind: str
+    dtype: str
+    loadable: bool
+    reason: str | None
+
+
+def scan_model_dirs(settings: Settings) -> list[ModelCandidate]:
+    """Every model in the STUDIO_MODEL_DIRS folders: diffusers folders, transformer files (also in ComfyUI's
+    ``unet``/``diffusion_models``/``checkpoints``) and folders of split parts; unusable files with the reason.
+    Headers only: nothing is loaded. VAE/CLIP/T5 files are parts, not models, and are not listed."""
+    found = []
+    for folder in settings.model_dirs:
+        for path in _model_paths(folder):
+            found.append(_candidate(path, folder))
+    return found
+
+
+def _model_paths(folder: Path) -> list[Path]:
+    if (folder / "model_index.json").is_file():
+        return [folder]
+    paths = []
+    for entry in _entries(folder):
+        if not entry.is_dir():
+            paths += [entry] if _is_model_file(entry) else []
+        elif (entry / "model_index.json").is_file():
+            paths.append(entry)
+        else:
+            files = [path for path in _entries(entry) if path.is_file() and _is_model_file(path)]
+            split = len(files) == 1 and entry.name not in ("unet", "diffusion_models", "checkpoints")
+            paths += [entry] if split else files  # one transformer: a folder of split parts; several: each file
+    return paths
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())[:MAX_SCANNED]
+    except OSError:
+        return []
+
+
+def _is_model_file(path: Path) -> bool:
+    """A transformer file, or a weights/pickle file the studio cannot read (listed with the reason)."""
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return True
+    if suffix not in WEIGHT_SUFFIXES:
+        return False
+    try:
+        return any(piece.role == "transformer" for piece in pieces(read_header(path)))
+    except UnreadableModel:
+        return True
+
+
+def _candidate(path: Path, folder: Path) -> ModelCandidate:
+    label = str(path.relative_to(folder)) if path != folder else path.name
+    try:
+        found = report(path)
+    except UnreadableModel as exc:
+        return ModelCandidate(str(path), label, "unknown", "unknown", "unknown", "unknown", False, str(exc))
+    return ModelCandidate(str(path), label, found["format"], found["family"], found["kind"], found["dtype"],
+                          bool(found["loadable"]), found["reason"])  # fmt: skip
