@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth", default=None, help="user:pass")
     parser.add_argument("--multi-user", action="store_true", default=bool(os.environ.get("SPACE_ID")))
     parser.add_argument("--share-base-url", default=None)
+    parser.add_argument("--allowed-hosts", default=os.environ.get("STUDIO_ALLOWED_HOSTS", ""),
+                        help="extra host names to answer to, comma-separated (* = any; see studio/web_headers.py)")
     parser.add_argument("--model", default=None, help="overrides STUDIO_MODEL")
     parser.add_argument("--data-dir", default=None, help="overrides STUDIO_DATA_DIR")
     parser.add_argument("--queue-size", type=int, default=16, help="waiting generations before 'queue full'")
@@ -39,6 +41,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     from studio.ui import build
     from studio.ui.api import COALESCING_SLOTS
     from studio.ui.studio_ui import UIContext
+    from studio.web_headers import install_security_headers
 
     coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
     settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size,
@@ -62,7 +65,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         gpu_slots=COALESCING_SLOTS if studio.engine.coalescer is not None else 1,
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
-    app = FastAPI(title="Flux Studio")
+    app = FastAPI(title="Flux Studio", docs_url=None, redoc_url=None, openapi_url=None)  # no schema to anyone
 
     @app.middleware("http")
     async def share_query(request, call_next):  # noqa: ANN001, ANN202 - Starlette middleware
@@ -86,6 +89,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         if not sep or not user or not password:
             raise SystemExit("--auth must look like user:pass")
         auth = (user, password)
+    install_security_headers(app, args.host, args.share_base_url, args.allowed_hosts)
     register_share_routes(app, studio, args.share_base_url)
     if args.multi_user:  # each visitor's gallery shows only their own records (HF user or browser cookie)
         from studio.ui import visitors
@@ -97,7 +101,8 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     settings.images_dir.mkdir(parents=True, exist_ok=True)
     return gr.mount_gradio_app(
         app, demo, path="", auth=auth, allowed_paths=[str(settings.images_dir)], show_error=True,
-        footer_links=["api"], css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
+        footer_links=["api"], app_kwargs={"openapi_url": None},  # the mounted app serves no /openapi.json either
+        css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
     )
 
 

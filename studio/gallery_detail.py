@@ -3,8 +3,9 @@
 Inputs (region masks, control maps, init image, inpaint mask) are served by ``/gallery/<id>/input/<sha256>`` only
 when that hash is referenced by this record's request — a content hash, never a path. Actions are POST forms
 (``favourite``, ``tags``, ``share``, ``unshare``, ``replay``, ``delete``) that answer with a redirect; a POST
-must come from this site (``Origin`` or ``Sec-Fetch-Site``), so other sites cannot trigger them. "Reuse settings"
-links to ``/?reuse=<id>`` (the studio fills every panel from the record, for its owner only).
+must come from this site (an allowed ``Host``, then ``Origin`` or ``Sec-Fetch-Site``), so other sites, DNS-rebinding
+names included, cannot trigger them. "Reuse settings" links to ``/?reuse=<id>`` (the studio fills every panel from
+the record, for its owner only).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from studio.errors import InvalidRequest, NotFound, StudioError
 from studio.gallery_page import RECORD_ID, owned_record
 from studio.share import SECURITY_HEADERS, error_page, esc, html_page, settings_rows
+from studio.web_headers import policy_of
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -48,11 +49,16 @@ def input_refs(request: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def same_site(request: Request) -> bool:
-    """Whether a POST came from a page of this site: ``Sec-Fetch-Site`` or the ``Origin`` host matches."""
+    """Whether a POST came from a page of this site. The ``Host`` must be an allowed host name (not merely the one
+    the browser sent: DNS rebinding), then ``Sec-Fetch-Site: same-origin`` or an ``Origin`` that is that host or a
+    configured public name (``--share-base-url``, ``--allowed-hosts``; ``studio.web_headers.HostPolicy``)."""
+    policy = policy_of(request)
+    host = request.headers.get("host")
+    if not policy.host_allowed(host):
+        return False
     if request.headers.get("sec-fetch-site") == "same-origin":
         return True
-    origin = request.headers.get("origin")
-    return bool(origin) and origin != "null" and urlsplit(origin).netloc == request.headers.get("host")
+    return policy.origin_allowed(request.headers.get("origin"), host)
 
 
 def _dl(rows: list[tuple[str, str]], ident: str) -> str:

@@ -27,7 +27,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-    "form-action 'self'; base-uri 'none'",
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",  # on Spaces: huggingface.co (studio.web_headers)
+    "X-Frame-Options": "DENY",
 }
 NOT_FOUND_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
 STYLE = """
