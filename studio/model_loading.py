@@ -4,7 +4,8 @@ The transformer goes through ``FluxTransformer2DModel.from_single_file`` (GGUF w
 FLUX.1-width BFL files converted by diffusers' own converter, narrower ones by ``studio.flux_layout``), the VAE
 through ``AutoencoderKL.from_single_file``, CLIP and T5 through diffusers' single-file CLIP/T5 loaders (the
 ``text_encoders.clip_l/t5xxl.transformer.`` names they know), and what comes from a diffusers folder through
-``from_pretrained`` on its subfolder.
+``from_pretrained`` on its subfolder. ``from_single_file`` takes a quantization config's weights as quantized already,
+so int8/fp8 (torchao) are applied after loading, as ``from_pretrained`` applies them: on every ``nn.Linear``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from studio import flux_layout
-from studio.errors import InvalidRequest
+from studio.errors import InvalidRequest, UnsupportedOnDevice
 from studio.model_files import ModelFiles, Part
 
 CLIP_PREFIX = "text_encoders.clip_l.transformer."
@@ -44,19 +45,36 @@ def read_transformer(files: ModelFiles, dtype: torch.dtype, quantization: Any | 
     part = files.parts["transformer"]
     kwargs: dict[str, Any] = {"config": str(files.config_dir), "subfolder": "transformer", "dtype": dtype,
                               "local_files_only": True, **files.overrides}  # fmt: skip
-    if part.path.suffix.lower() == ".gguf":
-        if quantization is not None:
-            raise InvalidRequest(f"{part.path.name} is GGUF ({part.dtype}): it is quantized already — set "
-                                 "STUDIO_QUANT=none (or leave the request's quant empty) for it")
+    gguf = part.path.suffix.lower() == ".gguf"
+    _check_quantization(part, quantization, gguf)
+    if gguf:
         kwargs["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
-    elif quantization is not None:
-        kwargs["quantization_config"] = quantization
     state = load_state(part)
     if part.layout in ("bfl", "comfy"):
         state = unscale_fp8(state, dtype)
         if int(state["img_in.weight"].shape[0]) != flux_layout.FLUX1_WIDTH:
             state = flux_layout.to_diffusers(state)  # diffusers' own converter assumes FLUX.1's width
-    return FluxTransformer2DModel.from_single_file(state, **kwargs)
+    transformer = FluxTransformer2DModel.from_single_file(state, **kwargs)
+    if quantization is not None:  # from_single_file takes a TorchAoConfig's weights as quantized already
+        from torchao.quantization import quantize_
+
+        quantize_(transformer, quantization.get_apply_tensor_subclass())  # every nn.Linear, as from_pretrained does
+    return transformer
+
+
+def _check_quantization(part: Part, quantization: Any | None, gguf: bool) -> None:
+    """Refuse, before reading weights, a quantization a transformer file cannot take."""
+    if quantization is None:
+        return
+    if gguf:
+        raise InvalidRequest(f"{part.path.name} is GGUF ({part.dtype}): it is quantized already — set STUDIO_QUANT=none "
+                             "(or leave the request's quant empty) for it")
+    from diffusers import TorchAoConfig
+
+    if not isinstance(quantization, TorchAoConfig):
+        raise UnsupportedOnDevice(f"nf4 (bitsandbytes) quantizes diffusers folders and hub ids, not a single file "
+                                  f"like {part.path.name} — use its GGUF Q4 version (e.g. flux1-dev-Q4_K_S.gguf) or "
+                                  "STUDIO_QUANT=int8 (fp8 on Ada/Hopper GPUs)")
 
 
 def read_vae(files: ModelFiles, dtype: torch.dtype) -> Any:
