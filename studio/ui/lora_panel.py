@@ -12,6 +12,8 @@ from typing import Any
 
 import gradio as gr
 
+from studio.ui.lora_recommend import describe as describe_recommendation
+
 SLOTS = 4
 NONE = "(none)"
 FIELDS = ("name", "weight")
@@ -100,17 +102,34 @@ def trigger_words_of(names: list[str | None], entries: list[dict[str, Any]]) -> 
 
 
 def details(name: str | None, entries: list[dict[str, Any]]) -> tuple[str, Any]:
-    """A slot's info line (trigger words, rank, base model) and its preview image (PIL, or None)."""
-    entry = next((e for e in entries if e["name"] == name), None)
+    """A slot's info line (trigger words, rank, base model, recommended settings) and its preview (hidden if none)."""
+    entry = next((e for e in entries if e["name"] == name), None) if isinstance(entries, list) else None
     if entry is None:
-        return "", None
+        return "", gr.update(value=None, visible=False)
     words = ", ".join(f"`{w}`" for w in entry.get("trigger_words") or []) or "none"
     info = f"trigger words: {words} · rank {entry.get('rank') or '?'}"
     if entry.get("base_model"):
         info += f" · base {entry['base_model']}"
+    settings = (entry.get("recommended") or {}).get("settings") or {}
+    if settings:
+        info += f" · recommended: {describe_recommendation(settings)}"
     if entry.get("control"):
         info += " · Flux Control LoRA: add exactly one canny or depth control in the Structure tab"
-    return info, _preview(entry.get("preview"))
+    image = _preview(entry.get("preview"))
+    return info, gr.update(value=image, visible=image is not None)
+
+
+def recommendation(name: str | None, entries: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """The picked LoRA's recommended settings and the note that says they were applied ({} and "" if none)."""
+    entry = next((e for e in entries if e["name"] == name), None) if isinstance(entries, list) else None
+    recommended = (entry or {}).get("recommended") or {}
+    settings = recommended.get("settings") or {}
+    if not settings:
+        return {}, ""
+    note = f"Applied {name}'s recommended settings: {describe_recommendation(settings)}"
+    if recommended.get("note"):
+        note += f" — {recommended['note']}"
+    return settings, note
 
 
 def _preview(path: str | None) -> Any:
@@ -128,35 +147,62 @@ def _preview(path: str | None) -> Any:
 
 
 # ---- widgets ---------------------------------------------------------------------------------------------
-def build(list_entries: Callable[[], list[dict[str, Any]]], prompt: Any) -> dict[str, Any]:
+def build(list_entries: Callable[[], list[dict[str, Any]]], prompt: Any,
+          settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The LoRA tab: search + library table, ``SLOTS`` picks (name, weight, trigger words, preview), and an
-    "Insert trigger words" button that edits ``prompt``. Returns the widgets; ``slots`` holds each slot's."""
+    "Insert trigger words" button that edits ``prompt``. Returns the widgets; ``slots`` holds each slot's.
+
+    ``settings`` (the panel's ``steps``, ``true_cfg``, ``guidance`` and a ``note`` Markdown): picking a LoRA that
+    recommends settings fills them and says so in the note.
+    """
     entries = list_entries()
-    w: dict[str, Any] = {"entries": gr.State(entries)}
+    w: dict[str, Any] = {"entries": gr.State(entries), "initial": entries}
     gr.Markdown("LoRAs from the LoRA folders (`STUDIO_LORA_DIRS`). Pick up to four with a weight each; a file "
                 "that does not fit the model is refused with the reason when you generate.")
     with gr.Row():
         w["search"] = gr.Textbox(label="Search (name, trigger word, base model)", elem_id="lora_search", scale=4)
         w["refresh"] = gr.Button("Rescan folders", size="sm", elem_id="lora_refresh", scale=1)
-    w["table"] = gr.Dataframe(table_rows(entries), headers=TABLE_HEADERS, interactive=False, elem_id="lora_table")
-    slots = []
-    for k in range(SLOTS):
-        with gr.Row():
-            s: dict[str, Any] = {}
-            with gr.Column(scale=3):
-                s["name"] = gr.Dropdown(choices(entries), value=NONE, label=f"LoRA {k + 1}", filterable=True,
-                                        elem_id=f"lora_{k}_name")
-                s["weight"] = gr.Slider(-2, 2, value=1.0, step=0.05, label="Weight", elem_id=f"lora_{k}_weight")
-                s["info"] = gr.Markdown("", elem_id=f"lora_{k}_info")
-            s["preview"] = gr.Image(label="Preview", interactive=False, height=96, scale=1,
-                                    elem_id=f"lora_{k}_preview")
-            s["name"].change(details, [s["name"], w["entries"]], [s["info"], s["preview"]],
-                             api_visibility="private")
-        slots.append(s)
+    w["table"] = gr.Dataframe(table_rows(entries), headers=TABLE_HEADERS, interactive=False, elem_id="lora_table",
+                              wrap=True, max_height=260, column_widths=["30%", "22%", "10%", "22%", "16%"])
+    slots = [_slot(0, entries, w["entries"], settings)]
+    with gr.Accordion(f"More LoRAs (up to {SLOTS} in all)", open=False, elem_id="lora_more"):
+        slots += [_slot(k, entries, w["entries"], settings) for k in range(1, SLOTS)]
     w["slots"] = slots
     w["insert"] = gr.Button("Insert trigger words", size="sm", elem_id="lora_insert_triggers")
     _wire(w, list_entries, prompt)
     return w
+
+
+def _slot(k: int, entries: list[dict[str, Any]], known: Any, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """One pick: name and weight side by side, its info line, and its preview (shown only when it has one)."""
+    s: dict[str, Any] = {}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            with gr.Row():
+                s["name"] = gr.Dropdown(choices(entries), value=NONE, label=f"LoRA {k + 1}", filterable=True,
+                                        elem_id=f"lora_{k}_name", scale=3, min_width=160)
+                s["weight"] = gr.Slider(-2, 2, value=1.0, step=0.05, label="Weight", elem_id=f"lora_{k}_weight",
+                                        scale=2, min_width=140)
+            s["info"] = gr.Markdown("", elem_id=f"lora_{k}_info")
+        s["preview"] = gr.Image(label="Preview", interactive=False, height=96, scale=1, visible=False,
+                                elem_id=f"lora_{k}_preview", min_width=96)
+    s["name"].change(details, [s["name"], known], [s["info"], s["preview"]], api_visibility="private")
+    if settings:
+        _wire_recommendation(s, known, settings)
+    return s
+
+
+def _wire_recommendation(slot: dict[str, Any], entries: Any, settings: dict[str, Any]) -> None:
+    """A user's pick (not a reuse or an example) fills the LoRA's recommended settings."""
+    keys = [k for k in ("steps", "true_cfg", "guidance") if k in settings]
+
+    def apply(name: str | None, known: list[dict[str, Any]]) -> list[Any]:
+        recommended, note = recommendation(name, known)
+        return [recommended.get("weight", gr.skip()), *(recommended.get(k, gr.skip()) for k in keys),
+                note or gr.skip()]
+
+    slot["name"].input(apply, [slot["name"], entries], [slot["weight"], *(settings[k] for k in keys), settings["note"]],
+                       api_visibility="private")
 
 
 def _wire(w: dict[str, Any], list_entries: Callable[[], list[dict[str, Any]]], prompt: Any) -> None:

@@ -12,20 +12,22 @@ from studio.ui.region_masks import PALETTE
 def build() -> dict[str, Any]:
     """Editor, one prompt box per palette colour, and the overlay preview."""
     w: dict[str, Any] = {}
-    gr.Markdown("Paint where each object goes (white/unpainted = the main prompt). Overlaps: the later colour in "
-                "this list wins. Masks are resized to the output size.")
+    gr.Markdown("Paint where each object goes — the brush is ready; pick a colour in the palette. Unpainted = the "
+                "main prompt; overlaps: the later colour in this list wins. Masks are resized to the output size.")
     w["editor"] = gr.ImageEditor(
         label="Regions", type="numpy", image_mode="RGBA", canvas_size=(256, 256), fixed_canvas=True,
         brush=gr.Brush(colors=[hex_ for _, hex_ in PALETTE], color_mode="fixed", default_size=12),
         layers=False, transforms=(), sources=("upload",), elem_id="region_editor",
     )
-    for name, _ in PALETTE:
-        w[f"prompt_{name}"] = gr.Textbox(label=f"{name.capitalize()} region prompt", lines=1,
-                                         elem_id=f"region_prompt_{name}")
+    for pair in (PALETTE[:2], PALETTE[2:]):
+        with gr.Row():
+            for name, _ in pair:
+                w[f"prompt_{name}"] = gr.Textbox(label=f"{name.capitalize()} region prompt", lines=1, min_width=160,
+                                                 elem_id=f"region_prompt_{name}", elem_classes=["fs-region-prompt"])
     w["base_ratio"] = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Main prompt share in each region",
                                 info="0: a region follows only its own prompt; higher mixes the main prompt in",
                                 elem_id="region_base_ratio")
-    w["overlay"] = gr.Image(label="Regions overlay", type="pil", interactive=False, height=200,
+    w["overlay"] = gr.Image(label="Regions overlay: what goes where", type="pil", interactive=False, height=260,
                             elem_id="region_overlay")
     return w
 

@@ -37,7 +37,7 @@ def load_images(paths: list[str]) -> list[Image.Image]:
     from studio.lora_training import MAX_IMAGES
 
     if len(paths) > MAX_IMAGES:
-        raise InvalidRequest(f"{len(paths)} training images are too many — use 10–30 (at most {MAX_IMAGES})")
+        raise InvalidRequest(f"{len(paths)} training images are too many — use at most {MAX_IMAGES} (10–30 work best)")
     return [open_image(path, f"training image {Path(path).name!r}").convert("RGB") for path in paths]
 
 
@@ -67,10 +67,12 @@ def history_examples(studio: Studio, ids: list[str], owner: str | None) -> tuple
 def build(studio: Studio, gpu_slots: int = 1,
           owner_of: Callable[[Any], str | None] = lambda request: None) -> dict[str, Any]:
     """The Train tab's widgets and events (``owner_of(request)``: whose history the visitor may pick from)."""
+    from studio.lora_training import MAX_IMAGES, MIN_IMAGES
+
     w: dict[str, Any] = {}
-    gr.Markdown("Train a LoRA on the loaded model from 10–30 images. Images are centre-cropped to the model's size; "
-                "the trigger word is put in front of every caption. The result appears in the LoRA picker "
-                "(press *Rescan folders*).")
+    gr.Markdown(f"Train a LoRA on the loaded model from {MIN_IMAGES}–{MAX_IMAGES} images (10–30 work best). Images "
+                "are centre-cropped to the model's size; the trigger word is put in front of every caption. The "
+                "result appears in the LoRA picker (press *Rescan folders*).")
     w["images"] = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images",
                           elem_id="train_images")
     with gr.Row():

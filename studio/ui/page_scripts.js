@@ -1,0 +1,55 @@
+() => {
+  // Installed once per page (demo.load). Ctrl/⌘+Enter in a prompt box generates; the Regions editor paints on the
+  // first try: its brush is active when it is shown, and picking a palette colour closes the pop-up and keeps the
+  // brush (a stroke that starts while the pop-up is open closes it and paints).
+  if (window.__fluxStudioScripts) return;
+  window.__fluxStudioScripts = true;
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    if (!event.target.closest("#prompt, #negative_prompt, #prompt_2")) return;
+    event.preventDefault();
+    const button = document.querySelector("#generate");
+    if (button && !button.disabled) button.click();
+  });
+
+  const EDITOR = "#region_editor";
+  const brushButton = (editor) => editor.querySelector('.toolbar-wrap button[aria-label="Brush"]');
+  const popupOpen = (editor) => !!editor.querySelector(".toolbar-wrap menu.swatch, .toolbar-wrap input[type=range]");
+  // the editor's pop-ups close on a mousedown outside them (a document listener in the capture phase)
+  const closePopup = () => document.body.dispatchEvent(new MouseEvent("mousedown", {bubbles: true}));
+  const useBrush = (editor) => { const button = brushButton(editor); if (button) button.click(); };
+  const watched = new WeakSet();
+
+  const brushWhenShown = (editor) => {
+    if (watched.has(editor)) return;
+    watched.add(editor);
+    new IntersectionObserver((entries) => {
+      if (!entries.some((entry) => entry.isIntersecting)) return;
+      let tries = 0;
+      const tick = () => {  // the canvas is set up asynchronously: pick the brush once it exists
+        const button = brushButton(editor);
+        if (button && editor.querySelector("canvas")) {
+          setTimeout(() => { if (!button.classList.contains("highlight") || !editor.dataset.brushed) button.click(); editor.dataset.brushed = "1"; }, 150);
+          return;
+        }
+        if (++tries < 50) setTimeout(tick, 100);
+      };
+      tick();
+    }).observe(editor);
+  };
+  const findEditors = () => document.querySelectorAll(EDITOR).forEach(brushWhenShown);
+  new MutationObserver(findEditors).observe(document.body, {childList: true, subtree: true});
+  findEditors();
+
+  document.addEventListener("click", (event) => {
+    const editor = event.target.closest(EDITOR);
+    if (editor && event.target.closest("menu.swatch button.color")) {
+      setTimeout(() => { closePopup(); useBrush(editor); }, 0);
+    }
+  });
+  document.addEventListener("pointerdown", (event) => {
+    const editor = event.target.closest(EDITOR);
+    if (editor && event.target.tagName === "CANVAS" && popupOpen(editor)) { closePopup(); useBrush(editor); }
+  }, true);
+}
