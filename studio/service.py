@@ -23,7 +23,7 @@ from studio.models import defaults_for
 from studio.outputs import check_disk_space
 from studio.request import GenerationRequest
 from studio.settings import Settings
-from studio.spaces_support import gpu
+from studio.spaces_support import gpu_generate, prepare_settings, refuse_on_zero_gpu
 
 log = logging.getLogger(__name__)
 CONTROL_PREVIEWS_KEPT = 16  # control-map previews kept (least recently used dropped first) …
@@ -34,11 +34,11 @@ class Studio:
     """What the UI, CLI and API call: one Engine (the model) and one Store (the history)."""
 
     def __init__(self, settings: Settings, engine: Engine | None = None, store: Store | None = None) -> None:
-        self.settings = settings
+        self.settings = settings = prepare_settings(settings)  # ZeroGPU: spaces imported before the model loads
         self.engine = engine or Engine(settings)
         self.store = store or _open_store(settings)
         self.loras = LoraLibrary(settings.lora_dirs)
-        self._run = gpu(self.engine.generate)  # ZeroGPU on Spaces; the plain method elsewhere
+        self._run = gpu_generate(self.engine.generate)  # ZeroGPU: in spaces' GPU worker; elsewhere the method
         self._maps: OrderedDict[tuple, Any] = OrderedDict()  # control previews by (kind, input content), LRU
         self._maps_lock = threading.Lock()
 
@@ -190,6 +190,7 @@ class Studio:
         """Train a LoRA on the resident model from PIL images + captions into ``$STUDIO_DATA_DIR/loras``."""
         from studio.lora_training import TrainingConfig, TrainingExample, train_lora
 
+        refuse_on_zero_gpu("LoRA training")
         self.engine.ensure()
         config = TrainingConfig(name=name, trigger_word=trigger_word, rank=rank, steps=steps,
                                 learning_rate=learning_rate)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
+from studio import spaces_support
 from studio.errors import StudioError
 from studio.ui import adapters, visitors
 from studio.ui.api_files import api_generate_output, api_record
@@ -115,6 +116,7 @@ def register_api(studio: Studio, multi_user: bool, gpu_slots: int = 1) -> None:
             raise gr.Error(str(exc)) from None
         return {"token": token, "url": f"/share/{token}"}
 
+    spaces_support.install_startup(gr.context.Context.root_block)  # ZeroGPU: what launch() would have run
     gr.api(generate, api_name="generate", concurrency_id=GPU, concurrency_limit=gpu_slots)
     gr.api(share, api_name="share", queue=False)
     gr.api(replay, api_name="replay", concurrency_id=GPU, concurrency_limit=gpu_slots)
