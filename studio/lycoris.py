@@ -67,7 +67,7 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Converted:
+class PeftLoha:
     """A LyCORIS file as peft LoHa state dicts (``transformer.``/``text_encoder.`` keys) and what did not resolve."""
 
     state_dict: dict[str, torch.Tensor]
@@ -233,7 +233,7 @@ def _padded(factor: Factor, rank: int) -> Factor:
 # ---- the whole file ------------------------------------------------------------------------------------
 def to_peft(
     tensors: Mapping[str, torch.Tensor], transformer: torch.nn.Module, text_encoder: torch.nn.Module | None, name: str
-) -> Converted:
+) -> PeftLoha:
     """The file as peft LoHa keys (``transformer.<layer>.hada_w1_a`` …); every fused layer split as diffusers splits
     it. A layer two modules write to (never in a real file) is refused."""
     modules = read_modules(tensors, name)
@@ -246,7 +246,7 @@ def to_peft(
                 raise StudioError(f"{name}: two LyCORIS modules change {target.layer} — the file is broken")
             for suffix, value in zip(LOHA, loha_factors(module, target.rows)):
                 state_dict[prefix + suffix] = value
-    return Converted(state_dict, tuple(unresolved), tuple(t5))
+    return PeftLoha(state_dict, tuple(unresolved), tuple(t5))
 
 
 def loha_config(state_dict: Mapping[str, torch.Tensor]) -> object:

@@ -273,13 +273,15 @@ def test_lycoris_loha_with_fused_qkv_and_clip_equals_its_hadamard_delta(studio):
 
 def test_kohya_clip_part_loads_onto_the_text_encoder(studio):
     built = kohya_with_clip()
-    _, styled, fmt = prove(studio, "kohya_clip", built)
+    base, styled, fmt = prove(studio, "kohya_clip", built)
     assert fmt == "kohya"
     unet_only = {k: v for k, v in built.tensors.items() if not k.startswith("lora_te1_")}
     write(studio.settings.data_dir / "loras" / "kohya_unet.safetensors", unet_only)
     assert np.abs(generate(studio, LoraSpec("kohya_unet")) - styled).max() > 0  # the CLIP part counts
     again = generate(studio, LoraSpec("kohya_clip"))  # after another file's CLIP state: not a stale prompt cache
     assert np.array_equal(again, styled)
+    studio.engine._text_cache.clear()  # switched off, CLIP itself (not only the cached prompt) gives the base
+    assert np.array_equal(generate(studio), base)
 
 
 @pytest.mark.parametrize(("prefix", "fmt"), [("diffusion_model.", "bfl-peft"), ("", "bfl-peft"),
