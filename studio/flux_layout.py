@@ -86,7 +86,7 @@ def block_counts(keys: Iterable[str]) -> tuple[int, int]:
     return double, single
 
 
-def _plan(keys: Iterable[str], double: int, single: int) -> list[tuple[str, tuple[str, ...], str]]:
+def plan(keys: Iterable[str], double: int, single: int) -> list[tuple[str, tuple[str, ...], str]]:
     """Every (BFL name, diffusers names, how) of a transformer with these block counts (names without .weight)."""
     keys = set(keys)
     guidance = any(key.startswith(("guidance_in.", "time_text_embed.guidance_embedder.")) for key in keys)
@@ -110,7 +110,7 @@ def to_diffusers(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     state = strip_prefix(checkpoint)
     width = int(state["img_in.weight"].shape[0])
     out: dict[str, Any] = {}
-    for bfl, names, how in _plan(state, *block_counts(state)):
+    for bfl, names, how in plan(state, *block_counts(state)):
         if how == "norm":
             out[names[0]] = state[bfl]
             continue
@@ -139,7 +139,7 @@ def to_bfl(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     double = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks.")), default=-1)
     single = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("single_transformer_blocks.")), default=-1)
     out: dict[str, Any] = {}
-    for bfl, names, how in _plan(state, double, single):
+    for bfl, names, how in plan(state, double, single):
         if how == "norm":
             out[prefix + bfl] = state[names[0]]
             continue

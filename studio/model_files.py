@@ -96,8 +96,8 @@ def resolve(path: Path) -> ModelFiles:
     donors = _diffusers_folders(search)
     config_dir = _config_dir(header.path, facts, donors)
     config = _json(config_dir / "transformer" / "config.json")
-    overrides = {key: facts[key] for key in ("in_channels", "out_channels")
-                 if facts[key] != transformer_config_facts(config)[key]}  # fmt: skip
+    widened = any(facts[key] != transformer_config_facts(config)[key] for key in ("in_channels", "out_channels"))
+    overrides = {key: facts[key] for key in ("in_channels", "out_channels")} if widened else {}  # Fill, Canny/Depth
     parts = {"transformer": Part("file", header.path, piece.prefix, piece.layout, piece.dtype)}
     weights = _weight_pieces(search, header.path)
     bundled = {p.role: p for p in pieces(header) if p.role != "transformer"}

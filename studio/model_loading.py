@@ -46,7 +46,7 @@ def read_transformer(files: ModelFiles, dtype: torch.dtype, quantization: Any | 
     kwargs: dict[str, Any] = {"config": str(files.config_dir), "subfolder": "transformer", "dtype": dtype,
                               "local_files_only": True, **files.overrides}  # fmt: skip
     gguf = part.path.suffix.lower() == ".gguf"
-    _check_quantization(part, quantization, gguf)
+    check_quantization(part, quantization, gguf)
     if gguf:
         kwargs["quantization_config"] = GGUFQuantizationConfig(compute_dtype=dtype)
     state = load_state(part)
@@ -62,7 +62,7 @@ def read_transformer(files: ModelFiles, dtype: torch.dtype, quantization: Any | 
     return transformer
 
 
-def _check_quantization(part: Part, quantization: Any | None, gguf: bool) -> None:
+def check_quantization(part: Part, quantization: Any | None, gguf: bool) -> None:
     """Refuse, before reading weights, a quantization a transformer file cannot take."""
     if quantization is None:
         return
@@ -115,9 +115,10 @@ def read_t5(files: ModelFiles, dtype: torch.dtype) -> Any:
         if name not in state and tied in state:  # transformers 5 ties these after loading, diffusers' T5 loader not
             state[name] = state[tied]
     state = {T5_PREFIX + k: v for k, v in state.items()}
-    return create_diffusers_t5_model_from_checkpoint(T5EncoderModel, state, subfolder="text_encoder_2",
-                                                     config=str(files.config_dir), torch_dtype=dtype,
-                                                     local_files_only=True)  # fmt: skip
+    model = create_diffusers_t5_model_from_checkpoint(T5EncoderModel, state, subfolder="text_encoder_2",
+                                                      config=str(files.config_dir), torch_dtype=dtype,
+                                                      local_files_only=True)  # fmt: skip
+    return model.eval()  # diffusers' T5 loader leaves it in training mode: its dropout would be on
 
 
 def read_tokenizer(files: ModelFiles, name: str) -> Any:
