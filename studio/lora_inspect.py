@@ -129,7 +129,7 @@ def _refuse_early(fmt: str, target: str, keys: list[str], name: str) -> None:
         example = keys[0] if keys else "(no tensors)"
         raise StudioError(
             f"{name} holds no LoRA weights we recognise (e.g. {example}) — expected diffusers/peft lora_A/lora_B, "
-            "kohya lora_down/lora_up or xlabs keys for a Flux model"
+            "kohya lora_down/lora_up, LyCORIS lokr_/hada_ or xlabs keys for a Flux model"
         )
     if any(k.endswith(".dora_scale") for k in keys):
         raise StudioError(
@@ -326,12 +326,13 @@ def prepare(
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     fmt, target = detect_format(keys, metadata), detect_target(keys, shapes)
     _refuse_early(fmt, target, keys, path.name)
+    label = f"{path.name} ({fmt} format)"
     parts = convert(tensors, fmt, transformer, text_encoder, path.name)
     fit = check_fit({k: v for k, v in parts.transformer.items() if not k.startswith(TE_PREFIX)}, transformer)
     fit = Fit(fit.matched, fit.missing + tuple(m for m in parts.unresolved if not m.startswith(CLIP_PREFIXES)),
               fit.wrong, fit.norms, fit.control_channels)
-    _refuse_misfit(fit, path.name, transformer)
-    te_matched = _check_text_encoder(parts, text_encoder, path.name)
+    _refuse_misfit(fit, label, transformer)
+    te_matched = _check_text_encoder(parts, text_encoder, label)
     notes = []
     if parts.unchecked:
         notes.append(f"{len(parts.unchecked)} CLIP text-encoder modules not checked (no text encoder to check against)")
