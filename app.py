@@ -11,6 +11,7 @@ import os
 import sys
 
 log = logging.getLogger("studio.app")
+MAX_UPLOAD = "50mb"  # largest file a visitor may upload (images are also capped in pixels)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,19 +92,31 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         auth = (user, password)
     install_security_headers(app, args.host, args.share_base_url, args.allowed_hosts)
     register_share_routes(app, studio, args.share_base_url)
+    from studio.gradio_login import logged_in_user
+
+    def logged_in(request):  # noqa: ANN001, ANN202 - the studio's Gradio login also opens the gallery
+        return logged_in_user(app, request)
+
     if args.multi_user:  # each visitor's gallery shows only their own records (HF user or browser cookie)
         from studio.ui import visitors
 
         visitors.install(app)
-        register_gallery_routes(app, studio, auth, owner_of=visitors.owner)
+        register_gallery_routes(app, studio, auth, owner_of=visitors.owner, logged_in=logged_in)
     else:
-        register_gallery_routes(app, studio, auth)
+        register_gallery_routes(app, studio, auth, logged_in=logged_in)
     settings.images_dir.mkdir(parents=True, exist_ok=True)
-    return gr.mount_gradio_app(
-        app, demo, path="", auth=auth, allowed_paths=[str(settings.images_dir)], show_error=True,
+    # Gradio serves only its own upload/cache folders: stored images reach browsers through the owner-checked
+    # /gallery/image and /share routes, and the data folder is blocked outright.
+    mounted = gr.mount_gradio_app(
+        app, demo, path="", auth=auth, allowed_paths=[], blocked_paths=[str(settings.data_dir.resolve())],
+        max_file_size=MAX_UPLOAD, show_error=True,
         footer_links=["api"], app_kwargs={"openapi_url": None},  # the mounted app serves no /openapi.json either
         css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
     )
+    # launch() sets this; mounting does not, and without it Gradio skips its checks that a file in an event's
+    # payload was uploaded (preprocess) or created by the app (postprocess).
+    demo.has_launched = True
+    return mounted
 
 
 def main(argv: list[str] | None = None) -> None:
