@@ -24,11 +24,15 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from studio.errors import StudioError
 from studio.lora_formats import CLIP_PREFIXES, T5_PREFIXES, TE_PREFIX, TR_PREFIX, modules_by_name, strip_prefix
+
+if TYPE_CHECKING:
+    from peft import LoHaConfig
 
 LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
@@ -249,7 +253,7 @@ def to_peft(
     return PeftLoha(state_dict, tuple(unresolved), tuple(t5))
 
 
-def loha_config(state_dict: Mapping[str, torch.Tensor]) -> object:
+def loha_config(state_dict: Mapping[str, torch.Tensor]) -> LoHaConfig:
     """The peft ``LoHaConfig`` for a state dict of one model's layers (keys ``<layer>.hada_w1_a`` …): each layer's
     rank from its factors, ``alpha`` equal to it (the scale is baked in, so a set_adapters weight is the scale)."""
     from peft import LoHaConfig
