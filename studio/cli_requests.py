@@ -37,6 +37,17 @@ def _float(text: str, what: str) -> float:
         raise InvalidRequest(f"{what} {text!r} is not a number") from None
 
 
+# ---- shared with the API (studio/ui/api_files.py): the same specs from the same kind of input ---------------------
+def control_spec(kind: str, image: str, strength: float = 1.0, start: float = 0.0, end: float = 1.0) -> ControlSpec:
+    """A control on a stored image ref; KIND-map means the image already is the map (no preprocessing)."""
+    return ControlSpec(kind, image, not kind.endswith("-map"), strength, start, end)
+
+
+def edit_mode(init_image: str | None, mask: str | None) -> str:
+    """The mode the inputs imply: an init image → img2img, with a mask → inpaint, neither → txt2img."""
+    return "inpaint" if mask else ("img2img" if init_image else "txt2img")
+
+
 def parse_control(text: str, assets: AssetStore) -> ControlSpec:
     """``KIND:IMAGE[:STRENGTH[:START:END]]``; KIND-map means the image already is the map."""
     parts = text.split(":")
@@ -45,8 +56,7 @@ def parse_control(text: str, assets: AssetStore) -> ControlSpec:
     kind, image = parts[0], parts[1]
     strength = _float(parts[2], "control strength") if len(parts) >= 3 else 1.0
     start, end = (_float(parts[3], "control start"), _float(parts[4], "control end")) if len(parts) == 5 else (0.0, 1.0)
-    preprocess = not kind.endswith("-map")
-    return ControlSpec(kind, assets.put_file(Path(image)), preprocess, strength, start, end)
+    return control_spec(kind, assets.put_file(Path(image)), strength, start, end)
 
 
 def parse_region(text: str, assets: AssetStore) -> RegionSpec:
@@ -85,11 +95,10 @@ def request_from_args(args: argparse.Namespace, prompt: str, assets: AssetStore)
     """The request the flags describe, validated."""
     init_image = assets.put_file(args.init_image) if args.init_image else None
     mask = assets.put_file(args.mask) if args.mask else None
-    mode = "inpaint" if mask else ("img2img" if init_image else "txt2img")
     return GenerationRequest(
         prompt=prompt,
         model=args.model or "",
-        mode=mode,
+        mode=edit_mode(init_image, mask),
         prompt_2=args.prompt_2,
         negative_prompt=args.negative_prompt,
         width=args.width,
