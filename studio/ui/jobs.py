@@ -13,7 +13,7 @@ from typing import Any
 class JobEvent:
     """One message from the worker: a step update, the final record, or an error."""
 
-    kind: str  # "step" | "done" | "error"
+    kind: str  # "step" | "done" | "error" | "idle" (nothing came for ``idle_s``)
     payload: Any
 
 
@@ -47,10 +47,38 @@ class CancelRegistry:
                 del self._events[session]
 
 
-def stream_job(run: Callable[[Callable[[Any], None]], Any], cancel: threading.Event) -> Iterator[JobEvent]:
+class WaitLine:
+    """The page's generations in arrival order, so a waiting visitor can be told how many are ahead of theirs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+        self._active: set[int] = set()
+
+    def join(self) -> int:
+        """A ticket for a new generation (it counts as ahead of later ones until it leaves)."""
+        with self._lock:
+            self._next += 1
+            self._active.add(self._next)
+            return self._next
+
+    def ahead(self, ticket: int) -> int:
+        """How many earlier generations are still waiting or running."""
+        with self._lock:
+            return sum(1 for other in self._active if other < ticket)
+
+    def leave(self, ticket: int) -> None:
+        """The generation ended (done, failed or cancelled)."""
+        with self._lock:
+            self._active.discard(ticket)
+
+
+def stream_job(run: Callable[[Callable[[Any], None]], Any], cancel: threading.Event,
+               idle_s: float | None = None) -> Iterator[JobEvent]:
     """Run ``run(on_step)`` in a thread; yield its step updates as they come, then ``done`` or ``error``.
 
-    If the consumer stops early (the page closed, Gradio cancelled the event) the job is cancelled too.
+    With ``idle_s``, an ``idle`` event comes whenever nothing else did for that long (e.g. while it waits for the
+    model). If the consumer stops early (the page closed, Gradio cancelled the event) the job is cancelled too.
     """
     events: queue.Queue[JobEvent] = queue.Queue()
 
@@ -66,7 +94,11 @@ def stream_job(run: Callable[[Callable[[Any], None]], Any], cancel: threading.Ev
     finished = False
     try:
         while True:
-            event = events.get()
+            try:
+                event = events.get(timeout=idle_s)
+            except queue.Empty:
+                yield JobEvent("idle", None)
+                continue
             if event.kind != "step":
                 finished = True
             yield event

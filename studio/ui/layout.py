@@ -58,7 +58,12 @@ CSS = """
 #region_prompt_green label > span:first-child::before {background: #00c000}
 #region_prompt_blue label > span:first-child::before {background: #0000ff}
 #region_prompt_yellow label > span:first-child::before {background: #ffd000}
-#history .thumbnail-item {max-height: 96px}
+#history .grid-wrap {height: auto !important; max-height: 130px}
+#history .grid-container {grid-template-columns: none !important; grid-template-rows: 96px !important;
+  grid-auto-flow: column; grid-auto-columns: 96px; overflow-x: auto; justify-content: start; padding-bottom: 4px}
+#history .thumbnail-item {width: 96px; height: 96px; aspect-ratio: 1 / 1}
+#history .thumbnail-item img {object-fit: contain; width: 100%; height: 100%}
+#history .caption-label {display: none}
 body:has(.fs-toy-model) #history img {image-rendering: pixelated}
 #side_column {gap: 10px}
 #side_tabs button[role="tab"] {padding-left: 10px; padding-right: 10px}

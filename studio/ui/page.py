@@ -15,7 +15,7 @@ from studio.errors import StudioError
 from studio.ui import adapters, edit_panel, lora_panel, region_masks, stored_images
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.feedback import internal_error, user_error
-from studio.ui.jobs import CancelRegistry
+from studio.ui.jobs import CancelRegistry, WaitLine
 from studio.ui.regions_panel import prompt_names as region_prompt_names
 from studio.ui.visitors import owner as visitor_owner
 
@@ -38,6 +38,7 @@ class Page:
     ctx: UIContext
     demo: Any = None  # the gr.Blocks being built (for page-load events)
     cancels: CancelRegistry = field(default_factory=CancelRegistry)
+    line: WaitLine = field(default_factory=WaitLine)  # generations in arrival order: who waits behind whom
     panel: dict[str, Any] = field(default_factory=dict)  # prompt and settings widgets (adapters.FIELDS and more)
     result: dict[str, Any] = field(default_factory=dict)  # result area, status line, record actions
     history: dict[str, Any] = field(default_factory=dict)  # history strip and its ids

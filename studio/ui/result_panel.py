@@ -61,6 +61,12 @@ def empty_html(text: str = EMPTY_TEXT) -> str:
     return f'<div class="fs-result fs-empty"><p>{html.escape(text)}</p></div>'
 
 
+def waiting_html(ahead: int) -> str:
+    """The result area while a generation waits for the model."""
+    other = "generation" if ahead == 1 else "generations"
+    return empty_html(f"In the queue — {ahead} {other} ahead of yours. It starts as soon as the model is free.")
+
+
 def record_html(root: str, record: dict[str, Any]) -> str:
     """A stored record's images through their owner-checked URLs."""
     request = record.get("request") or {}

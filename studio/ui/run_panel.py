@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from studio.ui.page import Page
 
 LIVE_TRIGGERS = ("prompt", "guidance", "true_cfg", "seed", "steps", "schedule_json")
+WAIT_POLL_S = 0.5  # how often a waiting generation checks its place in the line
 
 
 def done_message(record: dict[str, Any]) -> str:
@@ -62,11 +63,17 @@ def wire(page: Page) -> None:
     def run_stream(run: Any, owner: str | None, request: gr.Request, progress: gr.Progress) -> Any:
         session = request.session_hash or "local"
         cancel = cancels.start(session)
+        ticket, shown_ahead, started = page.line.join(), 0, False
         skip = [gr.skip()] * 4
         try:
-            for event in stream_job(lambda on_step: run(on_step, cancel), cancel):
-                if event.kind == "step":
-                    update = event.payload
+            for event in stream_job(lambda on_step: run(on_step, cancel), cancel, idle_s=WAIT_POLL_S):
+                if event.kind == "idle":
+                    ahead = 0 if started else page.line.ahead(ticket)
+                    if ahead and ahead != shown_ahead:  # waiting behind others: say where it stands
+                        shown_ahead = ahead
+                        yield f"In the queue: {ahead} ahead of yours", result_panel.waiting_html(ahead), *skip
+                elif event.kind == "step":
+                    started, update = True, event.payload
                     progress((update.step, update.total), desc=f"step {update.step}/{update.total}")
                     note = f"step {update.step}/{update.total}"
                     shown = result_panel.pil_html([update.preview], note=note) if update.preview is not None \
@@ -81,6 +88,7 @@ def wire(page: Page) -> None:
                     shown = result_panel.record_html(root, record) if record["images"] else gr.skip()
                     yield done_message(record), shown, record, items, ids, record["id"]
         finally:
+            page.line.leave(ticket)
             cancels.finish(session, cancel)
 
     def on_generate(data: dict[Any, Any], request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
