@@ -88,3 +88,19 @@ def test_bad_input_without_json_goes_to_stderr(data_dir):
     proc = run_cli(data_dir, "generate", "--prompt", "x", "--steps", "0")
     assert proc.returncode == 2 and proc.stdout == ""
     assert "steps must be from 1 to 200" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_generate_is_quiet_on_stderr_and_verbose_shows_progress(data_dir):
+    """Only the studio's own lines on stderr (none for a clean run): no library warnings, no progress bars."""
+    args = ("generate", "--prompt", PROMPT, "--steps", "1", "--json")
+    proc = run_cli(data_dir, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == "", proc.stderr[-2000:]
+    out = json.loads(proc.stdout)  # exactly one JSON object: json.loads refuses anything after it
+    assert proc.stdout.strip().count("\n") == 0 and out["status"] == "done"
+
+    loud = run_cli(data_dir, *args, "--verbose")
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert "Loading pipeline components" in loud.stderr and "it/s" in loud.stderr, loud.stderr[-2000:]
+    assert json.loads(loud.stdout)["status"] == "done"
