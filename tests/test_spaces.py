@@ -106,7 +106,7 @@ def _forked(studio: Any, request: GenerationRequest, cancel: threading.Event | N
         runner.flags.close()
 
 
-def test_a_gpu_call_crosses_a_fork_with_every_input_and_comes_back(studio):
+def test_a_gpu_call_crosses_a_fork_with_a_control_a_region_and_a_lora(studio):
     assets = studio.store.assets
     mask = Image.new("L", (128, 128), 0)
     mask.paste(255, (0, 0, 64, 128))
