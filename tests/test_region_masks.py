@@ -27,7 +27,7 @@ def test_regions_need_a_prompt_per_painted_colour():
     pairs = regions_from_paint(painted(), {"red": "a red circle", "blue": "a blue square"}, 64, 64)
     assert [p for _, p in pairs] == ["a red circle", "a blue square"]
     regions = painted_regions(painted(), {"red": "a red circle", "blue": "a blue square"}, 64, 64)
-    assert overlay(regions, 64, 64).size == (384, 384)  # whole-number upscaling to at least 384 px
+    assert overlay(regions, 64, 64).size == (512, 512)  # whole-number upscaling to at least 512 px
 
 
 def test_overlay_shows_each_region_in_its_own_colour():
@@ -36,9 +36,11 @@ def test_overlay_shows_each_region_in_its_own_colour():
     assert [r.colour for r in regions] == ["red", "blue"]
     image = overlay(regions, 64, 64).convert("RGB")
     rgb = dict((name, tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))) for name, h in PALETTE)
-    assert image.getpixel((20, 360)) == (255, 255, 255)  # unpainted bottom left
-    assert image.getpixel((370, 370)) == rgb["blue"]  # bottom-right corner, away from the label
-    assert image.getpixel((180, 150)) == rgb["red"]  # top-left region, below its label
+    assert image.getpixel((20, 500)) == (255, 255, 255)  # unpainted bottom left
+    assert image.getpixel((500, 500)) == rgb["blue"]  # bottom-right corner, away from the label
+    assert image.getpixel((240, 20)) == rgb["red"]  # top-left region, above its (centred) label
+    preview = painted_regions(painted(), {"red": "a red circle"}, 64, 64, require_prompts=False)
+    assert [r.prompt for r in preview] == ["a red circle", ""]  # a preview shows a region before its prompt
 
 
 def test_boxes_value_paints_regions_the_panel_reads_back():

@@ -107,11 +107,13 @@ class Page:
                 *(u[f] for u in self.ext["controls"] for f in CONTROL_FIELDS), loras["entries"],
                 *self.lora_slot_inputs, edit["mode"], edit["editor"], edit["strength"], regions["base_ratio"]}
 
-    def painted_regions(self, data: dict[Any, Any], width: int, height: int) -> list[region_masks.Region]:
-        """The Regions tab's painted regions at the output size."""
+    def painted_regions(self, data: dict[Any, Any], width: int, height: int,
+                        require_prompts: bool = True) -> list[region_masks.Region]:
+        """The Regions tab's painted regions at the output size (a preview may show regions without a prompt)."""
         regions = self.ext["regions"]
-        prompts = {name.removeprefix("prompt_"): data[regions[name]] for name in region_prompt_names()}
-        return region_masks.painted_regions(data[regions["editor"]], prompts, width, height)
+        prompts = {name.removeprefix("prompt_"): data[regions[name]] if isinstance(data[regions[name]], str) else ""
+                   for name in region_prompt_names()}
+        return region_masks.painted_regions(data[regions["editor"]], prompts, width, height, require_prompts)
 
     def request_from(self, data: dict[Any, Any]) -> Any:
         """Every panel's widget values → one validated request (inputs stored by content hash)."""

@@ -12,7 +12,8 @@ from studio.limits import check_image
 
 PALETTE = (("red", "#ff0000"), ("green", "#00c000"), ("blue", "#0000ff"), ("yellow", "#ffd000"))
 _RGB = {name: tuple(int(hex_[i:i + 2], 16) for i in (1, 3, 5)) for name, hex_ in PALETTE}
-OVERLAY_MIN_SIDE = 384
+OVERLAY_MIN_SIDE = 512
+NO_PROMPT = "(no prompt yet: type one below)"
 
 
 class Region(NamedTuple):
@@ -64,15 +65,17 @@ def colour_masks(layer: np.ndarray, width: int, height: int) -> dict[str, np.nda
     return masks
 
 
-def painted_regions(value: Any, prompts: dict[str, str], width: int, height: int) -> list[Region]:
-    """The painted regions in palette order; a painted colour without a prompt is an error naming it."""
+def painted_regions(value: Any, prompts: dict[str, str], width: int, height: int,
+                    require_prompts: bool = True) -> list[Region]:
+    """The painted regions in palette order; a painted colour without a prompt is an error naming it (or, for a
+    preview with ``require_prompts=False``, a region whose prompt is empty)."""
     layer = painted_layer(value)
     if layer is None:
         return []
     regions = []
     for name, mask in colour_masks(layer, width, height).items():
         prompt = (prompts.get(name) or "").strip()
-        if not prompt:
+        if not prompt and require_prompts:
             raise InvalidRequest(f"the {name} region has no prompt — describe what goes there, or erase it")
         regions.append(Region(name, mask, prompt))
     return regions
@@ -93,23 +96,24 @@ def overlay(regions: list[Region], width: int, height: int) -> Image.Image | Non
     scale = max(1, -(-OVERLAY_MIN_SIDE // min(width, height)))  # whole-number upscaling keeps the edges crisp
     image = Image.fromarray(canvas).resize((width * scale, height * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
-    font = _font(max(12, image.width // 30))
+    font = _font(max(14, image.width // 24))
     for region in regions:
         ys, xs = np.nonzero(region.mask)
         if not len(xs):
             continue
         left, top = int(xs.min() * scale), int(ys.min() * scale)
         room = max(140, int((xs.max() + 1) * scale) - left - 8)
-        lines = _wrap(draw, region.prompt, font, room)
+        lines = _wrap(draw, region.prompt or NO_PROMPT, font, room)
         box = draw.multiline_textbbox((0, 0), "\n".join(lines), font=font, spacing=2)
         w, h = box[2] - box[0] + 8, box[3] - box[1] + 8
-        x, y = min(left + 4, max(0, image.width - w)), min(top + 4, max(0, image.height - h))
+        middle = int((ys.min() + ys.max() + 1) / 2 * scale) - h // 2  # vertically centred in the region
+        x, y = min(left + 4, max(0, image.width - w)), min(max(top + 4, middle), max(0, image.height - h))
         draw.rectangle((x, y, x + w, y + h), fill=(255, 255, 255), outline=(0, 0, 0))
         draw.multiline_text((x + 4 - box[0], y + 4 - box[1]), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=2)
     return image
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, room: int, max_lines: int = 3) -> list[str]:
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, room: int, max_lines: int = 4) -> list[str]:
     """``text`` in lines no wider than ``room`` pixels (at most ``max_lines``; the rest cut with …)."""
     lines: list[str] = []
     for word in text.split():

@@ -27,7 +27,8 @@ def build() -> dict[str, Any]:
     w["base_ratio"] = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Main prompt share in each region",
                                 info="0: a region follows only its own prompt; higher mixes the main prompt in",
                                 elem_id="region_base_ratio")
-    w["overlay"] = gr.Image(label="Regions overlay: what goes where", type="pil", interactive=False, height=260,
+    gr.Markdown("**What goes where** (updates as you paint and type):")
+    w["overlay"] = gr.Image(label="Regions overlay", show_label=False, type="pil", interactive=False, height=300,
                             elem_id="region_overlay")
     return w
 

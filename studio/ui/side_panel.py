@@ -62,7 +62,7 @@ def wire(page: Page) -> None:
         try:
             width = int(data[panel["width"]] or page.ctx.width)
             height = int(data[panel["height"]] or page.ctx.height)
-            return region_masks.overlay(page.painted_regions(data, width, height), width, height)
+            return region_masks.overlay(page.painted_regions(data, width, height, require_prompts=False), width, height)
         except (StudioError, ValueError, TypeError) as exc:
             gr.Warning(str(exc))
             return gr.skip()
