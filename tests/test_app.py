@@ -115,7 +115,7 @@ def test_browser_generate_then_reload_shows_history(server, tmp_path):
         page.goto(server.url + "/")
         page.locator("#prompt textarea").fill("a blue square in the center on a yellow background")
         page.locator("#generate").click()
-        expect(page.locator("#results img").first).to_be_visible(timeout=90_000)
+        expect(page.locator("#result img").first).to_be_visible(timeout=90_000)
         expect(page.locator("#status")).to_contain_text("Done", timeout=30_000)
         page.reload()
         expect(page.locator("#history img").first).to_be_visible(timeout=30_000)
@@ -296,7 +296,7 @@ def test_browser_live_mode_regenerates_as_you_type(server, tmp_path):
         started = time.perf_counter()
         page.locator("#prompt textarea").press_sequentially("a red circle", delay=30)
         expect(page.locator("#status")).to_contain_text("Live", timeout=30_000)
-        expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#result img").first).to_be_visible(timeout=30_000)
         print(f"keystrokes to image: {time.perf_counter() - started:.2f}s (typing took ~0.4s)")
     assert len(latest_records(server, 100)) == before  # live previews are not saved
 

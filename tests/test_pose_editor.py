@@ -215,7 +215,7 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
 
         page.locator("#generate").click()
         expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
-        expect(page.locator("#results img").first).to_be_visible(timeout=30_000)
+        expect(page.locator("#result img").first).to_be_visible(timeout=30_000)
         expect(page.locator("#control_overlay img")).to_be_visible(timeout=30_000)
 
     record = Client(pose_server.url, verbose=False).predict(limit=1, api_name="/history")["records"][0]

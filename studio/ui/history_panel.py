@@ -24,9 +24,9 @@ def build(page: Page) -> None:
     """The strip of recent images (click one to make it the current record) and the record's details."""
     w = page.history
     with gr.Row(elem_id="history_row"):
-        w["strip"] = gr.Gallery(label="History (click to show)", columns=12, rows=1, height=120, allow_preview=False,
-                                object_fit="contain", elem_id="history", scale=12)
-        w["refresh"] = gr.Button("↻", size="sm", min_width=40, scale=0, elem_id="history_refresh")
+        w["strip"] = gr.Gallery(label="History (click to show)", show_label=False, columns=12, rows=1, height=120,
+                                allow_preview=False, object_fit="contain", elem_id="history", scale=12)
+        w["refresh"] = gr.Button("↻ History", size="sm", min_width=90, scale=0, elem_id="history_refresh")
     with gr.Accordion("Record details", open=False, elem_id="record_details"):
         w["record"] = gr.JSON(label="record", elem_id="record_json")
     w["ids"] = gr.State([])
@@ -54,6 +54,18 @@ def wire(page: Page) -> None:
             except StudioError:
                 return [], []
         return page.history_items(page.who(request), page.root(request))
+
+    def on_load(request: gr.Request) -> tuple[Any, list[str], Any, Any, Any, Any]:
+        """The strip, and the newest image in the result area as the current record (as it was left)."""
+        items, ids = refresh(request)
+        if not ids:
+            return items, ids, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            record = studio.record(ids[0], page.who(request))
+        except (StudioError, gr.Error):
+            return items, ids, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        status = f"Your last image · seed {record['request'].get('seed')} · id `{record['id']}`"
+        return items, ids, ids[0], record, result_panel.record_html(page.root(request), record), status
 
     def on_select(ids: list[str], evt: gr.SelectData, request: gr.Request) -> tuple[str, Any, Any, str]:
         index = evt.index if isinstance(evt.index, int) else None
@@ -117,4 +129,4 @@ def wire(page: Page) -> None:
                       **private)
     edit = page.ext["edit"]
     r["send_to_edit"].click(on_send_to_edit, [selected], [edit["editor"], edit["mode"], page.ext["tabs"]], **private)
-    page.demo_load(refresh, None, [w["strip"], w["ids"]])
+    page.demo_load(on_load, None, [w["strip"], w["ids"], selected, w["record"], r["result"], r["status"]])

@@ -37,8 +37,13 @@ def build_settings(page: Page) -> None:
     """Size presets, width/height, steps, seed, batch, guidance, true CFG, negative and T5 prompts, step cache."""
     ctx, w = page.ctx, page.panel
     budget = ctx.width * ctx.height
+    from studio.ui.prompt_guide import is_toy_model
+
+    toy_note = "flux-mini learned square images: other shapes work but show artefacts" if is_toy_model(ctx.model) \
+        else None
     w["aspect"] = gr.Radio(list(aspect.PRESETS), value=aspect.preset_of(ctx.width, ctx.height, budget),
-                           label=f"Size (at the model's {ctx.width}×{ctx.height} pixel budget)", elem_id="aspect")
+                           label=f"Size (at the model's {ctx.width}×{ctx.height} pixel budget)", info=toy_note,
+                           elem_id="aspect")
     with gr.Row():
         w["width"] = gr.Number(label="Width", value=ctx.width, precision=0, step=16, minimum=16, elem_id="width",
                                min_width=80)
