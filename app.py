@@ -27,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="overrides STUDIO_MODEL")
     parser.add_argument("--data-dir", default=None, help="overrides STUDIO_DATA_DIR")
     parser.add_argument("--queue-size", type=int, default=16, help="waiting generations before 'queue full'")
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="run N engine replicas on Ray Serve behind this front end (RAY_ADDRESS joins a cluster; "
+                             "docs/scaling.md)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +50,12 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
     settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size,
                                      extra={"coalesce_ms": coalesce_ms})  # the CLI's default is 0 (off)
-    studio = Studio(settings)
+    if args.replicas is not None:  # Ray Serve: the engines run in replicas; Ray is imported only here
+        from studio.serve.remote import start_remote_studio
+
+        studio = start_remote_studio(settings, args.replicas)
+    else:
+        studio = Studio(settings)
     swept = studio.store.sweep_orphans()  # image files a crash left without a record
     if swept:
         log.warning("removed %d orphan image files left by an interrupted run", len(swept))
@@ -59,11 +67,11 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         height=defaults.height,
         steps=defaults.steps,
         guidance=defaults.guidance,
-        uses_distilled_guidance=bool(studio.engine.pipe.transformer.config.guidance_embeds)
-        and defaults.guidance_distilled,
+        uses_distilled_guidance=_guidance_embeds(studio) and defaults.guidance_distilled,
         multi_user=args.multi_user,
         share_base_url=args.share_base_url.rstrip("/") if args.share_base_url else None,
-        gpu_slots=COALESCING_SLOTS if studio.engine.coalescer is not None else 1,
+        gpu_slots=studio.gpu_slots if args.replicas is not None
+        else COALESCING_SLOTS if studio.engine.coalescer is not None else 1,
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
     app = FastAPI(title="Flux Studio", docs_url=None, redoc_url=None, openapi_url=None)  # no schema to anyone
@@ -82,7 +90,10 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "model": studio.engine.model_name}
+        body = {"status": "ok", "model": studio.engine.model_name}
+        if args.replicas is not None:
+            body["replicas"] = studio.replica_counts()  # {"ready", "total"}: Serve's running replicas
+        return body
 
     auth = None
     if args.auth:
@@ -117,6 +128,13 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     # payload was uploaded (preprocess) or created by the app (postprocess).
     demo.has_launched = True
     return mounted
+
+
+def _guidance_embeds(studio) -> bool:  # noqa: ANN001 - Studio or RemoteStudio
+    """Whether the served model takes a distilled guidance value (a replica's answer with --replicas)."""
+    if hasattr(studio.engine, "guidance_embeds"):
+        return bool(studio.engine.guidance_embeds)
+    return bool(studio.engine.pipe.transformer.config.guidance_embeds)
 
 
 def main(argv: list[str] | None = None) -> None:
