@@ -20,8 +20,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from studio.errors import InvalidRequest, NotFound, StudioError
 from studio.gallery_page import RECORD_ID, owned_record
-from studio.share import SECURITY_HEADERS, error_page, esc, html_page, settings_rows
+from studio.share import SECURITY_HEADERS, error_page, esc, html_page, settings_rows, title_from_prompt
 from studio.web_headers import policy_of
+from studio.web_style import hero_width, image_tag, whole
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 DIGEST = re.compile(r"([0-9a-f]{64})(?:\.png)?")
 ACTIONS = ("favourite", "tags", "share", "unshare", "replay", "delete")
 PAGE_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
-DETAIL_STYLE = (
-    ".inputs{display:flex;flex-wrap:wrap;gap:1rem}.inputs figure{margin:0;max-width:200px}"
-    ".inputs img{max-width:200px;height:auto;background:#222;display:block}"
-    "form.inline{display:inline-block;margin:0 .5rem .5rem 0}.images img{max-width:100%;height:auto}"
-    "pre{white-space:pre-wrap;background:#1c1c1c;padding:.5rem}#actions{margin:1rem 0}"
-)
 
 
 def input_refs(request: dict[str, Any]) -> list[tuple[str, str]]:
@@ -101,27 +96,51 @@ def _inputs(record: dict[str, Any]) -> str:
     return f'<h2>Inputs</h2><div class="inputs" id="inputs">{"".join(figures)}</div>'
 
 
-def _button(rid: str, action: str, label: str, extra: str = "") -> str:
+def _button(rid: str, action: str, label: str, extra: str = "", cls: str = "") -> str:
+    style = f' class="{cls}"' if cls else ""
     return (f'<form class="inline" method="post" action="/gallery/{rid}/{action}">{extra}'
-            f'<button type="submit" id="action-{action}">{esc(label)}</button></form>')  # fmt: skip
+            f'<button type="submit" id="action-{action}"{style}>{esc(label)}</button></form>')  # fmt: skip
 
 
 def render_detail(record: dict[str, Any], share_token: str | None) -> str:
-    """The detail page of ``record`` (everything escaped here)."""
+    """The detail page of ``record`` (everything escaped here): the images large beside the prompt, the actions and
+    every setting; the schedule, LoRAs and stored inputs below."""
     req = record.get("request") or {}
     rid = esc(record["id"])
     prompt = str(req.get("prompt") or "")
-    images = "".join(
-        f'<a href="/gallery/image/{rid}/{k}"><img class="hero" src="/gallery/image/{rid}/{k}" alt="{esc(prompt[:200])}"'
-        f' width="{esc(req.get("width"))}" height="{esc(req.get("height"))}"></a>'
-        for k in range(len(record.get("images") or []))
-    ) or '<p class="none">no image</p>'
-    parts = [f'<p><a href="/gallery">← Gallery</a> · <a href="/">Studio</a></p><div class="images">{images}</div>',
-             f'<p class="prompt" id="prompt">{"★ " if record.get("favourite") else ""}{esc(prompt)}</p>']
+    width, height = whole(req.get("width"), 128), whole(req.get("height"), 128)
+    count = len(record.get("images") or [])
+    srcs = [f"/gallery/image/{record['id']}/{k}" for k in range(count)]
+    images = "".join(f'<a href="{esc(src)}">{image_tag(src, prompt[:200], width, height)}</a>' for src in srcs)
+    images = images or '<p class="none">no image</p>'
+    tags = ", ".join(record.get("tags") or [])
+    fav = "★ Unfavourite" if record.get("favourite") else "☆ Favourite"
+    actions = [f'<a class="btn primary" id="reuse" href="/?reuse={rid}">Reuse settings</a>',
+               _button(rid, "favourite", fav), _button(rid, "replay", "Replay")]  # fmt: skip
+    if record.get("status") == "done" and record.get("images"):
+        actions.append(_button(rid, "unshare", "Revoke share link") if share_token else _button(rid, "share", "Share"))
+    actions.append(_button(rid, "delete", "Delete", cls="danger"))
+    info = [f'<h1 id="title">{esc(title_from_prompt(prompt) or record["id"])}</h1>',
+            f'<p class="prompt" id="prompt">{"★ " if record.get("favourite") else ""}{esc(prompt)}</p>']
     for key, label in (("prompt_2", "Prompt 2"), ("negative_prompt", "Negative")):
         if req.get(key):
-            parts.append(f'<p class="prompt" id="{key.replace("_", "-")}"><b>{label}:</b> {esc(req[key])}</p>')
-    parts.append(_dl(settings_rows(record) + _extra_rows(record), "settings"))
+            info.append(f'<p class="prompt sub" id="{key.replace("_", "-")}"><b>{label}:</b> {esc(req[key])}</p>')
+    info.append(f'<div class="actions" id="actions">{"".join(actions)}</div>')
+    if share_token:
+        link = f"/share/{esc(share_token)}"
+        info.append(f'<p id="share-link">Shared: <a href="{link}">{link}</a> — anyone with the link can see it</p>')
+    info.append(
+        f'<form method="post" action="/gallery/{rid}/tags" id="tags-form"><label for="tags">Tags</label>'
+        f'<input type="text" name="tags" value="{esc(tags)}" id="tags" placeholder="comma-separated">'
+        '<button type="submit" id="action-tags">Save tags</button></form>'
+    )
+    info.append(_dl(settings_rows(record) + _extra_rows(record), "settings"))
+    many = " many" if count > 1 else ""
+    parts = [
+        '<p class="back"><a href="/gallery">← Gallery</a></p>',
+        f'<div class="layout" style="--hero-w:{hero_width(width, height)}px"><div class="stage images{many}">{images}'
+        f'</div><div class="info">{"".join(info)}</div></div>',
+    ]
     if req.get("schedule"):
         curves = "\n".join(f"{name}: {json.dumps(curve)}" for name, curve in req["schedule"].items() if curve)
         parts.append(f'<h2>Schedule</h2><pre id="schedule">{esc(curves)}</pre>')
@@ -130,24 +149,7 @@ def render_detail(record: dict[str, Any], share_token: str | None) -> str:
                        f"<code>{esc(str(lo.get('sha256') or '')[:12])}</code></li>" for lo in req["loras"])  # fmt: skip
         parts.append(f'<h2>LoRAs</h2><ul id="loras">{rows}</ul>')
     parts.append(_inputs(record))
-    tags = ", ".join(record.get("tags") or [])
-    fav = "★ Unfavourite" if record.get("favourite") else "☆ Favourite"
-    actions = [f'<a id="reuse" href="/?reuse={rid}">Reuse settings</a> ', _button(rid, "favourite", fav),
-               _button(rid, "replay", "Replay")]  # fmt: skip
-    if record.get("status") == "done" and record.get("images"):
-        actions.append(_button(rid, "unshare", "Revoke share link") if share_token else _button(rid, "share", "Share"))
-    actions.append(_button(rid, "delete", "Delete"))
-    parts.append(f'<div class="actions" id="actions">{"".join(actions)}</div>')
-    if share_token:
-        link = f"/share/{esc(share_token)}"
-        parts.append(f'<p id="share-link">Shared: <a href="{link}">{link}</a> — anyone with the link can see it</p>')
-    parts.append(
-        f'<form method="post" action="/gallery/{rid}/tags" id="tags-form"><label>Tags (comma-separated) '
-        f'<input type="text" name="tags" value="{esc(tags)}" id="tags"></label> '
-        '<button type="submit" id="action-tags">Save tags</button></form>'
-    )
-    head = f"<style>{DETAIL_STYLE}</style>"
-    return html_page(f"{prompt[:80] or record['id']} — Flux Studio", "".join(parts), head)
+    return html_page(f"{prompt[:80] or record['id']} — Flux Studio", "".join(parts), current="gallery")
 
 
 def register_detail_routes(

@@ -22,6 +22,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from studio.errors import InvalidRequest, NotFound, StudioError
 from studio.history_query import parse_day
 from studio.share import SECURITY_HEADERS, error_page, esc, html_page, image_file, when
+from studio.web_style import image_tag, whole
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -113,14 +114,14 @@ def filters_from_query(params: dict[str, str]) -> tuple[dict[str, Any], dict[str
 
 
 def _card(record: dict[str, Any]) -> str:
-    """One grid cell: thumbnail (or a placeholder) linking to the detail view, prompt, date and status."""
+    """One grid cell: the whole image (or a placeholder) linking to the detail view, prompt, date and status."""
     rid = esc(record["id"])
     req = record.get("request") or {}
     prompt = str(req.get("prompt") or "")
     if record.get("images"):
-        src = f"/gallery/image/{rid}/0"
-        thumb = (f'<a href="/gallery/{rid}"><img src="{src}" alt="{esc(prompt[:200])}" loading="lazy"'
-                 f' decoding="async" width="{esc(req.get("width"))}" height="{esc(req.get("height"))}"></a>')  # fmt: skip
+        width, height = whole(req.get("width"), 128), whole(req.get("height"), 128)
+        img = image_tag(f"/gallery/image/{record['id']}/0", prompt[:200], width, height, "card-img", lazy=True)
+        thumb = f'<a class="thumb" href="/gallery/{rid}">{img}</a>'
     else:
         thumb = f'<a class="none" href="/gallery/{rid}">no image</a>'
     star = '<span class="fav" title="favourite">★</span> ' if record.get("favourite") else ""
@@ -180,7 +181,7 @@ def _form(query: str, per_page: int, filters: dict[str, str], models: list[str])
         + '<label>regions ' + _select("regions", "has regions", yes_no, f("regions") or "") + "</label>"
         + '<label>controls ' + _select("controls", "has controls", yes_no, f("controls") or "") + "</label>"
         + _select("sort", "sort", [("", "newest first"), ("oldest", "oldest first")], f("sort") or "")
-        + '<button type="submit">Search</button> <a href="/gallery">clear</a></form>'
+        + '<button type="submit" class="primary">Search</button> <a href="/gallery">clear</a></form>'
     )
 
 
@@ -193,8 +194,8 @@ def render_gallery(
     form = _form(query, per_page, filters, models or [])
     grid = "".join(_card(r) for r in records) or '<p id="empty">No records here.</p>'
     top, bottom = (_pages(query, page, per_page, total, where, filters) for where in ("top", "bottom"))
-    body = f'<h1>Gallery</h1><p><a href="/">← Studio</a></p>{form}{top}<div class="grid">{grid}</div>{bottom}'
-    return html_page("Gallery — Flux Studio", body)
+    body = f'<h1>Gallery</h1>{form}{top}<div class="grid">{grid}</div>{bottom}'
+    return html_page("Gallery — Flux Studio", body, current="gallery")
 
 
 def register_gallery_routes(

@@ -81,8 +81,9 @@ def test_share_page_shows_prompt_settings_absolute_og_image_and_remix(server, st
     assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/html")
     assert resp.getheader("X-Content-Type-Options") == "nosniff"
     assert PROMPT in page
-    assert f'<meta property="og:image" content="{server.url}/share/{token}.png">' in page
-    assert f'<meta name="twitter:image" content="{server.url}/share/{token}.png">' in page
+    assert f'<meta property="og:image" content="{server.url}/share/{token}.og.png">' in page
+    assert f'<meta name="twitter:image" content="{server.url}/share/{token}.og.png">' in page
+    assert '<meta property="og:image:width" content="512">' in page
     assert f'href="/?remix={token}"' in page and ">Remix</a>" in page
     assert f'href="/share/{token}.png" download=' in page
     settings = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page))
@@ -279,7 +280,7 @@ def test_share_base_url_makes_og_image_and_schedule_is_shown(bare):
     client, st, record = bare
     token = st.share(record["id"])
     page = client.get(f"/share/{token}").text
-    assert f'<meta property="og:image" content="https://studio.example.org/share/{token}.png">' in page
+    assert f'<meta property="og:image" content="https://studio.example.org/share/{token}.og.png">' in page
     assert f'<meta property="og:url" content="https://studio.example.org/share/{token}">' in page
     assert "<dt>Schedule</dt>" in page and html.escape('{"guidance":[[0,4.0],[1,2.0]]}') in page
 
