@@ -21,13 +21,12 @@ import torch
 from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX  # BPE is trained on Qwen2's split words
 
 from studio.toyworld import prompt_set
 
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, THINK, END_THINK)
-# Qwen2's pre-tokenizer split (transformers' tokenization_qwen2.PRETOKENIZE_REGEX): BPE is trained on the same words.
-PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 # Qwen3's template reduced to what FLUX.2 uses: user/system/assistant turns, the generation prompt, and the empty
 # think block that enable_thinking=False writes.
 CHAT_TEMPLATE = (
@@ -51,9 +50,9 @@ writes byte-identical safetensors). Loads with `DiffusionPipeline.from_pretraine
 
 | component | class | size |
 |---|---|---|
-| transformer | `Flux2Transformer2DModel`: {width} wide ({heads} heads × {head_dim}), {double} double + {single} single \
-blocks, RoPE axes {rope}, {in_channels} input channels (32 latent ch × 2×2 patch), no guidance embedding (klein) | \
-{transformer_params} params |
+| transformer | `Flux2Transformer2DModel`: {width} wide ({heads} heads × {head_dim}), {double} double + {single} \
+single blocks, RoPE axes {rope}, {in_channels} input channels (32 latent ch × 2×2 patch), no guidance \
+embedding (klein) | {transformer_params} params |
 | vae | `AutoencoderKLFlux2`: 32 latent channels, 8× downsampling, channels {vae_channels}, batch-norm over the \
 2×2-patchified latents | {vae_params} params |
 | text_encoder | `Qwen3ForCausalLM`: hidden {te_hidden}, {te_layers} layers (klein stacks layers 9, 18, 27 → \
@@ -133,7 +132,8 @@ def make_text_encoder(spec: Flux2MiniSpec, tokenizer: Qwen2Tokenizer) -> Qwen3Fo
     config = Qwen3Config(
         vocab_size=len(tokenizer), hidden_size=spec.te_hidden, intermediate_size=spec.te_ffn,
         num_hidden_layers=spec.te_layers, num_attention_heads=spec.te_heads, num_key_value_heads=spec.te_kv_heads,
-        head_dim=spec.te_head_dim, max_position_embeddings=512, tie_word_embeddings=True, max_window_layers=spec.te_layers,
+        head_dim=spec.te_head_dim, max_position_embeddings=512, tie_word_embeddings=True,
+        max_window_layers=spec.te_layers,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         dtype="float32",
