@@ -151,7 +151,7 @@ def og_png(path: Path) -> bytes:
 
 def prompt_paragraphs(req: dict[str, Any]) -> list[str]:
     """The prompt, prompt 2 and negative prompt paragraphs (escaped here)."""
-    parts = [f'<p class="prompt" id="prompt">{esc(req.get("prompt") or "")}</p>']
+    parts = ['<p class="label">Prompt</p>', f'<p class="prompt" id="prompt">{esc(req.get("prompt") or "")}</p>']
     if req.get("prompt_2"):
         parts.append(f'<p class="prompt sub" id="prompt-2"><b>Prompt 2:</b> {esc(req["prompt_2"])}</p>')
     if req.get("negative_prompt"):

@@ -105,6 +105,8 @@ img.hero{display:block;width:100%;height:auto;background:var(--fs-bg-2);border:1
 img.px{image-rendering:pixelated}
 .prompt{white-space:pre-wrap;font-size:1.05rem;overflow-wrap:anywhere;margin:.25rem 0 .75rem}
 .prompt.sub{font-size:.95rem}
+.label{margin:.5rem 0 0;color:var(--fs-muted);font-size:.75rem;font-weight:600;letter-spacing:.06em;
+  text-transform:uppercase}
 dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.3rem 1rem;margin:.75rem 0 1rem;
   padding:.75rem 1rem;background:var(--fs-bg-2);border:1px solid var(--fs-border);border-radius:var(--fs-radius-lg)}
 dt{color:var(--fs-muted)}dd{margin:0;overflow-wrap:anywhere}

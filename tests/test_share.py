@@ -103,6 +103,28 @@ def test_share_png_is_the_exact_file_with_its_metadata(server, store, records):
     assert resp.body == expected and b"flux_studio" in resp.body  # type: ignore[attr-defined]
 
 
+def test_og_image_is_the_generated_image_enlarged_nearest_and_gone_after_revoke(server, store, records):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    token = store.share(records["plain"]["id"])
+    page = text(get(server, f"/share/{token}"))
+    og_url = re.search(r'<meta property="og:image" content="([^"]+)">', page)[1]
+    assert og_url == f"{server.url}/share/{token}.og.png"
+    resp = get(server, og_url.removeprefix(server.url))
+    assert resp.status == 200 and resp.getheader("Content-Type") == "image/png"
+    assert resp.getheader("X-Content-Type-Options") == "nosniff" and resp.getheader("Cache-Control") == "no-cache"
+    big = np.asarray(Image.open(io.BytesIO(resp.body)).convert("RGB"))  # type: ignore[attr-defined]
+    small = np.asarray(Image.open(records["plain"]["images"][0]).convert("RGB"))
+    assert big.shape[:2] == (512, 512) and np.array_equal(big, small.repeat(4, axis=0).repeat(4, axis=1))
+    store.unshare(token)
+    gone = get(server, f"/share/{token}.og.png")
+    assert gone.status == 404 and gone.getheader("Cache-Control") == "no-store"
+    assert not gone.body.startswith(b"\x89PNG")  # type: ignore[attr-defined]
+
+
 def test_revoked_token_is_404_for_page_and_png(server, store, records):
     record_id = records["plain"]["id"]
     token = store.share(record_id)
