@@ -254,6 +254,27 @@ def test_comfy_split_folder_generates_the_folders_pixels(shelf_engine, reference
     assert report_diff("comfy-split", image, reference).max() <= 1
 
 
+def test_an_all_in_one_checkpoint_takes_every_part_from_itself(tmp_path, reference):
+    """ComfyUI's checkpoint layout: transformer, ``vae.``, ``text_encoders.clip_l/t5xxl.transformer.`` in one file."""
+    state = {COMFY + k: v for k, v in flux_layout.to_bfl(transformer_state()).items()}
+    state.update({"vae." + k: v for k, v in vae_to_ldm(load_file(MODEL / "vae" / "diffusion_pytorch_model.safetensors"),
+                                                       4).items()})  # fmt: skip
+    clip = load_file(MODEL / "text_encoder" / "model.safetensors")
+    state.update({"text_encoders.clip_l.transformer.text_model." + k: v for k, v in clip.items()})
+    t5 = load_file(MODEL / "text_encoder_2" / "model.safetensors")
+    state.update({"text_encoders.t5xxl.transformer." + k: v for k, v in t5.items()})
+    save_file(state, str(tmp_path / "flux-mini-checkpoint.safetensors"))
+    write_configs(tmp_path / "flux-mini-configs")
+    engine = Engine(settings_mod.from_env({"STUDIO_MODEL": str(tmp_path / "flux-mini-checkpoint.safetensors")},
+                                          threads=1))  # fmt: skip
+    image = pixels(engine.generate(REQUEST).images[0])
+    parts = engine._location.files.parts
+    assert {name: parts[name].prefix for name in ("transformer", "vae", "text_encoder", "text_encoder_2")} == {
+        "transformer": COMFY, "vae": "vae.", "text_encoder": "text_encoders.clip_l.transformer.",
+        "text_encoder_2": "text_encoders.t5xxl.transformer."}  # fmt: skip
+    assert report_diff("all-in-one", image, reference).max() <= 1
+
+
 def test_split_parts_without_what_they_lack_name_it(tmp_path, split):
     for name in ("flux-mini.safetensors", "ae.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors"):
         os.symlink(split / name, tmp_path / name)
