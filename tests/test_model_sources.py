@@ -437,6 +437,7 @@ def cli(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Comp
                           text=True, timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow  # a CLI process that loads and quantizes: ~45 s on a shared CPU
 def test_studio_quant_int8_applies_in_the_cli_and_the_record_says_so(tmp_path):
     done = cli(["generate", "--prompt", PROMPT, "--steps", "1", "--width", "64", "--height", "64", "--seed", "1"],
                {"STUDIO_QUANT": "int8"}, tmp_path)  # fmt: skip
