@@ -84,6 +84,8 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
     family = PIPELINE_FAMILIES.get(pipeline) or TRANSFORMER_FAMILIES.get(str(config.get("_class_name")), "unknown")
     base = {"path": str(folder), "format": "diffusers", "family": family, "kind": "unknown", "variant": "",
             "dtype": _weights_dtype(folder / "transformer"), "parts": {}}  # fmt: skip
+    if family not in ("flux1", "flux1-kontext"):
+        return {**base, "loadable": False, "reason": f"a {family} model ({pipeline}) — the studio runs FLUX.1 models"}
     try:
         facts = transformer_config_facts(config)
     except (KeyError, TypeError, ValueError):
@@ -93,8 +95,6 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
                 variant="dev" if facts["guidance_embeds"] else "schnell",
                 parts={name: str(folder / name) for name, value in index.items()
                        if not name.startswith("_") and isinstance(value, list) and value and value[0]})
-    if family not in ("flux1", "flux1-kontext"):
-        return {**base, "loadable": False, "reason": f"a {family} model ({pipeline}) — the studio runs FLUX.1 models"}
     missing = [name for name in WEIGHTED if name in index and not _has_weights(folder / name)]
     missing += [name for name in ("tokenizer", "tokenizer_2") if name in index and not (folder / name).is_dir()]
     if missing:

@@ -348,6 +348,9 @@ def test_inspect_names_each_format(shelf, split, tmp_path, capsys):
     assert code == 0 and (found["format"], found["family"], found["dtype"], found["loadable"]) == \
         ("nf4", "flux1", "nf4", False)  # fmt: skip
     assert "Forge bnb-nf4" in found["reason"] and "GGUF" in found["reason"]
+    code, found = run_inspect(MODEL.parent / "flux2-mini", capsys)  # the embedded FLUX.2 [klein]-architecture model
+    assert code == 0 and (found["format"], found["family"], found["loadable"]) == ("diffusers", "flux2", False)
+    assert "runs FLUX.1 models" in found["reason"]
     code, found = run_inspect(split / "ae.safetensors", capsys)
     assert code == 0 and (found["format"], found["kind"], found["loadable"]) == ("component", "vae", False)
     assert "not a model" in found["reason"]
