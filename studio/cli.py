@@ -108,6 +108,8 @@ def add_generate_options(gen: argparse.ArgumentParser) -> None:
                      help="mix this share of the main prompt into every region prompt (0..1)")
     gen.add_argument("--init-image", type=Path)
     gen.add_argument("--mask", type=Path)
+    gen.add_argument("--reference", action="append", default=[], type=Path, metavar="IMAGE",
+                     help="a reference image (FLUX.1 Kontext: one; other models refuse it)")
     gen.add_argument("--strength", type=float)
     gen.add_argument("--cache", metavar="KIND[:THRESHOLD]")
     gen.add_argument("--model")

@@ -117,4 +117,5 @@ def request_from_args(args: argparse.Namespace, prompt: str, assets: AssetStore)
         mask=mask,
         strength=args.strength,
         cache=parse_cache(args.cache),
+        references=tuple(assets.put_file(Path(image)) for image in getattr(args, "reference", None) or ()),
     ).validate()

@@ -40,6 +40,8 @@ def compatibility_key(request: GenerationRequest) -> CoalesceKey | None:
     """
     if request.mode != "txt2img" or request.regions or request.controls or request.init_image or request.mask:
         return None
+    if request.references:  # reference tokens are per request (and a model may refuse them): run alone
+        return None
     if request.cache.kind != "none":
         return None
     schedule = json.dumps(request.schedule, sort_keys=True) if request.schedule else None

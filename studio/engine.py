@@ -68,6 +68,7 @@ class Engine:
         self._location: ModelLocation | None = None
         self._defaults: ModelDefaults | None = None
         self._derived: dict[str, Any] = {}
+        self._kontext = False  # the resident model takes reference images (FLUX.1 Kontext)
         self._text_cache: OrderedDict[tuple, sampling.TextConditioning] = OrderedDict()
         self._current_cancel: threading.Event | None = None
         self._group_cancels: tuple[threading.Event, ...] = ()
@@ -120,6 +121,7 @@ class Engine:
         self._pipe = self._place(pipe, location)
         self._exec_device = self._pipe._execution_device
         self._key, self._location = key, location
+        self._kontext = model_kinds.is_kontext(location.card_dir)
         self._defaults = defaults_for(location, bool(self._pipe.transformer.config.guidance_embeds))
         self.load_count += 1
         return location
@@ -172,6 +174,7 @@ class Engine:
 
     def _unload(self) -> None:
         self._pipe, self._key, self._location, self._defaults = None, None, None, None
+        self._kontext = False
         self._derived.clear()
         self._text_cache.clear()
         self._controlnets.clear()
@@ -326,6 +329,7 @@ class Engine:
         resolved = self.resolve(request).validate()
         resolved = apply_request_loras(self._pipe, resolved, self._loras, self.lora_adapters)
         model_kinds.check_request(self._pipe.transformer, resolved)  # after the LoRAs: a Control LoRA widens it
+        model_kinds.check_references(resolved, resolved.model, self._kontext)
         try:
             if cancel.is_set():
                 raise Cancelled("generation cancelled before it started")
@@ -391,7 +395,7 @@ class Engine:
         scheduler, timesteps = sampling.make_scheduler(pipe, req.steps, latents.shape[1], self._exec_device)
         callback = self.step_callback(on_step, req.height, req.width)
         regional = self._regions(req, cond, plan)
-        extensions = [ext for ext in (regional, self._controls(req, plan)) if ext is not None]
+        extensions = [ext for ext in (regional, self._controls(req, plan), self._references(req)) if ext is not None]
         backend = self.settings.attention_backend if regional is not None else ""
         with attention.masked_attention(pipe.transformer, backend), step_cache(pipe.transformer, req.cache, req.steps):
             latents = sampling.denoise(
@@ -423,6 +427,16 @@ class Engine:
         assert req.width and req.height
         return regions.build(base, region_conds, masks, req.height, req.width, plan.extras["regions"], req.batch_size,
                              req.region_base_ratio)
+
+    def _references(self, req: GenerationRequest) -> Any | None:
+        """FLUX.1 Kontext reference tokens for the request's reference image (None without one)."""
+        if not req.references:
+            return None
+        from studio.conditioning.reference import ReferenceTokens, encode_reference
+
+        assert req.width and req.height
+        image = self._assets.load(req.references[0])
+        return ReferenceTokens(*encode_reference(self._pipe, image, req.width, req.height, req.batch_size))
 
     def _controls(self, req: GenerationRequest, plan: sampling.StepPlan) -> Any | None:
         """ControlNet units for the request's controls (nets loaded once and kept beside the base pipeline)."""

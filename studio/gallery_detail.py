@@ -40,6 +40,7 @@ def input_refs(request: dict[str, Any]) -> list[tuple[str, str]]:
     for k, control in enumerate(request.get("controls") or []):
         refs.append((f"control {k + 1} ({control.get('kind')})", control.get("image")))
     refs += [("init image", request.get("init_image")), ("inpaint mask", request.get("mask"))]
+    refs += [(f"reference {k + 1}", ref) for k, ref in enumerate(request.get("references") or [])]
     return [(label, ref) for label, ref in refs if isinstance(ref, str) and ref.startswith("sha256:")]
 
 

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from studio.errors import StudioError
+from studio.errors import InvalidRequest, StudioError
 
 KINDS_BY_WIDTH = {1: "base", 2: "control", 6: "fill"}
 
@@ -32,6 +34,38 @@ def transformer_kind(transformer: Any) -> str:
         raise StudioError(f"a transformer with {cfg.in_channels} input and {out_channels} output channels is no "
                           "FLUX kind the studio knows (base, Control or Fill) — load FLUX.1-dev or -schnell")
     return KINDS_BY_WIDTH[ratio]
+
+
+def is_kontext(card_dir: Path | None) -> bool:
+    """A FLUX.1 Kontext folder: ``model_index.json`` names ``FluxKontextPipeline``, or ``studio.json`` says
+    ``"kontext": true`` (for single-file models whose card folder has no model index)."""
+    if card_dir is None:
+        return False
+    index, card = _json(card_dir / "model_index.json"), _json(card_dir / "studio.json")
+    return index.get("_class_name") == "FluxKontextPipeline" or card.get("kontext") is True
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def check_references(request: Any, model: str, kontext: bool) -> None:
+    """Refuse reference images on a model that cannot use them, and the inputs Kontext tokens do not combine with."""
+    if not request.references:
+        return
+    if not kontext:
+        raise InvalidRequest(f"{Path(model).name} cannot use reference images — load a FLUX.1 Kontext or FLUX.2 "
+                             "model, or remove reference images")
+    if len(request.references) > 1:
+        raise InvalidRequest(f"a FLUX.1 Kontext model takes one reference image (got {len(request.references)}) — "
+                             "keep one, or load a FLUX.2 model for several")
+    if request.mode != "txt2img" or request.controls or request.regions:
+        raise InvalidRequest("a reference image does not combine with img2img/inpaint, controls or regions yet — "
+                             "remove them, or the reference")
 
 
 def check_request(transformer: Any, request: Any) -> None:

@@ -26,6 +26,7 @@ MAX_BATCH = 16
 MAX_SEED = 2**32 - 1
 MAX_CONTROLS = 3
 MAX_REGIONS = 8
+MAX_REFERENCES = 4
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ASSET_REF = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -93,6 +94,7 @@ class GenerationRequest:
     strength: float | None = None
     cache: CacheSpec = field(default_factory=CacheSpec)
     quant: str = ""  # "": the studio's STUDIO_QUANT; the resolved request records what ran
+    references: tuple[str, ...] = ()  # reference images (``sha256:<hex>``) for FLUX.1 Kontext / FLUX.2 models
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -140,6 +142,10 @@ class GenerationRequest:
             raise InvalidRequest("inpaint needs a mask (white = repaint) — paint or upload one")
         if self.mode == "txt2img" and (self.init_image or self.mask):
             raise InvalidRequest("an init image or mask needs mode img2img or inpaint — set the mode")
+        if not isinstance(self.references, tuple) or len(self.references) > MAX_REFERENCES:
+            raise InvalidRequest(f"references must be a list of at most {MAX_REFERENCES} stored images — remove some")
+        for ref in self.references:
+            _check_ref("reference image", ref, required=True)
         if self.strength is not None:
             _check_float("strength", self.strength, 0.0, 1.0, hint="0.6")
             if self.strength == 0.0:
@@ -182,7 +188,7 @@ class GenerationRequest:
         """The record's ``request`` JSON object."""
         data = dataclasses.asdict(self)
         data["schema_version"] = SCHEMA_VERSION
-        for key in ("controls", "regions", "loras"):
+        for key in ("controls", "regions", "loras", "references"):
             data[key] = list(data[key])
         return data
 
@@ -200,6 +206,7 @@ class GenerationRequest:
             values["regions"] = tuple(RegionSpec(**r) for r in values.get("regions") or ())
             values["loras"] = tuple(LoraSpec(**x) for x in values.get("loras") or ())
             values["cache"] = CacheSpec(**(values.get("cache") or {}))
+            values["references"] = tuple(values.get("references") or ())
         except TypeError as exc:
             raise InvalidRequest(f"the request's controls/regions/loras/cache are malformed: {exc}") from None
         return cls(**values)

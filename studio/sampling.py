@@ -134,7 +134,8 @@ def _transformer_pass(
     for extension in extensions:
         kwargs.update(extension.transformer_kwargs(step, name, kwargs))
     with pipe.transformer.cache_context(name):
-        return pipe.transformer(**kwargs)[0]
+        out = pipe.transformer(**kwargs)[0]
+    return out[:, : latents.shape[1]]  # extra tokens an extension joined (Kontext references) are not predicted
 
 
 @torch.no_grad()

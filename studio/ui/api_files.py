@@ -19,7 +19,7 @@ from studio.assetstore import AssetStore
 from studio.cli_requests import control_spec
 from studio.errors import InvalidRequest
 from studio.outputs import generate_output
-from studio.request import MAX_CONTROLS, MAX_REGIONS, ControlSpec, GenerationRequest, RegionSpec
+from studio.request import MAX_CONTROLS, MAX_REGIONS, ControlSpec, RegionSpec
 from studio.ui.stored_images import uploaded
 
 CONTROL_KEYS = ("kind", "image", "strength", "start", "end")
@@ -140,16 +140,10 @@ def api_regions(value: Any, assets: AssetStore) -> tuple[RegionSpec, ...]:
 
 
 def api_references(value: Any, assets: AssetStore, model: str) -> dict[str, Any]:
-    """``reference`` files → the request's ``references`` field; refused with the reason, never ignored, while the
-    request has no such field (no engine path uses references yet). A model that cannot use them refuses later."""
+    """``reference`` files → the request's ``references`` field (stored with the caps of ``studio.limits``); a model
+    that cannot use them refuses the request with the reason (``model_kinds.check_references``), never ignores them."""
     if not value:
         return {}
-    if "references" not in GenerationRequest.__dataclass_fields__:
-        raise InvalidRequest(
-            f"model {Path(model).name} cannot use reference images: this studio's engine has no reference-image "
-            "conditioning (FLUX Kontext / Redux) yet — remove reference; to start from an image, pass it as "
-            "init_image (img2img)"
-        )
     if not isinstance(value, list):
         raise InvalidRequest("reference must be a list of files — e.g. [handle_file('look.png')]")
     return {"references": tuple(store_upload(assets, v, f"reference {k}") for k, v in enumerate(value, 1))}

@@ -1,0 +1,156 @@
+"""Reference images: FLUX.1 Kontext reference tokens in the studio's own sampling loop, stored and replayed.
+
+A temporary Kontext folder is flux-mini's components under a ``FluxKontextPipeline`` model index: diffusers'
+FluxKontextPipeline loads it as is, so the studio's pixels can be compared with diffusers' own Kontext loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio.errors import InvalidRequest
+from studio.request import GenerationRequest
+from studio.toyworld.grammar import Scene, ToyObject
+from studio.toyworld.render import render_scene
+from tests.conftest import MODEL, ROOT
+
+PROMPT = "a red circle in the top left on a white background"
+SIZE, STEPS, SEED = 128, 3, 7
+TOLERANCE = 3  # uint8 levels
+
+
+@pytest.fixture(scope="module")
+def kontext_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """flux-mini's components (symlinked) under a model index naming FluxKontextPipeline."""
+    folder = tmp_path_factory.mktemp("models") / "flux-mini-kontext"
+    folder.mkdir()
+    for entry in MODEL.iterdir():
+        if entry.name != "model_index.json":
+            (folder / entry.name).symlink_to(entry.resolve())
+    index = json.loads((MODEL / "model_index.json").read_text())
+    index["_class_name"] = "FluxKontextPipeline"
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def kontext_studio(kontext_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A Studio whose engine holds the Kontext folder."""
+    from studio import settings as settings_mod
+    from studio.engine import Engine
+    from studio.history import Store
+    from studio.service import Studio
+
+    data_dir = tmp_path_factory.mktemp("data")
+    settings = settings_mod.from_env({"STUDIO_MODEL": str(kontext_dir), "STUDIO_DATA_DIR": str(data_dir)},
+                                     threads=1)
+    store = Store(settings.db_url, settings.data_dir)
+    yield Studio(settings, engine=Engine(settings), store=store)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def reference_image() -> Image.Image:
+    scene = Scene((ToyObject("blue", "square", "bottom right"),), "yellow")
+    return Image.fromarray(render_scene(scene, SIZE, seed=3).image)
+
+
+def pixels(record: dict) -> np.ndarray:
+    return np.asarray(Image.open(record["images"][0]["path"]).convert("RGB")).astype(int)
+
+
+def request(**changes) -> GenerationRequest:
+    return GenerationRequest(prompt=PROMPT, width=SIZE, height=SIZE, steps=STEPS, seed=SEED, **changes)
+
+
+@pytest.fixture(scope="module")
+def with_reference(kontext_studio, reference_image) -> dict:
+    ref = kontext_studio.store.assets.put_image(reference_image)
+    return kontext_studio.generate(request(references=(ref,)))
+
+
+def test_kontext_folder_is_detected(kontext_dir: Path) -> None:
+    from studio import model_kinds
+
+    assert model_kinds.is_kontext(kontext_dir)
+    assert not model_kinds.is_kontext(MODEL)
+    assert not model_kinds.is_kontext(None)
+
+
+def test_studio_matches_diffusers_kontext_pipeline(kontext_dir, kontext_studio, reference_image, with_reference):
+    from diffusers import FluxKontextPipeline
+
+    resolved = with_reference["request"]
+    pipe = FluxKontextPipeline.from_pretrained(kontext_dir, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        prompt=PROMPT,
+        image=reference_image,
+        height=SIZE,
+        width=SIZE,
+        max_area=SIZE * SIZE,
+        _auto_resize=False,
+        num_inference_steps=STEPS,
+        guidance_scale=resolved["guidance"],
+        generator=[torch.Generator("cpu").manual_seed(SEED)],
+        max_sequence_length=kontext_studio.engine._defaults.max_sequence_length,
+    ).images[0]
+    diff = np.abs(pixels(with_reference) - np.asarray(expected.convert("RGB")).astype(int))
+    assert diff.max() <= TOLERANCE, f"max difference {diff.max()} levels"
+    print(f"studio vs FluxKontextPipeline: max {diff.max()} levels")
+
+
+def test_the_reference_changes_the_image(kontext_studio, with_reference):
+    without = kontext_studio.generate(request())
+    assert np.abs(pixels(with_reference) - pixels(without)).mean() > 1.0
+
+
+def test_record_png_and_replay_carry_the_reference(kontext_studio, with_reference):
+    from studio.pngmeta import read_png_request
+
+    refs = with_reference["request"]["references"]
+    assert len(refs) == 1 and refs[0].startswith("sha256:")
+    assert read_png_request(Path(with_reference["images"][0]["path"]))["references"] == refs
+    replay = kontext_studio.replay(with_reference["id"])
+    assert replay["request"]["references"] == refs
+    assert np.array_equal(pixels(replay), pixels(with_reference))
+
+
+def test_older_records_without_references_read_as_none() -> None:
+    data = request().to_dict()
+    assert data["references"] == []
+    del data["references"]
+    assert GenerationRequest.from_dict(data).references == ()
+
+
+def test_a_malformed_reference_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="reference image"):
+        request(references=("look.png",)).validate()
+
+
+def test_kontext_takes_one_reference_in_txt2img(kontext_studio, with_reference):
+    ref = with_reference["request"]["references"][0]
+    with pytest.raises(InvalidRequest, match="one reference image"):
+        kontext_studio.generate(request(references=(ref, ref)))
+
+
+def test_a_model_without_references_refuses_them_through_the_cli(data_dir: Path, reference_image, tmp_path):
+    image = tmp_path / "look.png"
+    reference_image.save(image)
+    env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_MODEL": str(MODEL), "STUDIO_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "studio", "generate", "--prompt", PROMPT, "--steps", "1", "--reference", str(image)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "flux-mini cannot use reference images — load a FLUX.1 Kontext or FLUX.2 model" in proc.stderr
+    assert "Traceback" not in proc.stderr
