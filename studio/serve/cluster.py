@@ -25,7 +25,8 @@ NAMESPACE = "flux-studio"
 COALESCING_SLOTS = 8  # requests one replica takes at once when coalescing (as the one-process studio's GPU slots)
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # a local cluster's object store: only events and small images cross it
 HEALTH_CHECK_PERIOD_S = 2.0  # how often Serve checks a replica (a dead one is replaced after a failed check)
-FORWARDED_ENV = ("STUDIO_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DIFFUSERS_", "TORCH_")
+FORWARDED_ENV = ("STUDIO_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DIFFUSERS_", "TORCH_", "TQDM_")
+QUIET_REPLICAS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no loading bars in the front end's log
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def plan(settings: Settings, replicas: int, gpus: float) -> Plan:
     if replicas < 1:
         raise StudioError(f"--replicas must be at least 1 (got {replicas})")
     slots = COALESCING_SLOTS if _coalesce_ms(settings) > 0 else 1
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+    env = {**QUIET_REPLICAS, **{k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}}
     if gpus >= 1 and settings.device != "cpu":
         return Plan(replicas, settings.threads or 1, slots,
                     {"num_gpus": 1, "num_cpus": 1, "runtime_env": {"env_vars": env}})
@@ -55,28 +56,38 @@ def plan(settings: Settings, replicas: int, gpus: float) -> Plan:
 class Cluster:
     """The front end's Ray connection and its Serve application of engine replicas."""
 
-    def __init__(self, settings: Settings, replicas: int) -> None:
+    def __init__(self, settings: Settings, replicas: int, max_replicas: int | None = None) -> None:
+        """Connect (a local cluster sized for ``max_replicas``, default ``replicas``) and deploy ``replicas``."""
         if on_zero_gpu():
             raise StudioError("--replicas needs GPUs of its own; on ZeroGPU run the studio without --replicas")
         import ray
         from ray import serve
 
         from studio.serve.cancel_board import CancelBoard
-        from studio.serve.replica import EngineReplica
 
         self.joined = bool(os.environ.get("RAY_ADDRESS"))
-        threads = settings.threads or max(1, (os.cpu_count() or 1) // replicas)
+        most = max(replicas, max_replicas or 0)
+        threads = settings.threads or max(1, (os.cpu_count() or 1) // most)
         if self.joined:  # an existing cluster (its own resources, logs, dashboard)
             ray.init(namespace=NAMESPACE, logging_level=logging.WARNING)
         else:  # a private local cluster: never another one that happens to run on this machine
             ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING,
-                     num_cpus=max(os.cpu_count() or 1, replicas * threads),
+                     num_cpus=max(os.cpu_count() or 1, most * threads),
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         atexit.register(self.close)
-        self.plan = plan(settings, replicas, ray.cluster_resources().get("GPU", 0))
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
         self.board = ray.remote(CancelBoard).options(
             name=f"{APP}-cancel-board", namespace=NAMESPACE, get_if_exists=True, num_cpus=0).remote()
+        self.deploy(settings, replicas)
+
+    def deploy(self, settings: Settings, replicas: int) -> None:
+        """Run ``replicas`` engine replicas with ``settings`` (again: Serve rolls the replicas over to them)."""
+        import ray
+        from ray import serve
+
+        from studio.serve.replica import EngineReplica
+
+        self.plan = plan(settings, replicas, ray.cluster_resources().get("GPU", 0))
         deployment = serve.deployment(
             EngineReplica, name=DEPLOYMENT, num_replicas=replicas, max_ongoing_requests=self.plan.slots,
             ray_actor_options=self.plan.actor_options, health_check_period_s=HEALTH_CHECK_PERIOD_S,

@@ -53,6 +53,7 @@ class Backend:
         from ray.exceptions import RayError
 
         replica: dict[str, Any] = {}
+        job = {**job, "progress": on_step is not None}  # step events (and their previews) only when listened to
         self._watch.add(job["id"], cancel)
         try:
             for kind, payload in self.cluster.handle.options(stream=True).run.remote(job):
@@ -68,6 +69,7 @@ class Backend:
             raise ReplicaLost(_lost(replica, "its stream ended early"), replica.get("replica"))
         except RayError as exc:
             log.warning("%s %s: replica %s lost: %s", job["kind"], job["id"], replica.get("replica"), exc)
+            self.cluster.board.finish.remote(job["id"])  # the dead replica's wait on the board ends too
             raise ReplicaLost(_lost(replica, type(exc).__name__), replica.get("replica")) from exc
         finally:
             self._watch.remove(job["id"])

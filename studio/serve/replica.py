@@ -112,8 +112,9 @@ class EngineReplica:
                 put(("cancelled", "cancelled by a newer request") if result is None
                     else wire.result_event(result, self.name))
                 return
+            on_step = (lambda update: put(wire.step_event(update))) if job.get("progress", True) else None
             record = self.studio.generate(
-                request, lambda update: put(wire.step_event(update)), cancel,
+                request, on_step, cancel,
                 replay_of=job.get("replay_of"), owner=job.get("owner"),
             )
             put(("done", record))
