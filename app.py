@@ -33,8 +33,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def private_gradio_folder() -> None:
+    """Gradio keeps uploads and the files it serves in ``GRADIO_TEMP_DIR``; unless set, use a folder only this
+    user can read (not the world-readable ``/tmp/gradio`` shared with every other program and user)."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.gettempdir()) / f"flux-studio-gradio-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+
+
 def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     """The FastAPI app with the studio mounted at ``/``."""
+    private_gradio_folder()  # before Gradio is imported: it reads the folder at import time
     import gradio as gr
     from fastapi import FastAPI
 

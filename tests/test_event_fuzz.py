@@ -45,23 +45,29 @@ def target(tmp_path_factory):
     secret.write_text(MARKER)
     server = AppServer(data, "--multi-user", env={"STUDIO_FUZZ_CANARY": ENV_CANARY})
     try:
-        victim = _victim_record(server.url)
+        victim = _victim_record(server.url, data, root / "victim-downloads")
         yield server, secret, victim
     finally:
         server.close()
 
 
-def _victim_record(url: str) -> dict[str, Any]:
-    """A record made by a browser visitor (its own cookie) through the studio's API."""
+def _victim_record(url: str, data_dir: Path, downloads: Path) -> dict[str, Any]:
+    """A record made by another visitor (its own cookie and key) through the studio's API.
+
+    ``path`` is where the server stores its image (the name a stranger could guess from a leaked id), not the
+    victim's own download, which lies on the victim's machine.
+    """
     from gradio_client import Client
 
     cookie = "flux_studio_visitor=" + secrets.token_urlsafe(24)
-    client = Client(url, verbose=False, headers={"Cookie": cookie, "Authorization": "Bearer " + secrets.token_urlsafe(24)})
+    client = Client(url, verbose=False, download_files=str(downloads),
+                    headers={"Cookie": cookie, "Authorization": "Bearer " + secrets.token_urlsafe(24)})
     out = client.predict(prompt=VICTIM_PROMPT, seed=7, steps=2, api_name="/generate")
-    out = out[0] if isinstance(out, (list, tuple)) else out
     record_id = out["id"]
-    image_path = Path(out["images"][0]) if isinstance(out["images"][0], str) else Path(out["images"][0]["path"])
-    return {"id": record_id, "path": image_path, "pixels": np.asarray(Image.open(image_path).convert("RGB"))}
+    pixels = np.asarray(Image.open(out["images"][0]).convert("RGB"))
+    stored = data_dir / "images" / f"{record_id}-0.png"
+    assert stored.is_file()
+    return {"id": record_id, "path": stored, "pixels": pixels}
 
 
 def _file_data(path: str) -> dict[str, Any]:
