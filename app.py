@@ -15,7 +15,7 @@ MAX_UPLOAD = "50mb"  # largest file a visitor may upload (images are also capped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Launch options (INTERFACES.md); GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured too."""
+    """Launch options (docs/cli.md); GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured too."""
     parser = argparse.ArgumentParser(description="Flux Studio")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

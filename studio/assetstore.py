@@ -1,7 +1,7 @@
 """Content-addressed store for input images (masks, control images, init images).
 
 Each image is kept once as a canonical PNG named by the sha256 of its bytes; a request refers to it as
-``"sha256:<hex>"`` (INTERFACES.md), so a record alone replays. Uploads are opened defensively: only common
+``"sha256:<hex>"`` (docs/cli.md), so a record alone replays. Uploads are opened defensively: only common
 image formats, no corrupt or truncated files, no decompression bombs.
 """
 

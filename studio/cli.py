@@ -1,4 +1,4 @@
-"""The command line of INTERFACES.md: ``python -m studio COMMAND [--json]``.
+"""The command line of docs/cli.md: ``python -m studio COMMAND [--json]``.
 
 Exit 0 on success; exit 2 on bad input, with ``{"error": ...}`` on stdout in JSON mode or the message on stderr.
 """

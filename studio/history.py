@@ -459,7 +459,7 @@ class Store:
         replay_of: str | None = None,
         owner: str | None = None,
     ) -> dict[str, Any]:
-        """Write the PNGs, then insert the row in one transaction; return the record (INTERFACES.md).
+        """Write the PNGs, then insert the row in one transaction; return the record (docs/cli.md).
 
         ``owner`` (multi-user mode) is stored with the row but never shown in records.
         """

@@ -1,4 +1,4 @@
-"""``python -m studio lora inspect PATH``, ``lora list`` and ``lora train``: the LoRA commands of INTERFACES.md."""
+"""``python -m studio lora inspect PATH``, ``lora list`` and ``lora train``: the LoRA commands of docs/cli.md."""
 
 from __future__ import annotations
 

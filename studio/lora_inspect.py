@@ -64,7 +64,7 @@ class LoraInfo:
         return self.control_channels is not None
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the keys of INTERFACES.md's ``lora inspect``."""
+        """Exactly the keys of docs/cli.md's ``lora inspect``."""
         return {"format": self.format, "target": self.target, "matched": self.matched, "total": self.total,
                 "rank": self.rank, "trigger_words": list(self.trigger_words), "sha256": self.sha256}
 

@@ -1,5 +1,5 @@
 """Where a generation's results go: room on the data disk before generating, and the ``generate`` output of
-INTERFACES.md shared by the CLI and the Gradio API."""
+docs/cli.md shared by the CLI and the Gradio API."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """GenerationRequest: the one description of a generation — validated, run, stored, embedded, shared, replayed.
 
-Its JSON form is the record's ``request`` in INTERFACES.md.
+Its JSON form is the record's ``request`` in docs/cli.md.
 """
 
 from __future__ import annotations

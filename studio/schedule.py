@@ -1,7 +1,7 @@
 """Guidance schedules: piecewise-linear curves over the denoising steps.
 
 A curve is a list of ``[p, value]`` points with p in [0, 1], sorted by p, linear in between and flat
-outside. Step i of N (0-based) sits at p = i / (N - 1) (p = 0 when N = 1). See INTERFACES.md.
+outside. Step i of N (0-based) sits at p = i / (N - 1) (p = 0 when N = 1). See docs/cli.md.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def _path(value: str) -> Path:
 
 
 def from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from STUDIO_* variables (INTERFACES.md), then explicit overrides (flags)."""
+    """Settings from STUDIO_* variables (docs/cli.md), then explicit overrides (flags)."""
     env = dict(os.environ if env is None else env)
     data_dir = _path(env["STUDIO_DATA_DIR"]) if env.get("STUDIO_DATA_DIR") else PROJECT_ROOT / "gallery"
     if overrides.get("data_dir") is not None:

@@ -68,7 +68,7 @@ def test_browser_generate_find_favourite_share_remix_replay_revoke(server, tmp_p
             expect(other.locator("#prompt")).to_contain_text("zeppelin")
             assert other.locator("img.hero").evaluate("img => img.complete && img.naturalWidth") > 0
             og_image = other.locator('meta[property="og:image"]').get_attribute("content")
-            assert og_image == f"{share_url}.png"
+            assert og_image == f"{share_url}.og.png"
             assert other.locator('meta[name="twitter:card"]').get_attribute("content") == "summary_large_image"
             with urllib.request.urlopen(og_image) as resp:
                 assert resp.headers["Content-Type"] == "image/png" and resp.read(8) == b"\x89PNG\r\n\x1a\n"

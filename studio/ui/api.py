@@ -1,4 +1,4 @@
-"""Gradio API names of INTERFACES.md (generate, replay, history, share) for gradio_client.
+"""Gradio API names of docs/cli.md (generate, replay, history, share) for gradio_client.
 
 In multi-user mode every API call has an owner of its own (``visitors.api_owner``): the hash ``k:<sha256>`` of an
 ``Authorization: Bearer <token>`` header, else the visitor cookie that gradio_client keeps from its first response
@@ -64,7 +64,7 @@ def batch_size(batch: int | None) -> int:
 
 
 def register_api(studio: Studio, multi_user: bool, gpu_slots: int = 1) -> None:
-    """Gradio API names of INTERFACES.md: generate, replay, history, share (gradio_client; docs/api.md).
+    """Gradio API names of docs/cli.md: generate, replay, history, share (gradio_client; docs/api.md).
 
     In multi-user mode each API client is an owner of its own (see the module docstring).
     """
