@@ -87,7 +87,7 @@ class Cluster:
 
         from studio.serve.replica import EngineReplica
 
-        self.plan = plan(settings, replicas, ray.cluster_resources().get("GPU", 0))
+        self.settings, self.plan = settings, plan(settings, replicas, ray.cluster_resources().get("GPU", 0))
         deployment = serve.deployment(
             EngineReplica, name=DEPLOYMENT, num_replicas=replicas, max_ongoing_requests=self.plan.slots,
             ray_actor_options=self.plan.actor_options, health_check_period_s=HEALTH_CHECK_PERIOD_S,
