@@ -138,6 +138,7 @@ class Engine:
         config = quantization_config(quant, self.device) if location.files is None else None
         if config is not None:
             kwargs["quantization_config"] = config
+        model_kinds.check_family(location.card_dir)
         started = time.perf_counter()
         try:
             if location.files is not None:

@@ -100,7 +100,8 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
     if missing:
         return {**base, "loadable": False, "reason": f"{', '.join(missing)} missing in {folder} (no weights or no "
                 "folder) — re-download the model, or put the parts beside a single transformer file instead"}
-    note = "loads for text-to-image; Kontext's image editing is not wired in the studio" if family != "flux1" else None
+    note = "loads; a reference image (--reference) conditions it as FluxKontextPipeline does" if family != "flux1" \
+        else None
     return {**base, "loadable": True, "reason": note}
 
 

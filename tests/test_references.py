@@ -80,8 +80,11 @@ def with_reference(kontext_studio, reference_image) -> dict:
 
 def test_kontext_folder_is_detected(kontext_dir: Path) -> None:
     from studio import model_kinds
+    from studio.model_inspect import diffusers_report
 
     assert model_kinds.is_kontext(kontext_dir)
+    found = diffusers_report(kontext_dir)
+    assert (found["family"], found["loadable"]) == ("flux1-kontext", True) and "--reference" in found["reason"]
     assert not model_kinds.is_kontext(MODEL)
     assert not model_kinds.is_kontext(None)
 
@@ -154,3 +157,15 @@ def test_a_model_without_references_refuses_them_through_the_cli(data_dir: Path,
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "flux-mini cannot use reference images — load a FLUX.1 Kontext or FLUX.2 model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_engine_refuses_a_flux2_folder_before_reading_it() -> None:
+    from studio import settings as settings_mod
+    from studio.engine import Engine
+    from studio.errors import StudioError
+
+    folder = ROOT / "assets" / "models" / "flux2-mini"
+    engine = Engine(settings_mod.from_env({"STUDIO_MODEL": str(folder)}, threads=1))
+    with pytest.raises(StudioError, match="flux2-mini is a FLUX.2 model .* load a FLUX.1 model") as caught:
+        engine.ensure()
+    assert type(caught.value) is StudioError and engine.pipe is None and engine.load_count == 0
