@@ -89,13 +89,19 @@ def test_kontext_folder_is_detected(kontext_dir: Path) -> None:
     assert not model_kinds.is_kontext(None)
 
 
-def test_studio_matches_diffusers_kontext_pipeline(kontext_dir, kontext_studio, reference_image, with_reference):
+@pytest.fixture(scope="module")
+def kontext_pipe(kontext_dir: Path):
+    """diffusers' own FluxKontextPipeline on the same folder, loaded as is."""
     from diffusers import FluxKontextPipeline
 
-    resolved = with_reference["request"]
     pipe = FluxKontextPipeline.from_pretrained(kontext_dir, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    expected = pipe(
+    return pipe
+
+
+def diffusers_pixels(pipe, studio, reference_image, record: dict, **kwargs) -> np.ndarray:
+    """FluxKontextPipeline's image for the record's request, the reference at the output size."""
+    image = pipe(
         prompt=PROMPT,
         image=reference_image,
         height=SIZE,
@@ -103,13 +109,39 @@ def test_studio_matches_diffusers_kontext_pipeline(kontext_dir, kontext_studio, 
         max_area=SIZE * SIZE,
         _auto_resize=False,
         num_inference_steps=STEPS,
-        guidance_scale=resolved["guidance"],
+        guidance_scale=record["request"]["guidance"],
         generator=[torch.Generator("cpu").manual_seed(SEED)],
-        max_sequence_length=kontext_studio.engine._defaults.max_sequence_length,
+        max_sequence_length=studio.engine._defaults.max_sequence_length,
+        **kwargs,
     ).images[0]
-    diff = np.abs(pixels(with_reference) - np.asarray(expected.convert("RGB")).astype(int))
+    return np.asarray(image.convert("RGB")).astype(int)
+
+
+def test_studio_matches_diffusers_kontext_pipeline(kontext_pipe, kontext_studio, reference_image, with_reference):
+    expected = diffusers_pixels(kontext_pipe, kontext_studio, reference_image, with_reference)
+    diff = np.abs(pixels(with_reference) - expected)
     assert diff.max() <= TOLERANCE, f"max difference {diff.max()} levels"
-    print(f"studio vs FluxKontextPipeline: max {diff.max()} levels")
+
+
+def test_true_cfg_with_a_reference_matches_diffusers(kontext_pipe, kontext_studio, reference_image, with_reference):
+    ref = with_reference["request"]["references"][0]
+    record = kontext_studio.generate(request(references=(ref,), true_cfg=2.5, negative_prompt="a blue square"))
+    expected = diffusers_pixels(kontext_pipe, kontext_studio, reference_image, record, true_cfg_scale=2.5,
+                                negative_prompt="a blue square")
+    diff = np.abs(pixels(record) - expected)
+    assert diff.max() <= TOLERANCE, f"max difference {diff.max()} levels"
+
+
+def test_step_cache_previews_and_schedules_run_with_a_reference(kontext_studio, with_reference):
+    from studio.request import CacheSpec
+
+    ref = with_reference["request"]["references"][0]
+    steps: list[int] = []
+    schedule = {"guidance": [[0, 3.0], [1, 1.0]]}
+    record = kontext_studio.generate(request(references=(ref,), cache=CacheSpec("fbcache"), schedule=schedule),
+                                     on_step=lambda update: steps.append(update.step))
+    assert record["status"] == "done" and steps == list(range(1, STEPS + 1))
+    assert record["request"]["references"] == [ref]
 
 
 def test_the_reference_changes_the_image(kontext_studio, with_reference):
