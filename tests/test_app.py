@@ -149,10 +149,30 @@ def test_browser_cancel_mid_generation_says_cancelled_and_keeps_a_cancelled_reco
     assert record["status"] == "cancelled" and record["images"] == []
 
 
+def open_more_settings(page) -> None:
+    """Open the settings accordion that holds the T5 prompt, step cache, live mode and the PNG drop."""
+    page.get_by_text("More: T5 prompt").click()
+
+
 def latest_records(server, n: int) -> list[dict]:
     from gradio_client import Client
 
     return Client(server.url, verbose=False).predict(limit=n, api_name="/history")["records"]
+
+
+def record_image(server, record: dict, k: int = 0):
+    """Image ``k`` of a record from the API: a downloaded file, or (history records) its owner-checked URL."""
+    import io
+
+    from PIL import Image
+
+    entry = record["images"][k]
+    if isinstance(entry, str):
+        return Image.open(entry)
+    if entry.get("path"):
+        return Image.open(entry["path"])
+    with urllib.request.urlopen(server.url + entry["url"]) as resp:
+        return Image.open(io.BytesIO(resp.read()))
 
 
 @pytest.mark.browser
@@ -181,8 +201,7 @@ def test_browser_dragging_a_schedule_point_changes_the_stored_schedule_and_the_i
     first, second = before["request"]["schedule"]["guidance"], after["request"]["schedule"]["guidance"]
     assert first[0][1] > second[0][1]  # dragged down: less guidance at the start
     assert first[1:] == second[1:]
-    # gradio_client hands record images over as downloaded files
-    assert Path(before["images"][0]).read_bytes() != Path(after["images"][0]).read_bytes()
+    assert record_image(server, before).tobytes() != record_image(server, after).tobytes()
 
 
 def paint_area(page, editor, colour: str, left: float, top: float, right: float, bottom: float) -> None:
@@ -203,7 +222,6 @@ def paint_area(page, editor, colour: str, left: float, top: float, right: float,
 
 @pytest.mark.browser
 def test_browser_two_painted_regions_put_each_object_in_its_region(server, tmp_path):
-    from PIL import Image
     from playwright.sync_api import expect
 
     from studio.toyworld.evaluate import evaluate_image
@@ -228,7 +246,7 @@ def test_browser_two_painted_regions_put_each_object_in_its_region(server, tmp_p
     record = latest_records(server, 1)[0]
     assert [r["prompt"] for r in record["request"]["regions"]] == [red, blue]
     assert all(r["mask"].startswith("sha256:") for r in record["request"]["regions"])
-    found = evaluate_image(Image.open(record["images"][0]), prompt).objects  # each object where its region is
+    found = evaluate_image(record_image(server, record), prompt).objects  # each object where its region is
     assert [(o.colour_ok, o.position_ok) for o in found] == [(True, True), (True, True)], found
 
 
@@ -237,7 +255,6 @@ def test_browser_pick_lora_insert_trigger_words_and_generate_and_the_style_appea
     """The shipped style LoRA zwx-orange (trained by the Train LoRA code: objects drawn orange) applied from the
     picker: the trigger word goes into the prompt and the generated object is orange; without it, green."""
     from gradio_client import Client
-    from PIL import Image
     from playwright.sync_api import expect
 
     from studio.toyworld.evaluate import evaluate_image
@@ -260,9 +277,9 @@ def test_browser_pick_lora_insert_trigger_words_and_generate_and_the_style_appea
     record = latest_records(server, 1)[0]
     assert record["request"]["loras"][0]["name"] == "zwx-orange" and record["request"]["seed"] == 4
     assert len(record["request"]["loras"][0]["sha256"]) == 64
-    styled = evaluate_image(Image.open(record["images"][0]), prompt).objects[0]
+    styled = evaluate_image(record_image(server, record), prompt).objects[0]
     plain = Client(server.url, verbose=False).predict(prompt=prompt, seed=4, api_name="/generate")
-    unstyled = evaluate_image(Image.open(plain["images"][0]), prompt).objects[0]
+    unstyled = evaluate_image(record_image(server, plain), prompt).objects[0]
     assert (styled.colour, unstyled.colour) == ("orange", "green")
 
 
@@ -276,6 +293,7 @@ def test_browser_dropping_a_png_fills_the_panel(server, tmp_path):
         api_name="/generate")
     with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
         page.goto(server.url + "/")
+        open_more_settings(page)
         page.locator("#import_png input[type=file]").set_input_files(made["images"][0])
         expect(page.locator("#prompt textarea")).to_have_value(
             "a green triangle in the bottom left on a black background", timeout=20_000)
@@ -291,6 +309,7 @@ def test_browser_live_mode_regenerates_as_you_type(server, tmp_path):
 
     with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
         page.goto(server.url + "/")
+        open_more_settings(page)
         page.locator("#live input").check()
         before = len(latest_records(server, 100))
         started = time.perf_counter()

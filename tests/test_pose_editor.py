@@ -181,7 +181,7 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
     from gradio_client import Client
     from playwright.sync_api import expect
 
-    from tests.test_app import browser_page, drag
+    from tests.test_app import browser_page, drag, record_image
 
     with browser_page(tmp_path, {"width": 1400, "height": 1600}) as page:
         page.goto(pose_server.url + "/")
@@ -229,9 +229,9 @@ def test_browser_preset_drag_map_then_generate_with_the_pose(pose_server, tmp_pa
     from studio.toyworld.evaluate import control_obeyed, control_silhouette
 
     silhouette = control_silhouette(expected, "pose")
-    posed = np.asarray(Image.open(record["images"][0]).convert("RGB"))
+    posed = np.asarray(record_image(pose_server, record).convert("RGB"))
     plain = Client(pose_server.url, verbose=False).predict(prompt=PROMPT, seed=3, api_name="/generate")
-    unposed = np.asarray(Image.open(plain["images"][0]).convert("RGB"))
+    unposed = np.asarray(record_image(pose_server, plain).convert("RGB"))
     iou_posed, obeyed = control_obeyed(posed, silhouette, "pose")
     iou_plain, _ = control_obeyed(unposed, silhouette, "pose")
     assert obeyed and iou_posed >= iou_plain + 0.1, (iou_posed, iou_plain)

@@ -66,7 +66,7 @@ CSS = """
 #history .caption-label {display: none}
 body:has(.fs-toy-model) #history img {image-rendering: pixelated}
 #side_column {gap: 10px}
-#side_tabs button[role="tab"] {padding-left: 10px; padding-right: 10px}
+#side_tabs button[role="tab"] {padding-left: 7px; padding-right: 7px}
 #settings_note p {margin: 0; color: var(--color-accent)}
 #lora_table {overflow-x: auto}
 #train_images .wrap, #import_png .wrap {white-space: normal; text-align: center; line-height: 1.3}

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from studio.ui.page import Page
 
 LIVE_TRIGGERS = ("prompt", "guidance", "true_cfg", "seed", "steps", "schedule_json")
-WAIT_POLL_S = 0.5  # how often a waiting generation checks its place in the line
+WAIT_POLL_S = 0.5
+XY_SHOWN_MAX_SIDE = 2048  # how often a waiting generation checks its place in the line
 
 
 def done_message(record: dict[str, Any]) -> str:
@@ -130,7 +131,9 @@ def wire(page: Page) -> None:
         items, ids = page.history_items(owner, page.root(request))
         note = f"X/Y plot: {len(records)} records ({', '.join(r['id'] for r in records[:3])}…)"
         caption = f"{x.name}" + (f" × {y.name}" if y else "")
-        return note, result_panel.pil_html([grid], note=caption), records[-1], items, ids, records[-1]["id"]
+        shown = grid.copy()
+        shown.thumbnail((XY_SHOWN_MAX_SIDE, XY_SHOWN_MAX_SIDE))  # for the page only: each cell is a stored record
+        return note, result_panel.pil_html([shown], note=caption), records[-1], items, ids, records[-1]["id"]
 
     def on_live(data: dict[Any, Any], request: gr.Request) -> Any:
         """A quick generation of the current settings, not stored; stale ones were cancelled on change."""

@@ -49,7 +49,7 @@ def build(page: Page) -> None:
             ext["loras"] = lora_panel.build(list_entries, panel["prompt"], settings)
         with gr.Tab("Train LoRA", id="train"):
             ext["training"] = training_panel.build(studio, page.ctx.gpu_slots, page.owner)
-        with gr.Tab("X/Y plot", id="xy"):
+        with gr.Tab("X/Y", id="xy"):
             ext["xy"] = run_panel.build_xy(page)
 
 
