@@ -206,9 +206,12 @@ class GenerationRequest:
             values["regions"] = tuple(RegionSpec(**r) for r in values.get("regions") or ())
             values["loras"] = tuple(LoraSpec(**x) for x in values.get("loras") or ())
             values["cache"] = CacheSpec(**(values.get("cache") or {}))
-            values["references"] = tuple(values.get("references") or ())
+            references = values.get("references") or ()
+            if not isinstance(references, (list, tuple)):
+                raise TypeError("references must be a list of 'sha256:<hex>' image references")
+            values["references"] = tuple(references)
         except TypeError as exc:
-            raise InvalidRequest(f"the request's controls/regions/loras/cache are malformed: {exc}") from None
+            raise InvalidRequest(f"the request's controls/regions/loras/cache/references are malformed: {exc}") from None
         return cls(**values)
 
 

@@ -170,6 +170,8 @@ def test_older_records_without_references_read_as_none() -> None:
 def test_a_malformed_reference_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="reference image"):
         request(references=("look.png",)).validate()
+    with pytest.raises(InvalidRequest, match="references must be a list"):
+        GenerationRequest.from_dict({**request().to_dict(), "references": "sha256:" + "0" * 64})
 
 
 def test_kontext_takes_one_reference_in_txt2img(kontext_studio, with_reference):
