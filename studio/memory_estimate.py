@@ -72,10 +72,10 @@ def _dtype_bytes(module: Any) -> int:
 
 
 def denoise_bytes(shape: ModelShape, width: int, height: int, batch: int = 1, regions: int = 0,
-                  controls: int = 0) -> int:
-    """Transformer activations of one step (ControlNets and regional masks included)."""
+                  controls: int = 0, references: int = 0) -> int:
+    """Transformer activations of one step (ControlNets, regional masks and Kontext reference tokens included)."""
     text = shape.text_tokens * (1 + regions)
-    tokens = (height // 16) * (width // 16) + text
+    tokens = (height // 16) * (width // 16) * (1 + references) + text  # a reference: as many tokens as the image
     activations = K_T * batch * tokens * shape.width * shape.act_bytes * (1 + controls)
     if regions:  # boolean mask + unfused attention scores and probabilities
         activations += tokens * tokens + 2 * batch * shape.heads * tokens * tokens * shape.act_bytes
@@ -97,19 +97,20 @@ def decode_bytes(shape: ModelShape, width: int, height: int, batch: int = 1) -> 
 
 
 def estimate_bytes(shape: ModelShape, width: int, height: int, batch: int = 1, regions: int = 0,
-                   controls: int = 0) -> int:
+                   controls: int = 0, references: int = 0) -> int:
     """Peak memory of a generation beyond the resident weights."""
-    peak = max(denoise_bytes(shape, width, height, batch, regions, controls),
+    peak = max(denoise_bytes(shape, width, height, batch, regions, controls, references),
                decode_bytes(shape, width, height, batch))
     return int(OVERHEAD + SAFETY * peak)
 
 
-def largest_square(shape: ModelShape, budget: int, batch: int = 1, regions: int = 0, controls: int = 0) -> int:
+def largest_square(shape: ModelShape, budget: int, batch: int = 1, regions: int = 0, controls: int = 0,
+                   references: int = 0) -> int:
     """The largest side (a multiple of 16, ≤ MAX_SIDE) whose square fits in ``budget``; 0 when none does."""
     low, high = 0, MAX_SIDE // 16
     while low < high:  # the estimate grows with the side: binary search on side / 16
         mid = (low + high + 1) // 2
-        if estimate_bytes(shape, mid * 16, mid * 16, batch, regions, controls) <= budget:
+        if estimate_bytes(shape, mid * 16, mid * 16, batch, regions, controls, references) <= budget:
             low = mid
         else:
             high = mid - 1
@@ -190,20 +191,20 @@ def _gib(n: int) -> str:
 
 
 def check_fits(shape: ModelShape, budget: int, width: int, height: int, batch: int = 1, regions: int = 0,
-               controls: int = 0, hint: str = "") -> int:
+               controls: int = 0, hint: str = "", references: int = 0) -> int:
     """The estimate in bytes; InsufficientMemory naming the largest square size that fits when it exceeds ``budget``."""
-    need = estimate_bytes(shape, width, height, batch, regions, controls)
+    need = estimate_bytes(shape, width, height, batch, regions, controls, references)
     if need <= budget:
         return need
     size = f"{width}×{height}" + (f" × {batch} images" if batch > 1 else "")
-    side = largest_square(shape, budget, batch, regions, controls)
+    side = largest_square(shape, budget, batch, regions, controls, references)
     if side:
         fix = f"the largest square size that fits is {side}×{side}"
         if batch > 1:
-            single = largest_square(shape, budget, 1, regions, controls)
+            single = largest_square(shape, budget, 1, regions, controls, references)
             fix += f" ({single}×{single} with batch 1)"
-    elif batch > 1 and largest_square(shape, budget, 1, regions, controls):
-        single = largest_square(shape, budget, 1, regions, controls)
+    elif batch > 1 and largest_square(shape, budget, 1, regions, controls, references):
+        single = largest_square(shape, budget, 1, regions, controls, references)
         fix = f"generate one image at a time (up to {single}×{single})"
     else:
         fix = "not even 16×16 fits — free memory (close other programs) and try again"

@@ -115,6 +115,7 @@ class Studio:
         memory_estimate.check_fits(
             shape, budget, request.width or defaults.width, request.height or defaults.height, request.batch_size,
             len(request.regions), len(request.controls), hint=self._memory_hint(pipe, device),
+            references=len(request.references),
         )
 
     def _memory_hint(self, pipe: Any, device: Any) -> str:

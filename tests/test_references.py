@@ -6,6 +6,7 @@ FluxKontextPipeline loads it as is, so the studio's pixels can be compared with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -203,3 +204,16 @@ def test_the_engine_refuses_a_flux2_folder_before_reading_it() -> None:
     with pytest.raises(StudioError, match="flux2-mini is a FLUX.2 model .* load a FLUX.1 model") as caught:
         engine.ensure()
     assert type(caught.value) is StudioError and engine.pipe is None and engine.load_count == 0
+
+
+def test_the_memory_estimate_counts_reference_tokens(kontext_studio) -> None:
+    from studio import memory_estimate
+
+    kontext_studio.engine.ensure()
+    shape = memory_estimate.shape_of(kontext_studio.engine.pipe, 32)
+    plain = memory_estimate.denoise_bytes(shape, 1024, 1024)
+    assert memory_estimate.denoise_bytes(shape, 1024, 1024, references=1) > 1.8 * plain
+    dev = dataclasses.replace(shape, width=3072, heads=24, text_tokens=512)  # FLUX.1-dev's transformer: denoise peaks
+    budget = memory_estimate.estimate_bytes(dev, 1024, 1024)
+    assert memory_estimate.estimate_bytes(dev, 1024, 1024, references=1) > budget
+    assert memory_estimate.largest_square(dev, budget, references=1) < memory_estimate.largest_square(dev, budget)
