@@ -24,7 +24,7 @@ def build() -> dict[str, Any]:
     """Mode, editor (init image + painted mask) and strength."""
     w: dict[str, Any] = {}
     gr.Markdown("Start from an image: **img2img** redraws all of it, **inpaint** only where you paint (white). "
-                "Strength 0 keeps the image, 1 ignores it. Use “Send to edit” under the history to start from a "
+                "Strength 0 keeps the image, 1 ignores it. Press **Edit** under the image to start from the shown "
                 "result.")
     w["mode"] = gr.Radio(list(MODES), value="off", label="Mode", elem_id="edit_mode")
     w["editor"] = gr.ImageEditor(
@@ -55,7 +55,7 @@ def edit_fields(mode: str, value: Any, strength: float | None, put_image: Any) -
         raise InvalidRequest(f"unknown edit mode {mode!r} — pick one of: {', '.join(MODES)}")
     background = _background(value)
     if background is None:
-        raise InvalidRequest(f"{mode} needs an init image — upload one in the Edit tab or use “Send to edit”")
+        raise InvalidRequest(f"{mode} needs an init image — upload one in the Edit tab or press Edit under the image")
     for layer in value.get("layers") or []:  # every size is checked before anything is stored
         check_image(layer, "the painted layer")
     init = Image.fromarray(background[..., :3].astype(np.uint8), "RGB")

@@ -54,7 +54,8 @@ def build(page: Page) -> None:
 
 
 def wire(page: Page) -> None:
-    """The regions overlay and the schedule editor's first drawing."""
+    """The regions overlay, the control maps over the current record, and the schedule editor's first drawing."""
+    controls_panel.wire_overlay(page.ext["controls"], page.selected_id, page.studio, page.who)
     panel, regions = page.panel, page.ext["regions"]
     prompts = [regions[n] for n in regions_panel.prompt_names()]
 
