@@ -69,7 +69,9 @@ body:has(.fs-toy-model) #history img {image-rendering: pixelated}
 #side_tabs button[role="tab"] {padding-left: 7px; padding-right: 7px}
 #settings_note p {margin: 0; color: var(--color-accent)}
 #lora_table {overflow-x: auto}
-#train_images .wrap, #import_png .wrap {white-space: normal; text-align: center; line-height: 1.3}
+[data-testid="upload-text"], [data-testid="upload-text"] .prompt {white-space: normal !important;
+  text-overflow: clip !important; overflow: visible !important; text-align: center; line-height: 1.3;
+  flex-wrap: wrap; justify-content: center}
 """
 
 

@@ -76,7 +76,7 @@ def build_settings(page: Page) -> None:
         w["live"] = gr.Checkbox(False, label="Live: regenerate as you type or drag (fast models; not saved to "
                                 "history — press Generate to keep one)", elem_id="live")
         w["import_png"] = gr.File(label="Drop a PNG (ours, A1111/Forge, ComfyUI) to load its settings",
-                                  file_types=[".png"], type="filepath", height=110, elem_id="import_png")
+                                  file_types=[".png"], type="filepath", height=150, elem_id="import_png")
     dice.click(lambda: adapters.random_seed_value(), None, w["seed"], queue=False, api_visibility="private")
 
     def sized(preset: Any) -> Any:
