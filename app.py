@@ -12,6 +12,7 @@ import sys
 
 log = logging.getLogger("studio.app")
 MAX_UPLOAD = "50mb"  # largest file a visitor may upload (images are also capped in pixels)
+REPLICAS_STOP_S = 10  # with --replicas: seconds open connections get on SIGTERM before Ray is stopped
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,7 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"Flux Studio on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # With --replicas, stop within a bound on SIGTERM even while pages keep streams open: Ray stops at exit, and a
+    # front end killed later by its supervisor would leave Ray's agent processes behind (docs/scaling.md).
+    graceful = {"timeout_graceful_shutdown": REPLICAS_STOP_S} if args.replicas is not None else {}
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **graceful)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,13 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -88,14 +95,16 @@ def server(tmp_path_factory) -> Iterator[ReplicaServer]:
         yield srv
     finally:
         ray_pids |= descendants(srv.proc.pid)
+        stopping = time.monotonic()
         srv.close()
+        stopped = f"the app stopped in {time.monotonic() - stopping:.1f} s with code {srv.proc.returncode}"
         deadline = time.monotonic() + 30
         while any(alive(pid) for pid in ray_pids) and time.monotonic() < deadline:
             time.sleep(0.5)
-        left = [pid for pid in ray_pids if alive(pid)]
+        left = {pid: command(pid) for pid in ray_pids if alive(pid)}
         for pid in left:  # only processes this app started
             os.kill(pid, signal.SIGKILL)
-        assert not left, f"Ray processes outlived the app: {left}"
+        assert not left, f"Ray processes outlived the app ({stopped}): {left}"
 
 
 def healthz(server: AppServer) -> dict[str, Any]:
@@ -146,45 +155,72 @@ def test_concurrent_requests_use_both_replicas_and_one_history(server):
         assert record["timings"]["replica"] == out["timings"]["replica"]
         assert record["request"]["seed"] == out["seed"] and Path(record["images"][0]["path"]).is_file()
         assert Path(record["images"][0]["path"]).parent == server.data_dir / "images"
+    from gradio_client import Client
+
+    replay = Client(server.url, verbose=False).predict(id=outs[0]["id"], api_name="/replay")
+    assert replay["replay_of"] == outs[0]["id"] and replay["status"] == "done" and replay["timings"]["replica"]
 
 
-def ui_event(config: dict[str, Any], api_name: str) -> tuple[int, list[int]]:
-    """(fn_index, input component ids) of the page's event ``api_name``."""
-    return next((k, d["inputs"]) for k, d in enumerate(config["dependencies"]) if d.get("api_name") == api_name)
-
-
-def test_cancel_from_the_page_reaches_the_replica(server):
-    """The page's Generate (step updates stream back from the replica), then its Cancel, over Gradio's protocol."""
-    prompt = "a green triangle in the center, cancelled"
-    values = {"prompt": prompt, "steps": 200, "seed": 5}
+def page_event(server: AppServer, api_name: str, values: dict[str, Any],
+               on_message: Callable[[dict[str, Any], httpx.Client, dict[str, Any], str], None] | None = None,
+               ) -> dict[str, Any]:
+    """Run the page's event ``api_name`` (the first whose name starts so) over Gradio's queue protocol, each input
+    at its default unless ``values`` names its elem_id; ``on_message`` sees every message; return the last one."""
     session = secrets.token_hex(8)
     with httpx.Client(timeout=180) as client:
         config = client.get(f"{server.url}/config").json()
         components = {c["id"]: c.get("props", {}) for c in config["components"]}
-        fn_index, inputs = ui_event(config, "on_generate")
+        fn_index, inputs = ui_event(config, api_name)
         data = [values.get(components[cid].get("elem_id"), components[cid].get("value")) for cid in inputs]
         body = {"fn_index": fn_index, "data": data, "session_hash": session}
         assert client.post(f"{server.url}/gradio_api/queue/join", json=body).status_code == 200
-        steps_seen, cancelled, final = 0, False, None
         with client.stream("GET", f"{server.url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
             for line in stream.iter_lines():
                 if not line.startswith("data:"):
                     continue
                 message = json.loads(line[5:])
-                if message.get("msg") == "process_generating" and "Step " in json.dumps(message["output"]):
-                    steps_seen += 1
-                    if steps_seen == 2 and not cancelled:  # it is denoising on a replica: press Cancel
-                        cancel_index, _ = ui_event(config, "on_cancel")
-                        cancel = {"fn_index": cancel_index, "data": [], "session_hash": session}
-                        assert client.post(f"{server.url}/gradio_api/run/predict", json=cancel).status_code == 200
-                        cancelled = True
+                if on_message is not None:
+                    on_message(message, client, config, session)
                 if message.get("msg") == "process_completed":
-                    final = message
-                    break
-    assert cancelled and final is not None and final["success"], final
+                    return message
+    raise AssertionError(f"{api_name} never completed")
+
+
+def ui_event(config: dict[str, Any], api_name: str) -> tuple[int, list[int]]:
+    """(fn_index, input component ids) of the first page event whose API name starts with ``api_name``."""
+    return next((k, d["inputs"]) for k, d in enumerate(config["dependencies"])
+                if str(d.get("api_name")).startswith(api_name))
+
+
+def test_cancel_from_the_page_reaches_the_replica(server):
+    """The page's Generate (step updates stream back from the replica), then its Cancel, over Gradio's protocol."""
+    prompt = "a green triangle in the center, cancelled"
+    steps_seen: list[dict[str, Any]] = []
+
+    def press_cancel_while_denoising(message: dict[str, Any], client: httpx.Client, config: dict[str, Any],
+                                     session: str) -> None:
+        if message.get("msg") == "process_generating" and "Step " in json.dumps(message["output"]):
+            steps_seen.append(message)
+            if len(steps_seen) == 2:  # it is denoising on a replica: press Cancel (the page's own event)
+                cancel = {"fn_index": ui_event(config, "on_cancel")[0], "data": [], "session_hash": session}
+                assert client.post(f"{server.url}/gradio_api/run/predict", json=cancel).status_code == 200
+
+    final = page_event(server, "on_generate", {"prompt": prompt, "steps": 200, "seed": 5},
+                       press_cancel_while_denoising)
+    assert len(steps_seen) >= 2 and final["success"], final
+    assert any("data:image/png" in json.dumps(m["output"]) for m in steps_seen)  # a step preview from the replica
     assert "Cancelled" in json.dumps(final["output"]["data"][0])
     record = next(r for r in history(server) if r["request"]["prompt"] == prompt)
     assert record["status"] == "cancelled" and record["images"] == [] and record["timings"]["replica"]
+
+
+def test_live_mode_runs_on_a_replica_and_stores_nothing(server):
+    prompt = "a purple circle, live preview"
+    final = page_event(server, "on_live", {"prompt": prompt, "live": True, "seed": 9})
+    assert final["success"], final
+    assert json.dumps(final["output"]["data"][0]).startswith('"Live')
+    assert "data:image/png" in json.dumps(final["output"]["data"][1])  # the image came back from the replica
+    assert not [r for r in history(server) if r["request"]["prompt"] == prompt]
 
 
 def test_killed_replica_fails_its_request_and_is_replaced(server):
@@ -210,6 +246,7 @@ def test_killed_replica_fails_its_request_and_is_replaced(server):
     assert failed["timings"]["replica"] == doomed_replica
     owned = {Path(image["path"]).name for record in history(server) for image in record["images"]}
     assert {path.name for path in (server.data_dir / "images").iterdir()} <= owned  # no image without its record
+    wait_until(lambda: healthz(server)["replicas"] == {"ready": 1, "total": 2}, 60, "/healthz to count the loss")
     wait_until(lambda: healthz(server)["replicas"] == {"ready": 2, "total": 2}, 180, "Serve to replace the replica")
     after = generate(server, "a blue square, after the kill", seed=13)
     assert after["status"] == "done" and after["timings"]["replica"] != doomed_replica

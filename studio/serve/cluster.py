@@ -58,6 +58,8 @@ class Cluster:
 
     def __init__(self, settings: Settings, replicas: int, max_replicas: int | None = None) -> None:
         """Connect (a local cluster sized for ``max_replicas``, default ``replicas``) and deploy ``replicas``."""
+        if replicas < 1:
+            raise StudioError(f"--replicas must be at least 1 (got {replicas})")
         if on_zero_gpu():
             raise StudioError("--replicas needs GPUs of its own; on ZeroGPU run the studio without --replicas")
         import ray
