@@ -174,8 +174,11 @@ def test_the_prompt_builder_writes_a_prompt_the_toy_grammar_parses(server, tmp_p
 def paint_box(page, editor, colour: str, left: float, top: float, right: float, bottom: float) -> None:
     """Pick ``colour`` in the palette pop-up and fill a box with strokes — without ever pressing the Brush button.
     The box is in fractions of the image (the square centred in the canvas at 0.8 of its shorter side)."""
+    from playwright.sync_api import expect
+
     editor.get_by_role("button", name="Color").click()
     editor.locator(f'menu.swatch button.color[style*="{colour}"]').click()
+    expect(editor.locator("menu.swatch")).to_have_count(0, timeout=5_000)  # the pop-up closes by itself
     box = editor.locator("canvas").first.bounding_box()
     side = 0.8 * min(box["width"], box["height"])
     x0, y0 = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2

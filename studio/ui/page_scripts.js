@@ -18,7 +18,6 @@
   const popupOpen = (editor) => !!editor.querySelector(".toolbar-wrap menu.swatch, .toolbar-wrap input[type=range]");
   // the editor's pop-ups close on a mousedown outside them (a document listener in the capture phase)
   const closePopup = () => document.body.dispatchEvent(new MouseEvent("mousedown", {bubbles: true}));
-  const useBrush = (editor) => { const button = brushButton(editor); if (button) button.click(); };
   const watched = new WeakSet();
 
   const brushWhenShown = (editor) => {
@@ -44,12 +43,10 @@
 
   document.addEventListener("click", (event) => {
     const editor = event.target.closest(EDITOR);
-    if (editor && event.target.closest("menu.swatch button.color")) {
-      setTimeout(() => { closePopup(); useBrush(editor); }, 0);
-    }
-  });
+    if (editor && event.target.closest("menu.swatch button.color")) setTimeout(closePopup, 0);
+  }, true);  // capture: the editor's own handlers stop the click from bubbling
   document.addEventListener("pointerdown", (event) => {
     const editor = event.target.closest(EDITOR);
-    if (editor && event.target.tagName === "CANVAS" && popupOpen(editor)) { closePopup(); useBrush(editor); }
+    if (editor && event.target.tagName === "CANVAS" && popupOpen(editor)) closePopup();
   }, true);
 }
