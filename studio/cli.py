@@ -31,6 +31,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    parser.add_argument("--verbose", action="store_true",  # taken out by __main__ before parsing (see quiet.py)
+                        help="keep the libraries' warnings, logs and progress bars on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
