@@ -60,9 +60,10 @@ def _example_outputs(page: Page) -> list[Any]:
     panel, regions, loras = page.panel, page.ext["regions"], page.ext["loras"]
     control = page.ext["controls"][0]
     slot = loras["slots"][0]
-    return [panel["prompt"], panel["true_cfg"], panel["steps"], panel["settings_note"], regions["editor"],
-            *(regions[n] for n in region_prompt_names()), control["kind"], control["image"], slot["name"],
-            slot["weight"]]
+    # the region prompts come before the editor: the editor's change event (the overlay) reads them
+    return [panel["prompt"], panel["true_cfg"], panel["steps"], panel["settings_note"],
+            *(regions[n] for n in region_prompt_names()), regions["editor"], control["kind"], control["image"],
+            slot["name"], slot["weight"]]
 
 
 def example_values(page: Page, example: Example, entries: list[dict[str, Any]], width: Any, height: Any) -> list[Any]:
@@ -81,6 +82,9 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
 
         w, h = int(width or ctx.width), int(height or ctx.height)
         kind, image = "pose-map", pose.render_pose_map([pose.preset_figure(example.pose, w, h)], w, h)
+        # RGBA (the unit reads RGB): Gradio caches an image by its bytes, and the unit's "map used" preview of the
+        # same RGB map would be rewritten into the very file the chained generation is reading
+        image = image.convert("RGBA")
         note = f"Pose example: control 1 in the Structure tab holds the “{example.pose}” pose map."
     elif example.kind == "lora" and example.lora:
         entry = next((e for e in entries if e["name"] == example.lora), {})
@@ -91,7 +95,7 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
                f"({describe_recommendation(recommended) or 'weight 1'})."
     if true_cfg != 1.0 and not note:
         note = f"True CFG {true_cfg:g}: two objects come out more reliably with a negative pass."
-    return [example.prompt, true_cfg, steps, note, editor, *prompts.values(), kind, image, lora_name, lora_weight]
+    return [example.prompt, true_cfg, steps, note, *prompts.values(), editor, kind, image, lora_name, lora_weight]
 
 
 def wire(page: Page) -> None:
