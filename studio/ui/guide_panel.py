@@ -63,7 +63,7 @@ def _example_outputs(page: Page) -> list[Any]:
     # the region prompts come before the editor: the editor's change event (the overlay) reads them
     return [panel["prompt"], panel["true_cfg"], panel["steps"], panel["settings_note"],
             *(regions[n] for n in region_prompt_names()), regions["editor"], control["kind"], control["image"],
-            slot["name"], slot["weight"]]
+            slot["name"], slot["weight"], regions["overlay"]]
 
 
 def example_values(page: Page, example: Example, entries: list[dict[str, Any]], width: Any, height: Any) -> list[Any]:
@@ -71,7 +71,7 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
     ctx = page.ctx
     true_cfg, steps = example.settings.get("true_cfg", 1.0), example.settings.get("steps", ctx.steps)
     note, lora_name, lora_weight = "", lora_panel.NONE, 1.0
-    editor, prompts = None, dict.fromkeys(region_prompt_names(), "")
+    editor, prompts = region_masks.boxes_value({}), dict.fromkeys(region_prompt_names(), "")  # a blank canvas
     kind, image = "off", None
     if example.kind == "regions":
         editor = region_masks.boxes_value({colour: box for colour, (_, box) in example.regions.items()})
@@ -95,7 +95,13 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
                f"({describe_recommendation(recommended) or 'weight 1'})."
     if true_cfg != 1.0 and not note:
         note = f"True CFG {true_cfg:g}: two objects come out more reliably with a negative pass."
-    return [example.prompt, true_cfg, steps, note, *prompts.values(), editor, kind, image, lora_name, lora_weight]
+    overlay = None
+    if example.kind == "regions":
+        w, h = int(width or ctx.width), int(height or ctx.height)
+        texts = {colour: text for colour, (text, _) in example.regions.items()}
+        overlay = region_masks.overlay(region_masks.painted_regions(editor, texts, w, h), w, h)
+    return [example.prompt, true_cfg, steps, note, *prompts.values(), editor, kind, image, lora_name, lora_weight,
+            overlay]
 
 
 def wire(page: Page) -> None:

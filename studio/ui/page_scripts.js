@@ -20,22 +20,22 @@
   const closePopup = () => document.body.dispatchEvent(new MouseEvent("mousedown", {bubbles: true}));
   const watched = new WeakSet();
 
+  // the first time the editor is shown, pick the brush once its canvas exists (it starts on the Image tool)
   const brushWhenShown = (editor) => {
     if (watched.has(editor)) return;
     watched.add(editor);
-    new IntersectionObserver((entries) => {
+    const observer = new IntersectionObserver((entries) => {
       if (!entries.some((entry) => entry.isIntersecting)) return;
+      observer.disconnect();
       let tries = 0;
-      const tick = () => {  // the canvas is set up asynchronously: pick the brush once it exists
+      const tick = () => {
         const button = brushButton(editor);
-        if (button && editor.querySelector("canvas")) {
-          setTimeout(() => { if (!button.classList.contains("highlight") || !editor.dataset.brushed) button.click(); editor.dataset.brushed = "1"; }, 150);
-          return;
-        }
-        if (++tries < 50) setTimeout(tick, 100);
+        if (button && editor.querySelector("canvas")) setTimeout(() => brushButton(editor)?.click(), 150);
+        else if (++tries < 50) setTimeout(tick, 100);
       };
       tick();
-    }).observe(editor);
+    });
+    observer.observe(editor);
   };
   const findEditors = () => document.querySelectorAll(EDITOR).forEach(brushWhenShown);
   new MutationObserver(findEditors).observe(document.body, {childList: true, subtree: true});
