@@ -95,7 +95,7 @@ def resolve(path: Path) -> ModelFiles:
     facts = dict(piece.facts)
     donors = _diffusers_folders(search)
     config_dir = _config_dir(header.path, facts, donors)
-    config = _json(config_dir / "transformer" / "config.json")
+    config = read_json(config_dir / "transformer" / "config.json")
     widened = any(facts[key] != transformer_config_facts(config)[key] for key in ("in_channels", "out_channels"))
     overrides = {key: facts[key] for key in ("in_channels", "out_channels")} if widened else {}  # Fill, Canny/Depth
     parts = {"transformer": Part("file", header.path, piece.prefix, piece.layout, piece.dtype)}
@@ -217,7 +217,7 @@ def _config_dir(path: Path, facts: Mapping[str, Any], donors: list[Path]) -> Pat
     shipped = [SHIPPED_CONFIGS / ("flux1-dev" if facts["guidance_embeds"] else "flux1-schnell")]
     for folder in [*donors, *shipped]:
         try:
-            if _same_shapes(transformer_config_facts(_json(folder / "transformer" / "config.json")), facts):
+            if _same_shapes(transformer_config_facts(read_json(folder / "transformer" / "config.json")), facts):
                 return folder
         except (KeyError, TypeError, ValueError):
             continue  # no FLUX transformer config there
@@ -238,7 +238,7 @@ def _same_shapes(config: Mapping[str, Any], facts: Mapping[str, Any]) -> bool:
 def _component(role: str, component: str, path: Path, bundled: Piece | None,
                weights: list[tuple[Header, Piece]], donors: list[Path], config_dir: Path) -> Part:
     """Where the VAE or a text encoder comes from: the file itself, a split file beside it, or a diffusers folder."""
-    config = _json(config_dir / component / "config.json")
+    config = read_json(config_dir / component / "config.json")
     if bundled is not None and _fits(role, bundled, config):
         return Part("file", path, bundled.prefix, bundled.layout, bundled.dtype)
     split = [(h, p) for h, p in weights if p.role == role and _fits(role, p, config)]
@@ -247,16 +247,16 @@ def _component(role: str, component: str, path: Path, bundled: Piece | None,
         header, piece = split[0]
         return Part("file", header.path, "", piece.layout, piece.dtype)
     for folder in [config_dir, *donors]:
-        if _has_weights(folder / component) and _same_config(role, _json(folder / component / "config.json"), config):
+        if has_weights(folder / component) and _same_config(role, read_json(folder / component / "config.json"), config):
             return Part("folder", folder)
     raise ModelMissing(f"{path.name} needs {component} ({_what(role, config)}) and none fits beside it — add "
                        f"{ADD[role]} next to it, or a diffusers folder of the same model with {component}/")
 
 
 def _tokenizer(tokenizer: str, encoder: str, path: Path, donors: list[Path], config_dir: Path) -> Part:
-    vocab = _json(config_dir / encoder / "config.json").get("vocab_size")
+    vocab = read_json(config_dir / encoder / "config.json").get("vocab_size")
     for folder in [config_dir, *donors]:
-        if (folder / tokenizer).is_dir() and _json(folder / encoder / "config.json").get("vocab_size") == vocab:
+        if (folder / tokenizer).is_dir() and read_json(folder / encoder / "config.json").get("vocab_size") == vocab:
             return Part("folder", folder)
     raise ModelMissing(
         f"{path.name} needs the {tokenizer} of its text encoder (vocabulary {vocab}), and no diffusers folder beside "
@@ -291,11 +291,13 @@ def _what(role: str, config: Mapping[str, Any]) -> str:
     return f"T5 {config.get('d_model')} wide"
 
 
-def _has_weights(folder: Path) -> bool:
+def has_weights(folder: Path) -> bool:
+    """Whether ``folder`` holds safetensors weights."""
     return folder.is_dir() and any(entry.suffix == ".safetensors" for entry in _entries(folder))
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

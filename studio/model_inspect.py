@@ -8,12 +8,11 @@ nf4, component), ``family`` (flux1, flux1-kontext, flux2, chroma, unknown), ``ki
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from studio.errors import ModelMissing
-from studio.model_files import find_transformer, resolve
+from studio.model_files import find_transformer, has_weights, read_json, resolve
 from studio.model_headers import Header, UnreadableModel, main_dtype, pieces, read_header, transformer_config_facts
 from studio.model_kinds import KINDS_BY_WIDTH
 
@@ -78,8 +77,8 @@ def _family(family: str, path: Path) -> str:
 
 def diffusers_report(folder: Path) -> dict[str, Any]:
     """The report of a diffusers folder, from ``model_index.json``, the configs and the transformer's header."""
-    index = _json(folder / "model_index.json")
-    config = _json(folder / "transformer" / "config.json")
+    index = read_json(folder / "model_index.json")
+    config = read_json(folder / "transformer" / "config.json")
     pipeline = str(index.get("_class_name", ""))
     family = PIPELINE_FAMILIES.get(pipeline) or TRANSFORMER_FAMILIES.get(str(config.get("_class_name")), "unknown")
     base = {"path": str(folder), "format": "diffusers", "family": family, "kind": "unknown", "variant": "",
@@ -95,7 +94,7 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
                 variant="dev" if facts["guidance_embeds"] else "schnell",
                 parts={name: str(folder / name) for name, value in index.items()
                        if not name.startswith("_") and isinstance(value, list) and value and value[0]})
-    missing = [name for name in WEIGHTED if name in index and not _has_weights(folder / name)]
+    missing = [name for name in WEIGHTED if name in index and not has_weights(folder / name)]
     missing += [name for name in ("tokenizer", "tokenizer_2") if name in index and not (folder / name).is_dir()]
     if missing:
         return {**base, "loadable": False, "reason": f"{', '.join(missing)} missing in {folder} (no weights or no "
@@ -113,15 +112,3 @@ def _weights_dtype(folder: Path) -> str:
         return main_dtype(read_header(files[0]))
     except UnreadableModel:
         return "unreadable"
-
-
-def _has_weights(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*.safetensors"))
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
