@@ -113,5 +113,9 @@ def test_regions_under_a_backend_without_masks_run_on_native_attention_and_switc
     finally:
         native.close()
         maskless.close()
+        from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
+
+        # set_attention_backend also sets diffusers' process-wide active backend: leave the default for later tests
+        _AttentionBackendRegistry.set_active_backend(AttentionBackendName.NATIVE)
     with pytest.raises(StudioError, match="STUDIO_ATTENTION_BACKEND='no-such'"):
         studio_with("no-such", "c").engine.ensure()
