@@ -72,6 +72,7 @@ def test_result_is_whole_large_undistorted_and_the_preview_stays(server, tmp_pat
 
     with browser_page(tmp_path, VIEWPORT) as page:
         open_studio(page, server)
+        page.wait_for_timeout(1500)  # the page-load events (history, remix links) settle
         shot(page, tmp_path, "first_use_start.png")
         page.locator("#prompt textarea").fill(PROMPT)
         page.locator("#steps input").fill("150")  # long enough to catch a step preview on a busy machine

@@ -53,8 +53,8 @@ class Page:
         return self.ctx.studio
 
     def demo_load(self, fn: Any, inputs: Any, outputs: Any) -> None:
-        """Run ``fn`` when the page loads (not part of the API)."""
-        self.demo.load(fn, inputs, outputs, api_visibility="private")
+        """Run ``fn`` when the page loads (not part of the API; no loading spinners over the fresh page)."""
+        self.demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
 
     # ---- who is asking, and where their images come from -----------------------------------------------------
     def owner(self, request: Any) -> str | None:
