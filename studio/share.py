@@ -224,6 +224,13 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
             return error_page(404, GONE)
         return record, image_file(store, record, 0)
 
+    def shared_file(token: str) -> tuple[dict[str, Any], Path] | Response:
+        """(record, image file) of a live share that has an image, or the error page to answer instead."""
+        found = shared(token)
+        if isinstance(found, Response):
+            return found
+        return found if found[1] is not None else error_page(404, GONE)
+
     def page(request: Request, token: str) -> Response:
         found = shared(token)
         if isinstance(found, Response):
@@ -233,9 +240,9 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
         return HTMLResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
 
     def png(token: str) -> Response:
-        found = shared(token)
-        if isinstance(found, Response) or found[1] is None:
-            return found if isinstance(found, Response) else error_page(404, GONE)
+        found = shared_file(token)
+        if isinstance(found, Response):
+            return found
         record, path = found
         headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
         return FileResponse(path, media_type="image/png", headers=headers,
@@ -243,9 +250,9 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
 
     def og(token: str) -> Response:
         """The OpenGraph image: the shared image enlarged (nearest) to OG_MIN_SIDE on its short side."""
-        found = shared(token)
-        if isinstance(found, Response) or found[1] is None:
-            return found if isinstance(found, Response) else error_page(404, GONE)
+        found = shared_file(token)
+        if isinstance(found, Response):
+            return found
         record, path = found
         headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
         if og_scale(*image_size(path, record)) == 1:
