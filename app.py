@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--multi-user", action="store_true", default=bool(os.environ.get("SPACE_ID")))
     parser.add_argument("--share-base-url", default=None)
     parser.add_argument("--allowed-hosts", default=os.environ.get("STUDIO_ALLOWED_HOSTS", ""),
-                        help="extra host names to answer to, comma-separated (* = any; see studio/web_headers.py)")
+                        help="extra host names to answer to, comma-separated (* = any; see studio/web/headers.py)")
     parser.add_argument("--model", default=None, help="overrides STUDIO_MODEL")
     parser.add_argument("--data-dir", default=None, help="overrides STUDIO_DATA_DIR")
     parser.add_argument("--queue-size", type=int, default=16, help="waiting generations before 'queue full'")
@@ -54,14 +54,14 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     import gradio as gr
     from fastapi import FastAPI
 
-    from studio import settings as settings_mod
-    from studio.gallery_page import register_gallery_routes
+    from studio.core import settings as settings_mod
     from studio.service import Studio
-    from studio.share import register_share_routes
     from studio.ui import build
     from studio.ui.api import COALESCING_SLOTS
     from studio.ui.studio_ui import UIContext
-    from studio.web_headers import install_security_headers
+    from studio.web.gallery import register_gallery_routes
+    from studio.web.headers import install_security_headers
+    from studio.web.share import register_share_routes
 
     coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
     settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size,
@@ -119,13 +119,13 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         auth = (user, password)
     install_security_headers(app, args.host, args.share_base_url, args.allowed_hosts)
     register_share_routes(app, studio, args.share_base_url)
-    from studio.gradio_login import logged_in_user
+    from studio.web.login import logged_in_user
 
     def logged_in(request):  # noqa: ANN001, ANN202 - the studio's Gradio login also opens the gallery
         return logged_in_user(app, request)
 
     if args.multi_user:  # each visitor's gallery shows only their own records (HF user or browser cookie)
-        from studio.ui import visitors
+        from studio.web import visitors
 
         visitors.install(app)
         register_gallery_routes(app, studio, auth, owner_of=visitors.owner, logged_in=logged_in)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     """Serve until interrupted."""
     import uvicorn
 
-    from studio.errors import StudioError
+    from studio.core.errors import StudioError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)

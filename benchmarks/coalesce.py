@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from studio import settings as settings_mod
-from studio.engine import Engine, Result
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Engine, Result
 from studio.toyworld.grammar import prompt_set
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from studio import settings as settings_mod
-from studio.assetstore import AssetStore
-from studio.engine import Engine
-from studio.request import ControlSpec, GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.request import ControlSpec, GenerationRequest
+from studio.engine.engine import Engine
+from studio.store.assets import AssetStore
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.evaluate import control_obeyed, control_silhouette
 from studio.toyworld.grammar import STICK_FIGURE

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Engine
 
 PROMPT = "a red circle in the top left on a white background"
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from studio import history
-from studio.history import Generation, Store, default_url
-from studio.history_query import counts, lora_names_text
+from studio.store import history
+from studio.store.history import Generation, Store, default_url
+from studio.store.query import counts, lora_names_text
 
 SEARCH_TARGET_MS = 50.0
 PAGE_TARGET_MS = 300.0
@@ -136,7 +136,7 @@ def measure(store: Store, n: int, queries: int, seed: int) -> dict:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from studio.gallery_page import PER_PAGE, register_gallery_routes
+    from studio.web.gallery import PER_PAGE, register_gallery_routes
 
     rng = random.Random(seed + 1)
     words = [rng.choice(WORDS) for _ in range(queries)]

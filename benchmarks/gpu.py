@@ -13,7 +13,7 @@ channels; FLUX.2: 32-channel latents, 2×2 patches → 128 channels) and 512 tex
 
 Modes: ``base`` (bf16 on CUDA, fp32 on CPU), ``compile`` (regional ``compile_repeated_blocks``), ``fp8`` (torchao
 float8 weight-only, what STUDIO_QUANT=fp8 loads) and ``fp8-dynamic`` (float8 weights and activations), the step
-caches ``fbcache`` / ``magcache`` / ``taylorseer`` (diffusers hooks, as ``studio.caching`` attaches them) and the
+caches ``fbcache`` / ``magcache`` / ``taylorseer`` (diffusers hooks, as ``studio.engine.caching`` attaches them) and the
 offload modes ``offload-model`` / ``offload-group`` / ``offload-sequential`` (time and peak memory). Each row
 reports seconds per step, the FLOP floor (analytic FLOPs per step / the GPU's dense bf16 peak) and their ratio.
 No weights are downloaded: the model is built on the meta device and materialised on the target device. Random
@@ -256,8 +256,8 @@ def skip_reason(mode: str, device: torch.device, scaled_down: bool, explicit: bo
 def prepared(mode: str, model: Any, g: Geometry, steps: int, device: torch.device) -> Iterator[Any]:
     """The model set up for one mode (hooks removed afterwards); offload/quant/compile modes mutate it."""
     if mode in CACHE_THRESHOLDS:
-        from studio.caching import cache_config
-        from studio.request import CacheSpec
+        from studio.core.request import CacheSpec
+        from studio.engine.caching import cache_config
 
         model.enable_cache(cache_config(CacheSpec(mode, CACHE_THRESHOLDS[mode]), steps))
         try:
@@ -266,7 +266,7 @@ def prepared(mode: str, model: Any, g: Geometry, steps: int, device: torch.devic
             model.disable_cache()
         return
     if mode == "compile":
-        from studio.compiling import compile_transformer
+        from studio.engine.compiling import compile_transformer
 
         compile_transformer(model)
     elif mode.startswith("fp8"):

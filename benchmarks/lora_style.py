@@ -21,10 +21,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.lora_training import TrainingConfig, TrainingExample, train_lora
-from studio.request import GenerationRequest, LoraSpec
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest, LoraSpec
+from studio.engine.engine import Engine
+from studio.lora.training import TrainingConfig, TrainingExample, train_lora
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.evaluate import evaluate_image
 from studio.toyworld.grammar import Scene, ToyObject
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None,
                         help="guidance-embedding value to train at (default: the model's default guidance)")
     parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
-                        help="> 1: guidance-distilled targets at g ~ U[1, max] (studio.lora_training)")
+                        help="> 1: guidance-distilled targets at g ~ U[1, max] (studio.lora.training)")
     parser.add_argument("--keep", type=Path, default=None, help="copy the trained LoRA into this folder")
     parser.add_argument("--shipped", type=Path, default=None,
                         help="no training: measure zwx-orange.safetensors from this folder")

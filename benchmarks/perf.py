@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from benchmarks import coalesce as coalesce_bench
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.request import CacheSpec, GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.request import CacheSpec, GenerationRequest
+from studio.engine.engine import Engine
 from studio.toyworld.evaluate import evaluate_many
 from studio.toyworld.grammar import prompt_set
 
@@ -61,7 +61,7 @@ def lora_rows(settings, reload_s: float) -> list[dict]:
     """First LoRA load and switching between two loaded LoRAs, against reloading the pipeline."""
     from safetensors.torch import save_file
 
-    from studio.request import LoraSpec
+    from studio.core.request import LoraSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(settings.with_overrides(lora_dirs=(Path(tmp),)))
@@ -139,8 +139,8 @@ def main() -> None:
     rows.append({"row": "pipeline load (warm disk)", "ratio": 1.0, "detail": f"{reload_s:.2f} s"})
     rows += lora_rows(settings, reload_s)
     with tempfile.TemporaryDirectory() as tmp:
-        code = ("import time; t=time.perf_counter(); from studio import settings as s; from studio.engine import Engine;"
-                "from studio.request import GenerationRequest as R; e=Engine(s.from_env(threads=1));"
+        code = ("import time; t=time.perf_counter(); from studio.core import settings as s; from studio.engine.engine import Engine;"
+                "from studio.core.request import GenerationRequest as R; e=Engine(s.from_env(threads=1));"
                 "e.generate(R(prompt='a red circle in the top left on a white background', seed=1));"
                 "print(time.perf_counter()-t)")
         started = time.perf_counter()

@@ -20,10 +20,10 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.controls import through_vae
-from studio import settings as settings_mod
-from studio.assetstore import AssetStore
-from studio.engine import Engine
-from studio.request import GenerationRequest, RegionSpec
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest, RegionSpec
+from studio.engine.engine import Engine
+from studio.store.assets import AssetStore
 from studio.toyworld import render_scene
 from studio.toyworld.evaluate import evaluate_many
 from studio.toyworld.grammar import object_prompt, scene_prompt, scene_set

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 
-from studio import settings as settings_mod
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest
 from studio.service import Studio
 
 PROMPTS = ["a red circle in the top left on a white background", "a blue square in the center on a black background"]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from studio import schedule as sched
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.request import GenerationRequest
+from studio.core import schedule as sched
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Engine
 from studio.toyworld.evaluate import evaluate_many
 from studio.toyworld.grammar import prompt_set
 

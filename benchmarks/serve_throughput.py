@@ -22,8 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from studio import settings as settings_mod
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest
 from studio.serve.cluster import Cluster
 from studio.serve.remote import RemoteStudio
 from studio.toyworld.grammar import prompt_set

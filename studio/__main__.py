@@ -8,7 +8,7 @@ from studio.quiet import quiet, strip_verbose
 argv, verbose = strip_verbose(sys.argv[1:])
 quiet(verbose)
 
-from studio.cli import main  # noqa: E402  (after quiet(): libraries read their settings when imported)
+from studio.cli.main import main  # noqa: E402  (after quiet(): libraries read their settings when imported)
 
 try:
     code = main(argv)

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from studio.errors import StorageError, StudioError
+from studio.core.errors import StorageError, StudioError
 
 MIN_FREE_ENV = "STUDIO_MIN_FREE_MB"
 DEFAULT_MIN_FREE_MB = 200.0

@@ -12,18 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio import memory_estimate, pngmeta
-from studio.engine import Engine, StepUpdate
-from studio.errors import Cancelled, StorageError, StudioError
-from studio.history import Store
-from studio.limits import check_image
-from studio.lora_files import LoraLibrary
-from studio.memory import model_bytes
-from studio.models import defaults_for
+from studio.core.errors import Cancelled, StorageError, StudioError
+from studio.core.limits import check_image
+from studio.core.request import GenerationRequest
+from studio.core.settings import Settings
+from studio.engine import memory_estimate
+from studio.engine.engine import Engine, StepUpdate
+from studio.engine.memory import model_bytes
+from studio.lora.files import LoraLibrary
+from studio.models.catalog import defaults_for
 from studio.outputs import check_disk_space
-from studio.request import GenerationRequest
-from studio.settings import Settings
 from studio.spaces_support import gpu_generate, prepare_settings, refuse_on_zero_gpu
+from studio.store import pngmeta
+from studio.store.history import Store
 
 log = logging.getLogger(__name__)
 CONTROL_PREVIEWS_KEPT = 16  # control-map previews kept (least recently used dropped first) …
@@ -93,7 +94,7 @@ class Studio:
 
     def check_resources(self, request: GenerationRequest, disk: bool = True) -> None:
         """Refuse a request before generating: too little room on the data disk (when ``disk``), or a size whose
-        estimated peak memory (``studio.memory_estimate``) exceeds free memory — naming the largest size that fits."""
+        estimated peak memory (``studio.engine.memory_estimate``) exceeds free memory — naming the largest size that fits."""
         request.validate()
         if disk:
             check_disk_space(self.store.data_dir)
@@ -189,7 +190,7 @@ class Studio:
         cancel: threading.Event | None = None,
     ) -> Path:
         """Train a LoRA on the resident model from PIL images + captions into ``$STUDIO_DATA_DIR/loras``."""
-        from studio.lora_training import TrainingConfig, TrainingExample, train_lora
+        from studio.lora.training import TrainingConfig, TrainingExample, train_lora
 
         refuse_on_zero_gpu("LoRA training")
         self.engine.ensure()
@@ -203,7 +204,7 @@ class Studio:
 
         Inputs over ``MAX_PIXELS`` are refused; previews are kept by input content, bounded in count and bytes.
         """
-        from studio.conditioning.control import annotate
+        from studio.engine.conditioning.control import annotate
 
         check_image(image, "the control image")
         key = (kind, image.mode, image.size, hashlib.sha256(image.tobytes()).hexdigest())

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.errors import StudioError, UnsupportedOnDevice
+from studio.core.errors import StudioError, UnsupportedOnDevice
 
 if TYPE_CHECKING:
-    from studio.engine import Result, StepUpdate
-    from studio.request import GenerationRequest
-    from studio.settings import Settings
+    from studio.core.request import GenerationRequest
+    from studio.core.settings import Settings
+    from studio.engine.engine import Result, StepUpdate
 
 log = logging.getLogger(__name__)
 DEFAULT_DURATION_S = 120  # ZeroGPU's per-call GPU time budget unless STUDIO_GPU_DURATION says otherwise
@@ -201,7 +201,7 @@ def _library(dirs: tuple[str, ...] | None) -> Any:
     """A LoRA library over ``dirs`` (one per folder set, so its hash cache lasts across calls)."""
     if dirs is None:
         return None
-    from studio.lora_files import LoraLibrary
+    from studio.lora.files import LoraLibrary
 
     if dirs not in _libraries:
         _libraries[dirs] = LoraLibrary([Path(d) for d in dirs])
@@ -213,7 +213,7 @@ def run_call(generate: Callable[..., Result], call: GpuCall) -> Iterator[StepUpd
 
     Closing the generator early (the server stopped listening) cancels the generation.
     """
-    from studio.assetstore import AssetStore
+    from studio.store.assets import AssetStore
 
     updates: queue.Queue[Any] = queue.Queue()
     cancel = CancelFlag(call.cancel_path)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.errors import InvalidRequest
-from studio.request import GenerationRequest
+from studio.core.errors import InvalidRequest
+from studio.core.request import GenerationRequest
 
 
 def load_prompts(prompts_file: Path | None, n: int, kind: str, seed: int) -> list[str]:
     """Prompts from a file (one a line) or the held-out toy-world set."""
-    from studio.limits import read_text_file
+    from studio.core.limits import read_text_file
     from studio.toyworld.grammar import parse_prompt, prompt_set
 
     if prompts_file is None:

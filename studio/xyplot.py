@@ -11,9 +11,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from studio import schedule as sched
-from studio.errors import Cancelled, InvalidRequest
-from studio.request import GenerationRequest
+from studio.core import schedule as sched
+from studio.core.errors import Cancelled, InvalidRequest
+from studio.core.request import GenerationRequest
 
 AXES = ("schedule preset", "guidance", "true_cfg", "steps", "seed", "LoRA weight", "control strength")
 MAX_CELLS = 64

@@ -28,8 +28,8 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def engine():
     """One Engine for the whole session: the embedded model is loaded once."""
-    from studio import settings as settings_mod
-    from studio.engine import Engine
+    from studio.core import settings as settings_mod
+    from studio.engine.engine import Engine
 
     settings = settings_mod.from_env({"STUDIO_MODEL": str(MODEL)}, threads=1)
     eng = Engine(settings)
@@ -40,9 +40,9 @@ def engine():
 @pytest.fixture
 def studio(engine, data_dir: Path):
     """A Studio on the shared engine with a fresh history in ``data_dir``."""
-    from studio import settings as settings_mod
-    from studio.history import Store
+    from studio.core import settings as settings_mod
     from studio.service import Studio
+    from studio.store.history import Store
 
     settings = settings_mod.from_env({"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(data_dir)})
     store = Store(settings.db_url, settings.data_dir)

@@ -212,7 +212,7 @@ def test_api_inputs_are_only_files_in_gradios_upload_folder(tmp_path):
     """The studio's own check behind Gradio's: a FileData path must lie in the upload folder (no server running)."""
     from gradio.utils import get_upload_folder
 
-    from studio.errors import InvalidRequest
+    from studio.core.errors import InvalidRequest
     from studio.ui.api_files import store_upload, upload_path
 
     outside = tmp_path / "server-side.png"
@@ -226,14 +226,14 @@ def test_api_inputs_are_only_files_in_gradios_upload_folder(tmp_path):
         (upload / "ok.png").write_bytes(outside.read_bytes())
         (upload / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
         (upload / "huge.png").write_bytes(png_header(10_000, 10_000))
-        from studio.assetstore import AssetStore
+        from studio.store.assets import AssetStore
 
         assets = AssetStore(tmp_path / "assets")
         ref = store_upload(assets, {"path": str(upload / "ok.png")}, "init_image")
         assert assets.exists(ref)
         with pytest.raises(InvalidRequest, match="corrupt|not a supported image"):
             store_upload(assets, {"path": str(upload / "broken.png")}, "mask")
-        with pytest.raises(InvalidRequest, match="megapixels"):  # studio.limits' cap, from the header alone
+        with pytest.raises(InvalidRequest, match="megapixels"):  # studio.core.limits' cap, from the header alone
             store_upload(assets, {"path": str(upload / "huge.png")}, "control 1 image")
     finally:
         for f in upload.iterdir():

@@ -1,6 +1,6 @@
 """The bad-input table: every case exits 2 with a JSON error naming the problem, never a traceback.
 
-Runs the real CLI entry point in-process (``studio.cli.main``) against a private data folder.
+Runs the real CLI entry point in-process (``studio.cli.main.main``) against a private data folder.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from studio.cli import main
+from studio.cli.main import main
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"

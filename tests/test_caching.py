@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio.request import CacheSpec, GenerationRequest
+from studio.core.request import CacheSpec, GenerationRequest
 
 PROMPT = "a red circle in the top left on a white background"
 

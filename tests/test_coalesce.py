@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from studio.coalesce import compatibility_key
-from studio.errors import Cancelled, NotFound
-from studio.request import CacheSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.core.errors import Cancelled, NotFound
+from studio.core.request import CacheSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.engine.coalesce import compatibility_key
 
 PROMPTS = ["a red circle in the top left on a white background", "a blue square in the center on a black background",
            "a green triangle in the bottom right on a gray background"]
@@ -158,7 +158,7 @@ def test_a_failing_progress_listener_ends_only_its_own_request(coalescing):
 
 
 def test_a_group_holds_only_as_many_images_as_fit_in_free_memory(coalescing, monkeypatch):
-    # flux-mini at 256×256: 1 image ~207 MiB, 2 ~285 MiB, 3 ~364 MiB (studio.memory_estimate; the VAE decode peaks)
+    # flux-mini at 256×256: 1 image ~207 MiB, 2 ~285 MiB, 3 ~364 MiB (studio.engine.memory_estimate; the VAE decode peaks)
     monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "320")
     engine = coalescing
     requests = [GenerationRequest(prompt=p, seed=k, width=256, height=256, steps=2) for k, p in enumerate(PROMPTS)]

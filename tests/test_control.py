@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from studio import settings as settings_mod
-from studio.conditioning.control import step_scales
-from studio.engine import Engine
-from studio.errors import StudioError
-from studio.history import Store
-from studio.request import ControlSpec, GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.errors import StudioError
+from studio.core.request import ControlSpec, GenerationRequest
+from studio.engine.conditioning.control import step_scales
+from studio.engine.engine import Engine
 from studio.service import Studio
+from studio.store.history import Store
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"
@@ -90,8 +90,8 @@ def test_mismatched_controlnet_is_refused_before_generating(control_studio):
 
 
 def test_missing_controlnet_and_annotator_weights_name_the_fix(control_studio, tmp_path):
-    from studio.conditioning.control import controlnet_source
-    from studio.models import ModelLocation
+    from studio.engine.conditioning.control import controlnet_source
+    from studio.models.catalog import ModelLocation
 
     bare = tmp_path / "model-without-controlnets"  # a local folder whose studio.json names no ControlNets
     bare.mkdir()
@@ -107,7 +107,7 @@ def test_missing_controlnet_and_annotator_weights_name_the_fix(control_studio, t
 
 
 def test_overlay_of_a_record_draws_its_control_maps_over_the_result(control_studio):
-    from studio.conditioning import overlay
+    from studio.engine.conditioning import overlay
     from studio.ui.controls_panel import record_overlay
 
     studio = control_studio
@@ -141,7 +141,7 @@ def tiny_depth_anything(folder):
 
 
 def test_depth_preprocessing_runs_the_depth_anything_found_in_the_annotator_folder(tmp_path, engine):
-    from studio.conditioning.annotators import WHAT_TO_GET, annotate_with_weights, depth_detector_name
+    from studio.engine.conditioning.annotators import WHAT_TO_GET, annotate_with_weights, depth_detector_name
 
     folder = tmp_path / "annotators"
     folder.mkdir()

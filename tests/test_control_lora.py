@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.errors import StudioError
-from studio.history import Store
-from studio.lora_inspect import inspect
-from studio.request import ControlSpec, GenerationRequest, LoraSpec
+from studio.core import settings as settings_mod
+from studio.core.errors import StudioError
+from studio.core.request import ControlSpec, GenerationRequest, LoraSpec
+from studio.engine.engine import Engine
+from studio.lora.inspection import inspect
 from studio.service import Studio
+from studio.store.history import Store
 from tests.conftest import MODEL
 from tests.test_flux_bfl_models import canny_map, pixels, widened_model
 

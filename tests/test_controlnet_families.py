@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.errors import StudioError
-from studio.history import Store
-from studio.request import ControlSpec, GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.errors import StudioError
+from studio.core.request import ControlSpec, GenerationRequest
+from studio.engine.engine import Engine
 from studio.service import Studio
+from studio.store.history import Store
 from tests.conftest import MODEL
 
 PROMPT = "a blue square in the center on a white background"

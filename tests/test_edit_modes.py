@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from studio.request import GenerationRequest
+from studio.core.request import GenerationRequest
 
 PROMPT = "a red circle in the top left on a white background"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.errors import InvalidRequest
+from studio.core.errors import InvalidRequest
 from studio.ui.edit_panel import edit_fields
 from tests.test_app import PROMPT, browser_page, latest_records, paint_stroke, server  # noqa: F401  (server is a fixture)
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.errors import ModelMissing, UnsupportedOnDevice
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.errors import ModelMissing, UnsupportedOnDevice
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Engine
 
 PROMPT = "a red circle in the top left on a white background"
 
@@ -32,7 +32,7 @@ def test_defaults_come_from_the_model(studio):
 
 
 def test_a_model_card_without_the_flag_is_guidance_distilled(tmp_path):
-    from studio.models import ModelLocation, defaults_for
+    from studio.models.catalog import ModelLocation, defaults_for
 
     (tmp_path / "studio.json").write_text('{"width": 64, "height": 64, "steps": 4, "guidance": 3.5}')
     assert defaults_for(ModelLocation("m", str(tmp_path), False), True).guidance_distilled is True
@@ -92,8 +92,8 @@ def test_true_cfg_with_negative_prompt_changes_the_image(studio):
 
 
 def test_a_missing_lora_is_refused_not_ignored(studio):
-    from studio.errors import NotFound
-    from studio.request import LoraSpec
+    from studio.core.errors import NotFound
+    from studio.core.request import LoraSpec
 
     with pytest.raises(NotFound, match="no LoRA named 'no-such-lora'"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1, loras=(LoraSpec("no-such-lora"),)))
@@ -106,7 +106,7 @@ def test_unknown_model_path_names_the_fix(tmp_path):
 
 
 def test_model_outside_the_model_folders_is_refused(engine, tmp_path):
-    from studio.errors import InvalidRequest
+    from studio.core.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match="STUDIO_MODELS"):  # only the operator's models (STUDIO_MODELS) load
         engine.ensure(str(tmp_path))
@@ -154,7 +154,7 @@ def write_random_lora(path: Path, transformer, rank: int, seed: int) -> None:
 
 @pytest.mark.slow
 def test_compiled_transformer_generates_and_switches_loras_like_eager(engine, tmp_path):
-    from studio.request import LoraSpec
+    from studio.core.request import LoraSpec
     from tests.conftest import MODEL
 
     loras = tmp_path / "loras"
@@ -177,8 +177,8 @@ def test_compiled_transformer_generates_and_switches_loras_like_eager(engine, tm
 def test_compile_is_off_on_cpu_unless_forced():
     import torch
 
-    from studio.compiling import compile_wanted
-    from studio.errors import StudioError
+    from studio.core.errors import StudioError
+    from studio.engine.compiling import compile_wanted
 
     cpu = torch.device("cpu")
     assert not compile_wanted(cpu, {}) and not compile_wanted(cpu, {"STUDIO_COMPILE": "1"})

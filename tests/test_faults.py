@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from studio import memory_estimate
-from studio.errors import InsufficientMemory, StorageError, StudioError
-from studio.history import Store
-from studio.request import GenerationRequest
+from studio.core.errors import InsufficientMemory, StorageError, StudioError
+from studio.core.request import GenerationRequest
+from studio.engine import memory_estimate
 from studio.service import Studio
+from studio.store.history import Store
 from tests.conftest import MODEL, ROOT
 
 PROMPT = "a red circle in the top left on a white background"
@@ -38,7 +38,7 @@ def integrity(db: Path) -> str:
 
 def studio_on(engine, data: Path, db_url: str = "", busy_timeout_s: float = 5.0) -> Studio:
     """A Studio on the shared engine with its history in ``data`` (or ``db_url``)."""
-    from studio import settings as settings_mod
+    from studio.core import settings as settings_mod
 
     env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(data)}
     if db_url:
@@ -102,9 +102,10 @@ def test_the_estimate_grows_with_size_and_batch_and_reads_the_model_config(engin
 MEASURE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from studio import memory_estimate, settings
-    from studio.engine import Engine
-    from studio.request import GenerationRequest
+    from studio.engine import memory_estimate
+    from studio.core import settings
+    from studio.engine.engine.engine import Engine
+    from studio.core.request import GenerationRequest
     engine = Engine(settings.from_env({"STUDIO_MODEL": sys.argv[1], "STUDIO_DATA_DIR": sys.argv[2]}, threads=1))
     engine.ensure()
     engine.generate(GenerationRequest(prompt="warm up", seed=1, steps=1))
@@ -169,7 +170,7 @@ def test_a_file_in_the_way_of_the_images_folder_fails_cleanly_and_the_studio_kee
 
 
 def test_a_data_folder_that_is_a_file_is_a_message_not_a_traceback(tmp_path):
-    from studio import settings as settings_mod
+    from studio.core import settings as settings_mod
 
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -290,8 +291,8 @@ def test_a_read_only_data_disk_at_start_is_a_message(engine, tiny_fs):
 SAVE_THEN_WAIT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from studio import settings
-    from studio.request import GenerationRequest
+    from studio.core import settings
+    from studio.core.request import GenerationRequest
     from studio.service import Studio
     marks = Path(sys.argv[2])
     def on_phase(name):

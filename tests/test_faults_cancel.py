@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from studio.request import GenerationRequest
+from studio.core.request import GenerationRequest
 
 PHASES = ("before-start", "encode", "denoise", "decode", "save")
 

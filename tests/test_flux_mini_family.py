@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.lora_inspect import inspect
-from studio.request import ControlSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.core.request import ControlSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.lora.inspection import inspect
 from studio.toyworld import render_scene, scene_prompt
 from studio.toyworld.evaluate import control_obeyed, control_silhouette, evaluate_image, is_hollow
 from studio.toyworld.grammar import Scene, ToyObject, is_held_out

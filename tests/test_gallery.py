@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.history import Store, default_url
+from studio.store.history import Store, default_url
 
 PROMPT = "a red circle in the top left on a white background"
 SAME_SITE = {"Origin": "http://testserver"}
@@ -37,8 +37,8 @@ def make_client(store: Store, owner_of=None):  # noqa: ANN001, ANN201
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from studio.gallery_page import register_gallery_routes
-    from studio.share import register_share_routes
+    from studio.web.gallery import register_gallery_routes
+    from studio.web.share import register_share_routes
 
     app = FastAPI()
     studio = types.SimpleNamespace(store=store, replay=Replays(store).replay)
@@ -233,7 +233,7 @@ def starlette_request(cookies: dict[str, str], session: dict | None = None):  # 
 
 
 def test_owner_is_the_hugging_face_user_with_oauth_else_the_browser_cookie() -> None:
-    from studio.ui import visitors
+    from studio.web import visitors
 
     token = visitors.new_token()
     browser = visitors.owner_key(token)  # the cookie's one-way key: the raw cookie is never an owner

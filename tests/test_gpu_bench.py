@@ -83,8 +83,8 @@ def test_fbcache_on_flux2_still_fails_in_diffusers_so_the_skip_is_needed():
     """When diffusers fixes First-Block Cache for Flux2 this fails: then drop the skip in ``skip_reason``."""
     import torch
 
-    from studio.caching import cache_config
-    from studio.request import CacheSpec
+    from studio.core.request import CacheSpec
+    from studio.engine.caching import cache_config
 
     g = gpu.SCALED_GEOMETRIES["flux2-klein-4b"]
     model = gpu.build(g, "cpu", torch.float32)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio import history, pngmeta
-from studio.errors import InvalidRequest, NotFound, StudioError
-from studio.history import Store, default_url
-from studio.request import GenerationRequest
+from studio.core.errors import InvalidRequest, NotFound, StudioError
+from studio.core.request import GenerationRequest
+from studio.store import history, pngmeta
+from studio.store.history import Store, default_url
 
 RECORD_KEYS = {"id", "created_at", "status", "request", "images", "timings", "replay_of", "favourite", "tags"}
 
@@ -379,7 +379,7 @@ def test_filters_by_model_lora_regions_controls_and_tag(store: Store) -> None:
 
 
 def test_date_range_and_sort(store: Store) -> None:
-    from studio.history_query import parse_day
+    from studio.store.query import parse_day
 
     old, mid, new = (add(store, p) for p in ("old one", "mid one", "new one"))
     for record, day in ((old, 1), (mid, 15), (new, 28)):

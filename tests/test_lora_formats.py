@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from studio.errors import StudioError
-from studio.lora_inspect import inspect
-from studio.request import GenerationRequest, LoraSpec
+from studio.core.errors import StudioError
+from studio.core.request import GenerationRequest, LoraSpec
+from studio.lora.inspection import inspect
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"
@@ -344,7 +344,7 @@ def fal_kontext_full(rank: int = 1) -> dict[str, torch.Tensor]:
 def test_fal_kontext_full_layout_uses_diffusers_fal_converter_and_fits_flux1_dev(tmp_path):
     from diffusers.loaders.lora_conversion_utils import _convert_fal_kontext_lora_to_diffusers
 
-    from studio.lora_formats import bfl_as_kohya, to_diffusers
+    from studio.lora.formats import bfl_as_kohya, to_diffusers
 
     tensors = fal_kontext_full()
     skeleton = flux_dev_skeleton()
@@ -358,7 +358,7 @@ def test_fal_kontext_full_layout_uses_diffusers_fal_converter_and_fits_flux1_dev
 
 def test_lycoris_single_block_linear1_maps_at_flux1_dev_widths_only(tmp_path, engine):
     """diffusers' kohya converter splits ``single_blocks.N.linear1`` at FLUX.1-dev's widths (3072 ×3 + 12288)."""
-    from studio import lycoris
+    from studio.lora import lycoris
 
     routed = lycoris.bfl_rows({"single_blocks.3.linear1": (3 * 3072 + 12288, 3072)})["single_blocks.3.linear1"]
     assert [(t.layer, int(t.rows[0]), len(t.rows)) for t in routed] == [
@@ -411,7 +411,7 @@ BUILDERS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
 
 @pytest.mark.parametrize("fmt", sorted(BUILDERS))
 def test_cli_inspect_names_each_format_and_checks_clip_too(fmt, tmp_path, monkeypatch, capsys):
-    from studio.cli import main
+    from studio.cli.main import main
 
     path = write(tmp_path / f"{fmt}.safetensors", BUILDERS[fmt]())
     monkeypatch.setenv("STUDIO_MODEL", str(MODEL))

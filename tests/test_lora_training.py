@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from studio.errors import Cancelled, InvalidRequest
-from studio.lora_files import LoraLibrary, read_header
-from studio.lora_inspect import inspect
-from studio.lora_training import TrainingConfig, TrainingExample, checkpoint_path, train_lora, with_trigger
-from studio.request import GenerationRequest, LoraSpec
+from studio.core.errors import Cancelled, InvalidRequest
+from studio.core.request import GenerationRequest, LoraSpec
+from studio.lora.files import LoraLibrary, read_header
+from studio.lora.inspection import inspect
+from studio.lora.training import TrainingConfig, TrainingExample, checkpoint_path, train_lora, with_trigger
 from studio.toyworld.grammar import random_scene, scene_prompt
 from studio.toyworld.render import render_scene
 
@@ -157,7 +157,7 @@ def test_empty_caption_refused_and_mixed_sizes_are_cropped(engine, tmp_path):
 
 
 def test_cli_lora_train(tmp_path, monkeypatch, capsys):
-    from studio.cli import main
+    from studio.cli.main import main
     from tests.conftest import MODEL
 
     images = tmp_path / "images"
@@ -181,7 +181,7 @@ def test_cli_lora_train(tmp_path, monkeypatch, capsys):
 
 
 def test_history_images_for_training_are_the_visitors_own_with_their_prompts(studio):
-    from studio.errors import NotFound
+    from studio.core.errors import NotFound
     from studio.ui.training_panel import history_choices, history_examples
 
     mine = studio.generate(GenerationRequest(prompt="a red circle in the center on a white background", seed=1),
@@ -204,7 +204,7 @@ def test_more_images_than_the_tab_allows_only_when_the_caller_raises_the_cap(eng
 
 
 def test_sampler_sigma_share_draws_that_share_from_the_visited_sigmas():
-    from studio.lora_training import _sigmas
+    from studio.lora.training import _sigmas
 
     visited = torch.tensor([1.0, 0.826, 0.613, 0.345])
     config = {"base_image_seq_len": 256, "max_image_seq_len": 4096, "base_shift": 0.5, "max_shift": 1.15}
@@ -244,7 +244,7 @@ def test_distilled_target_uses_the_base_without_the_adapter_for_the_empty_prompt
     """v_u + g·(ε − x0 − v_u) with v_u the plain base's velocity for "" at g = 1, even while an adapter is on."""
     from peft import LoraConfig
 
-    from studio.lora_training import _distilled_target
+    from studio.lora.training import _distilled_target
 
     engine.lora_adapters.clear()
     transformer, gen = engine.pipe.transformer, torch.Generator().manual_seed(0)

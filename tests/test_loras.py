@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from studio.errors import NotFound, StudioError
-from studio.lora_files import LoraLibrary, read_header
-from studio.lora_inspect import inspect
-from studio.loras import resolve_specs
-from studio.request import GenerationRequest, LoraSpec
+from studio.core.errors import NotFound, StudioError
+from studio.core.request import GenerationRequest, LoraSpec
+from studio.lora.files import LoraLibrary, read_header
+from studio.lora.inspection import inspect
+from studio.lora.library import resolve_specs
 
 PROMPT = "a red circle in the top left on a white background"
 BLOCK = "transformer_blocks.0"
@@ -295,7 +295,7 @@ def swap_after(studio, monkeypatch, first: dict, second: dict):
 
 
 def test_beyond_the_limit_a_new_lora_is_hot_swapped_into_the_least_recent_slot(studio, monkeypatch):
-    from studio.loras import count_applied
+    from studio.lora.library import count_applied
 
     fresh, swapped, slot, swaps, transformer = swap_after(studio, monkeypatch, {"seed": 21}, {"seed": 22})
     adapters = studio.engine.lora_adapters
@@ -313,7 +313,7 @@ def test_a_lora_of_another_rank_on_fewer_layers_swaps_in_with_the_same_result(st
 
 
 def test_a_lora_on_more_layers_than_the_slot_replaces_it_by_a_fresh_load(studio, monkeypatch):
-    from studio.loras import count_applied
+    from studio.lora.library import count_applied
 
     fresh, replaced, first, swaps, transformer = swap_after(
         studio, monkeypatch, {"seed": 41, "modules": STYLE_MODULES[:3]}, {"seed": 42})
@@ -349,7 +349,7 @@ def test_a_refused_lora_in_a_request_fails_loudly(studio):
 
 # ---- the CLI ---------------------------------------------------------------------------------------------
 def run_cli(args, capsys) -> tuple[int, dict]:
-    from studio.cli import main
+    from studio.cli.main import main
 
     code = main([*args, "--json"])
     return code, json.loads(capsys.readouterr().out)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from studio import settings as settings_mod
-from studio.errors import InvalidRequest, ModelMissing
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.errors import InvalidRequest, ModelMissing
+from studio.core.request import GenerationRequest
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"
@@ -81,9 +81,9 @@ def test_replaying_a_record_of_a_model_no_longer_allowed_is_refused(studio):
 @pytest.fixture(scope="module")
 def switching(tmp_path_factory):
     """A Studio whose operator allows a second model and a broken one (STUDIO_MODELS)."""
-    from studio.engine import Engine
-    from studio.history import Store
+    from studio.engine.engine import Engine
     from studio.service import Studio
+    from studio.store.history import Store
 
     root = tmp_path_factory.mktemp("allow")
     second = linked_copy(root / "second")

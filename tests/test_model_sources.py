@@ -23,12 +23,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from studio import flux_layout
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.errors import ModelMissing, UnsupportedOnDevice
-from studio.model_files import SHIPPED_CONFIGS, resolve
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.errors import ModelMissing, UnsupportedOnDevice
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Engine
+from studio.models import layout as flux_layout
+from studio.models.files import SHIPPED_CONFIGS, resolve
 from tests.conftest import MODEL, ROOT
 
 PROMPT = "a red circle in the top left on a white background"
@@ -300,7 +300,7 @@ def test_gguf_q8_0_loads_with_diffusers_gguf_config_and_generates(shelf_engine, 
 
 
 def test_gguf_refuses_a_second_quantization(shelf_engine, shelf):
-    from studio.errors import InvalidRequest
+    from studio.core.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match="GGUF.*quantized already.*STUDIO_QUANT=none"):
         shelf_engine.ensure(str(shelf / "flux-mini-Q8_0.gguf"), "int8")
@@ -309,14 +309,14 @@ def test_gguf_refuses_a_second_quantization(shelf_engine, shelf):
 def test_gguf_types_studio_accepts_are_diffusers_own():
     from diffusers.quantizers.gguf.utils import SUPPORTED_GGUF_QUANT_TYPES
 
-    from studio.model_headers import GGUF_SUPPORTED
+    from studio.models.headers import GGUF_SUPPORTED
 
     assert set(GGUF_SUPPORTED) == {t.name for t in SUPPORTED_GGUF_QUANT_TYPES} | {"F32", "F16"}
 
 
 # ---- (d) model inspect -------------------------------------------------------------------------------------------
 def run_inspect(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
-    from studio.cli import main
+    from studio.cli.main import main
 
     code = main(["model", "inspect", str(path), "--json"])
     return code, json.loads(capsys.readouterr().out)
@@ -455,8 +455,8 @@ def test_studio_quant_nf4_on_cpu_is_refused_with_exit_2_and_no_traceback(tmp_pat
 
 
 def test_a_request_without_quant_takes_studio_quant_on_model_files(shelf, data_dir):
-    from studio.history import Store
     from studio.service import Studio
+    from studio.store.history import Store
 
     assert GenerationRequest(prompt=PROMPT).validate().quant == ""
     settings = settings_mod.from_env({"STUDIO_MODEL": str(shelf / "flux-mini-fp32.safetensors"), "STUDIO_QUANT": "int8",
@@ -470,7 +470,7 @@ def test_a_request_without_quant_takes_studio_quant_on_model_files(shelf, data_d
 
 
 def test_nf4_on_a_model_file_names_the_gguf_instead(shelf):
-    from studio.model_loading import check_quantization
+    from studio.models.loading import check_quantization
 
     files = resolve(shelf / "flux-mini-fp32.safetensors")
     nf4 = object()  # any non-torchao config: bitsandbytes' stands for it here (it needs a CUDA GPU to be built)
@@ -480,7 +480,7 @@ def test_nf4_on_a_model_file_names_the_gguf_instead(shelf):
 
 # ---- STUDIO_MODEL_DIRS ---------------------------------------------------------------------------------------------
 def test_scan_model_dirs_lists_models_not_parts_and_serves_them(shelf, split, tmp_path):
-    from studio.models import scan_model_dirs
+    from studio.models.catalog import scan_model_dirs
 
     (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 4)
     (tmp_path / "old.ckpt").write_bytes(b"\x80\x04pickle")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.assetstore import AssetStore
-from studio.errors import InvalidRequest, NotFound
-from studio.pngmeta import a1111_parameters, read_png_request, save_png
-from studio.request import GenerationRequest
+from studio.core.errors import InvalidRequest, NotFound
+from studio.core.request import GenerationRequest
+from studio.store.assets import AssetStore
+from studio.store.pngmeta import a1111_parameters, read_png_request, save_png
 
 FORGE = (
     "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.conditioning import overlay, pose
-from studio.errors import StudioError
+from studio.core.errors import StudioError
+from studio.engine.conditioning import overlay, pose
 from studio.toyworld.figure import OPENPOSE_COLOURS, place_keypoints, pose_keypoints, pose_map
 from studio.ui import pose_editor
 from tests.conftest import ROOT

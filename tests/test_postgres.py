@@ -20,9 +20,9 @@ import sqlalchemy as sa
 import test_history as spec  # the store's spec; its backend-neutral tests run here again, on PostgreSQL
 from test_history import add, image_files
 
-from studio import history
-from studio.errors import NotFound, StudioError
-from studio.history import Store
+from studio.core.errors import NotFound, StudioError
+from studio.store import history
+from studio.store.history import Store
 
 ENV = "STUDIO_TEST_PG_URL"
 SHARED = (  # tests of test_history.py that need nothing SQLite-specific: collected here with the fixture below

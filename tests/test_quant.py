@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.errors import UnsupportedOnDevice
-from studio.request import GenerationRequest
+from studio.core import settings as settings_mod
+from studio.core.errors import UnsupportedOnDevice
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Engine
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"

@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.errors import InvalidRequest
-from studio.request import GenerationRequest
+from studio.core.errors import InvalidRequest
+from studio.core.request import GenerationRequest
 from studio.toyworld.grammar import Scene, ToyObject
 from studio.toyworld.render import render_scene
 from tests.conftest import MODEL, ROOT
@@ -46,10 +46,10 @@ def kontext_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def kontext_studio(kontext_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A Studio whose engine holds the Kontext folder."""
-    from studio import settings as settings_mod
-    from studio.engine import Engine
-    from studio.history import Store
+    from studio.core import settings as settings_mod
+    from studio.engine.engine import Engine
     from studio.service import Studio
+    from studio.store.history import Store
 
     data_dir = tmp_path_factory.mktemp("data")
     settings = settings_mod.from_env({"STUDIO_MODEL": str(kontext_dir), "STUDIO_DATA_DIR": str(data_dir)},
@@ -80,8 +80,8 @@ def with_reference(kontext_studio, reference_image) -> dict:
 
 
 def test_kontext_folder_is_detected(kontext_dir: Path) -> None:
-    from studio import model_kinds
-    from studio.model_inspect import diffusers_report
+    from studio.models import kinds as model_kinds
+    from studio.models.inspection import diffusers_report
 
     assert model_kinds.is_kontext(kontext_dir)
     found = diffusers_report(kontext_dir)
@@ -134,7 +134,7 @@ def test_true_cfg_with_a_reference_matches_diffusers(kontext_pipe, kontext_studi
 
 
 def test_step_cache_previews_and_schedules_run_with_a_reference(kontext_studio, with_reference):
-    from studio.request import CacheSpec
+    from studio.core.request import CacheSpec
 
     ref = with_reference["request"]["references"][0]
     steps: list[int] = []
@@ -151,7 +151,7 @@ def test_the_reference_changes_the_image(kontext_studio, with_reference):
 
 
 def test_record_png_and_replay_carry_the_reference(kontext_studio, with_reference):
-    from studio.pngmeta import read_png_request
+    from studio.store.pngmeta import read_png_request
 
     refs = with_reference["request"]["references"]
     assert len(refs) == 1 and refs[0].startswith("sha256:")
@@ -195,9 +195,9 @@ def test_a_model_without_references_refuses_them_through_the_cli(data_dir: Path,
 
 
 def test_the_engine_refuses_a_flux2_folder_before_reading_it() -> None:
-    from studio import settings as settings_mod
-    from studio.engine import Engine
-    from studio.errors import StudioError
+    from studio.core import settings as settings_mod
+    from studio.core.errors import StudioError
+    from studio.engine.engine import Engine
 
     folder = ROOT / "assets" / "models" / "flux2-mini"
     engine = Engine(settings_mod.from_env({"STUDIO_MODEL": str(folder)}, threads=1))
@@ -207,7 +207,7 @@ def test_the_engine_refuses_a_flux2_folder_before_reading_it() -> None:
 
 
 def test_the_memory_estimate_counts_reference_tokens(kontext_studio) -> None:
-    from studio import memory_estimate
+    from studio.engine import memory_estimate
 
     kontext_studio.engine.ensure()
     shape = memory_estimate.shape_of(kontext_studio.engine.pipe, 32)

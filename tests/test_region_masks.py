@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from studio.errors import InvalidRequest
+from studio.core.errors import InvalidRequest
 from studio.ui.region_masks import PALETTE, boxes_value, colour_masks, overlay, painted_regions, regions_from_paint
 
 

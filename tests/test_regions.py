@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.conditioning import regions
-from studio.errors import InvalidRequest
-from studio.request import GenerationRequest, RegionSpec
+from studio.core.errors import InvalidRequest
+from studio.core.request import GenerationRequest, RegionSpec
+from studio.engine.conditioning import regions
 
 BASE = "a red circle in the top left and a blue square in the bottom right on a white background"
 
@@ -87,11 +87,11 @@ def test_base_ratio_mixes_the_main_prompt_into_regions_and_zero_is_off(studio):
 
 
 def test_regions_under_a_backend_without_masks_run_on_native_attention_and_switch_back(tmp_path, engine):
-    from studio import settings as settings_mod
-    from studio.engine import Engine
-    from studio.errors import StudioError
-    from studio.history import Store
+    from studio.core import settings as settings_mod
+    from studio.core.errors import StudioError
+    from studio.engine.engine import Engine
     from studio.service import Studio
+    from studio.store.history import Store
     from tests.conftest import MODEL
 
     def studio_with(backend: str, name: str) -> Studio:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from studio.request import GenerationRequest
+from studio.core.request import GenerationRequest
 from tests.server import AppServer
 
 PROMPT = "a red circle in the top left on a white background"

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from studio.errors import InvalidRequest
-from studio.request import CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.core.errors import InvalidRequest
+from studio.core.request import CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
 
 REF = "sha256:" + "a" * 64
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from studio import sampling
+from studio.engine import sampling
 
 PROMPT = "a red circle in the top left on a white background"
 

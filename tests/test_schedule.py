@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from studio import schedule
-from studio.errors import InvalidRequest
+from studio.core import schedule
+from studio.core.errors import InvalidRequest
 
 
 def test_step_positions_follow_the_contract():

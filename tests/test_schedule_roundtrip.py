@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from studio import pngmeta
-from studio.cli_requests import parse_schedule
-from studio.request import GenerationRequest
+from studio.cli.requests import parse_schedule
+from studio.core.request import GenerationRequest
+from studio.store import pngmeta
 
 PROMPT = "a red circle in the top left on a white background"
 SCHEDULE = {"guidance": [[0.0, 6.0], [1.0, 1.0]], "true_cfg": [[0.0, 3.0], [0.33, 3.0], [0.34, 1.0], [1.0, 1.0]]}

@@ -24,12 +24,12 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from studio import limits
-from studio.errors import InvalidRequest, StudioError
-from studio.lora_files import LoraFileError, LoraLibrary, read_header
-from studio.lora_inspect import load_tensors
-from studio.lora_training import TrainingConfig, TrainingExample, checkpoint_path, load_checkpoint, train_lora
-from studio.request import GenerationRequest, LoraSpec
+from studio.core import limits
+from studio.core.errors import InvalidRequest, StudioError
+from studio.core.request import GenerationRequest, LoraSpec
+from studio.lora.files import LoraFileError, LoraLibrary, read_header
+from studio.lora.inspection import load_tensors
+from studio.lora.training import TrainingConfig, TrainingExample, checkpoint_path, load_checkpoint, train_lora
 from studio.service import CONTROL_PREVIEW_BYTES, CONTROL_PREVIEWS_KEPT
 from studio.ui import edit_panel, region_masks, training_panel
 from tests.conftest import MODEL, ROOT
@@ -154,7 +154,7 @@ def test_a_planted_training_checkpoint_is_not_executed_and_training_starts_fresh
     config = TrainingConfig("planted", "zwx", rank=2, steps=3, learning_rate=1e-2, batch_size=2)
     plant(checkpoint_path(folder, "planted"), marker)
     seen: list[int] = []
-    with caplog.at_level(logging.WARNING, logger="studio.lora_training"):
+    with caplog.at_level(logging.WARNING, logger="studio.lora.training"):
         path = train_lora(engine, config, tiny_examples(), folder, on_progress=lambda s, t, loss: seen.append(s))
     assert not marker.exists()
     assert seen == [1, 2, 3] and path.is_file()  # started fresh
@@ -328,7 +328,7 @@ def test_prompt_file_over_the_cap_exits_2_with_a_message(tmp_path: Path, monkeyp
     assert json.loads(proc.stdout)["error"] == f"--prompt-file {big} is over 1024 KiB — split it into smaller files"
     many = tmp_path / "many.txt"
     many.write_text("a\n" * (limits.MAX_TEXT_FILE_LINES + 1))
-    from studio.cli import main
+    from studio.cli.main import main
 
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("STUDIO_MODEL", str(MODEL))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.web_headers import HostPolicy, add_frame_headers, host_policy, with_frame_ancestors
+from studio.web.headers import HostPolicy, add_frame_headers, host_policy, with_frame_ancestors
 from tests.server import AppServer
 
 PROMPT = "a red circle in the top left on a white background"
@@ -41,7 +41,7 @@ def csp(resp: http.client.HTTPResponse) -> str:
 
 def add_record(data_dir: Path, owner: str | None = None) -> tuple[dict, str]:
     """A finished record (no model needed) and its share token, written beside the running server."""
-    from studio.history import Store, default_url
+    from studio.store.history import Store, default_url
 
     request = {"prompt": PROMPT, "model": "m", "mode": "txt2img", "width": 16, "height": 16, "steps": 2, "seed": 1,
                "guidance": 3.5, "true_cfg": 1.0, "regions": [], "controls": [], "loras": []}  # fmt: skip
@@ -51,7 +51,7 @@ def add_record(data_dir: Path, owner: str | None = None) -> tuple[dict, str]:
 
 
 def favourite(data_dir: Path, record_id: str) -> bool:
-    from studio.history import Store, default_url
+    from studio.store.history import Store, default_url
 
     with Store(default_url(data_dir), data_dir) as store:
         return store.get(record_id)["favourite"]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from studio import history
-from studio.history import Store, default_url
-from studio.ui import visitors
+from studio.store import history
+from studio.store.history import Store, default_url
+from studio.web import visitors
 from tests.server import AppServer
 from tests.test_gallery import starlette_request
 
@@ -142,11 +142,11 @@ def test_api_calls_without_an_identity_are_refused_clearly(server) -> None:
 
 
 def test_batch_zero_is_refused_through_the_api_as_on_the_cli(server) -> None:
-    from studio.errors import InvalidRequest
-    from studio.request import GenerationRequest
+    from studio.core.errors import InvalidRequest
+    from studio.core.request import GenerationRequest
 
     with pytest.raises(InvalidRequest) as cli:
-        GenerationRequest(prompt="x", model="", batch_size=0).validate()  # what studio.cli_requests builds
+        GenerationRequest(prompt="x", model="", batch_size=0).validate()  # what studio.cli.requests builds
     api = client(server, bearer=secrets.token_urlsafe(32))
     with pytest.raises(Exception) as zero:
         api.predict(prompt="x", batch=0, **TINY, api_name="/generate")

@@ -53,7 +53,7 @@ def server(data_dir):
 @pytest.fixture(scope="module")
 def store(server, data_dir):
     """A second Store on the server's database, like ``python -m studio share`` uses."""
-    from studio.history import Store, default_url
+    from studio.store.history import Store, default_url
 
     st = Store(default_url(data_dir), data_dir)
     yield st
@@ -282,9 +282,9 @@ def bare(tmp_path):
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from studio.gallery_page import register_gallery_routes
-    from studio.history import Store, default_url
-    from studio.share import register_share_routes
+    from studio.store.history import Store, default_url
+    from studio.web.gallery import register_gallery_routes
+    from studio.web.share import register_share_routes
 
     st = Store(default_url(tmp_path), tmp_path)
     request = {"prompt": PROMPT, "model": "m", "width": 16, "height": 16, "steps": 2, "seed": 1,

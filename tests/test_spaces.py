@@ -29,10 +29,10 @@ import pytest
 from PIL import Image
 
 from studio import spaces_support
-from studio.engine import Result, StepUpdate
-from studio.errors import Cancelled, UnsupportedOnDevice
-from studio.request import ControlSpec, GenerationRequest, LoraSpec, RegionSpec
-from studio.settings import Settings
+from studio.core.errors import Cancelled, UnsupportedOnDevice
+from studio.core.request import ControlSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.core.settings import Settings
+from studio.engine.engine import Result, StepUpdate
 from tests.conftest import MODEL, ROOT
 from tests.server import AppServer, free_port
 

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.history import Store, default_url
-from studio.share import SECURITY_HEADERS, og_scale, title_from_prompt
+from studio.store.history import Store, default_url
 from studio.toyworld.grammar import parse_prompt
 from studio.toyworld.render import render_scene
-from studio.web_style import hero_width, image_tag
+from studio.web.share import SECURITY_HEADERS, og_scale, title_from_prompt
+from studio.web.style import hero_width, image_tag
 from tests.server import free_port
 from tests.test_app import browser_page
 
@@ -52,9 +52,9 @@ def toy(prompt: str, width: int, height: int) -> Image.Image:
 def make_app(store: Store):  # noqa: ANN201
     from fastapi import FastAPI
 
-    from studio.gallery_page import register_gallery_routes
-    from studio.share import register_share_routes
-    from studio.web_headers import install_security_headers
+    from studio.web.gallery import register_gallery_routes
+    from studio.web.headers import install_security_headers
+    from studio.web.share import register_share_routes
 
     app = FastAPI()
     install_security_headers(app)

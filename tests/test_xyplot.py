@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from studio import xyplot
-from studio.errors import InvalidRequest
-from studio.request import GenerationRequest
+from studio.core.errors import InvalidRequest
+from studio.core.request import GenerationRequest
 
 PROMPT = "a red circle in the top left on a white background"
 
@@ -48,7 +48,7 @@ def test_invalid_cell_values_are_refused_before_generating():
 
 
 def test_lora_weight_and_control_strength_axes_set_every_unit():
-    from studio.request import ControlSpec, LoraSpec
+    from studio.core.request import ControlSpec, LoraSpec
 
     ref = "sha256:" + "a" * 64
     base = GenerationRequest(prompt=PROMPT, loras=(LoraSpec("a"), LoraSpec("b", "", 0.5)),

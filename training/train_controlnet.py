@@ -5,7 +5,7 @@
 Model: ``FluxControlNetModel`` with the base transformer's geometry (all 2 double + 2 single blocks, weights copied
 from the base by ``FluxControlNetModel.from_transformer``; the residual projections start at zero, so step 0 changes
 nothing) and ``num_mode=10``: a union net whose control modes are those of Shakker-Labs' Union-Pro (canny 0,
-depth 2, pose 4), which is what the studio sets per control unit (``studio.conditioning.control.UNION_MODES``).
+depth 2, pose 4), which is what the studio sets per control unit (``studio.engine.conditioning.control.UNION_MODES``).
 
 Data: toy scenes of the training split (one and two objects) rendered with their control maps
 (``studio.toyworld.render_scene``); each sample gets one control kind (pose only for scenes with a stick figure).
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, FluxControlNetModel, FluxPipeline
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
-from studio.conditioning.control import UNION_MODES
+from studio.engine.conditioning.control import UNION_MODES
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.grammar import STICK_FIGURE
 from training import portable_checkpoint, torch_state, train_base

@@ -10,7 +10,7 @@ outlines, stroke ~5 % of the side; stick figures are excluded — they are strok
 ("a red outlined circle in the top left on a white background"). A style has to generalise to every colour, shape
 and position, so it is taught from many generated scenes, not the Training tab's 10–30 images (64 scenes learned
 nothing that held out).
-Training: ``studio.lora_training.train_lora`` on the resident flux-mini (the Training tab's code path), rank 16, on
+Training: ``studio.lora.training.train_lora`` on the resident flux-mini (the Training tab's code path), rank 16, on
 all layers of the double-stream blocks (``layers="double_blocks"``: both streams' attention and MLPs — the part
 kohya's Flux format can hold), with the plain velocity target at g = 1 (the 128-px base is not guidance-distilled,
 so the LoRA learns the conditional velocity of outlined scenes and is sampled with true CFG like the base;
@@ -34,10 +34,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from studio import settings as settings_mod
-from studio.engine import Engine
-from studio.lora_training import TrainingConfig, TrainingExample, train_lora
-from studio.request import GenerationRequest, LoraSpec
+from studio.core import settings as settings_mod
+from studio.core.request import GenerationRequest, LoraSpec
+from studio.engine.engine import Engine
+from studio.lora.training import TrainingConfig, TrainingExample, train_lora
 from studio.toyworld import scene_prompt
 from studio.toyworld.evaluate import evaluate_image, is_hollow
 from studio.toyworld.grammar import Scene

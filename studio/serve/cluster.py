@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from studio.engine import _coalesce_ms
-from studio.errors import StudioError
-from studio.settings import Settings
+from studio.core.errors import StudioError
+from studio.core.settings import Settings
+from studio.engine.engine import _coalesce_ms
 from studio.spaces_support import on_zero_gpu
 
 log = logging.getLogger(__name__)

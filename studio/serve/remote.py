@@ -16,15 +16,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from studio.engine import Result, StepUpdate
-from studio.errors import Cancelled, StudioError, UnsupportedOnDevice
-from studio.models import ModelDefaults
-from studio.request import GenerationRequest
+from studio.core.errors import Cancelled, StudioError, UnsupportedOnDevice
+from studio.core.request import GenerationRequest
+from studio.core.settings import Settings
+from studio.engine.engine import Result, StepUpdate
+from studio.models.catalog import ModelDefaults
 from studio.serve import wire
 from studio.serve.cancel_board import CancelWatch
 from studio.serve.cluster import Cluster
 from studio.service import Studio
-from studio.settings import Settings
 
 log = logging.getLogger(__name__)
 

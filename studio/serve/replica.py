@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from studio.history import Store
-from studio.request import GenerationRequest
+from studio.core.request import GenerationRequest
+from studio.core.settings import Settings
 from studio.serve import wire
 from studio.service import Studio
-from studio.settings import Settings
+from studio.store.history import Store
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "result", "cancelled", "error")  # a stream's last event kinds

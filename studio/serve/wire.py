@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from studio import errors
-from studio.engine import Result, StepUpdate
-from studio.request import GenerationRequest
+from studio.core import errors
+from studio.core.request import GenerationRequest
+from studio.engine.engine import Result, StepUpdate
 
 
 def png_bytes(image: Any) -> bytes:

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from studio.errors import InvalidRequest
-from studio.limits import loads_json
-from studio.request import MAX_SEED, CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
+from studio.core.errors import InvalidRequest
+from studio.core.limits import loads_json
+from studio.core.request import MAX_SEED, CacheSpec, ControlSpec, GenerationRequest, LoraSpec, RegionSpec
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from studio import spaces_support
-from studio.errors import InvalidRequest, StudioError
-from studio.request import GenerationRequest
-from studio.ui import adapters, visitors
+from studio.core.errors import InvalidRequest, StudioError
+from studio.core.request import GenerationRequest
+from studio.ui import adapters
 from studio.ui.api_files import (
     ControlInput,
     GenerateOutput,
@@ -28,6 +28,7 @@ from studio.ui.api_files import (
     api_regions,
     store_upload,
 )
+from studio.web import visitors
 
 if TYPE_CHECKING:
     from studio.service import Studio
@@ -202,7 +203,7 @@ def describe(blocks: gr.Blocks, fn: Callable[..., Any], dependency: dict[str, An
 
 def api_request(studio: Studio, args: dict[str, Any]) -> GenerationRequest:
     """The validated request of ``generate``'s arguments; uploads checked and stored (docs/api.md)."""
-    from studio.cli_requests import edit_mode, parse_cache, parse_lora
+    from studio.cli.requests import edit_mode, parse_cache, parse_lora
 
     _check_texts(args)
     if args["control"] or args["region"]:

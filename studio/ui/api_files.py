@@ -3,7 +3,7 @@
 In: gradio_client uploads every ``handle_file(...)`` argument — nested in lists and dicts too — into Gradio's upload
 folder and sends its ``FileData`` (``{"path": ..., "meta": {"_type": "gradio.FileData"}}``). Only a path inside that
 folder is accepted (``stored_images.uploaded``: never a server path a client made up), and the image is stored in the
-studio's asset store with the caps of ``studio.limits`` (bytes, pixels, formats) — as the CLI stores its files.
+studio's asset store with the caps of ``studio.core.limits`` (bytes, pixels, formats) — as the CLI stores its files.
 
 Out: the data folder is not part of Gradio's file serving (multi-user safety), so a result's images are copied into
 Gradio's own content-addressed cache (``<GRADIO_TEMP_DIR>/<sha256 of the bytes>/<name>``) and returned as
@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from studio.assetstore import AssetStore
-from studio.cli_requests import control_spec
-from studio.errors import InvalidRequest
+from studio.cli.requests import control_spec
+from studio.core.errors import InvalidRequest
+from studio.core.request import MAX_CONTROLS, MAX_REGIONS, ControlSpec, RegionSpec
 from studio.outputs import generate_output
-from studio.request import MAX_CONTROLS, MAX_REGIONS, ControlSpec, RegionSpec
+from studio.store.assets import AssetStore
 from studio.ui.stored_images import uploaded
 
 CONTROL_KEYS = ("kind", "image", "strength", "start", "end")
@@ -85,7 +85,7 @@ def upload_path(value: Any, name: str) -> Path:
 
 
 def store_upload(assets: AssetStore, value: Any, name: str) -> str:
-    """An uploaded image stored content-addressed (refused over the caps of ``studio.limits``); its reference."""
+    """An uploaded image stored content-addressed (refused over the caps of ``studio.core.limits``); its reference."""
     return assets.put_file(upload_path(value, name))
 
 
@@ -140,7 +140,7 @@ def api_regions(value: Any, assets: AssetStore) -> tuple[RegionSpec, ...]:
 
 
 def api_references(value: Any, assets: AssetStore, model: str) -> dict[str, Any]:
-    """``reference`` files → the request's ``references`` field (stored with the caps of ``studio.limits``); a model
+    """``reference`` files → the request's ``references`` field (stored with the caps of ``studio.core.limits``); a model
     that cannot use them refuses the request with the reason (``model_kinds.check_references``), never ignores them."""
     if not value:
         return {}

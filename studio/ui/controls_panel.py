@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 from PIL import Image
 
-from studio.conditioning.overlay import overlay_maps
-from studio.errors import StudioError
-from studio.share import image_file
+from studio.core.errors import StudioError
+from studio.engine.conditioning.overlay import overlay_maps
 from studio.ui import pose_editor
+from studio.web.share import image_file
 
 if TYPE_CHECKING:
     from studio.service import Studio

@@ -12,8 +12,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from studio.errors import InvalidRequest
-from studio.limits import check_image
+from studio.core.errors import InvalidRequest
+from studio.core.limits import check_image
 from studio.ui.region_masks import painted_layer
 
 MODES = ("off", "img2img", "inpaint")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.errors import StudioError
+from studio.core.errors import StudioError
 from studio.toyworld.vocab import COLOUR_NAMES, CORNERS, POSITION_NAMES, SHAPES, STYLES
 from studio.ui import lora_panel, prompt_guide, region_masks
 from studio.ui.feedback import user_error
@@ -78,7 +78,7 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
         prompts.update({f"prompt_{colour}": text for colour, (text, _) in example.regions.items()})
         note = "Regions example: see the Regions tab for the painted boxes and their prompts."
     elif example.kind == "control" and example.pose:
-        from studio.conditioning import pose
+        from studio.engine.conditioning import pose
 
         w, h = int(width or ctx.width), int(height or ctx.height)
         kind, image = "pose-map", pose.render_pose_map([pose.preset_figure(example.pose, w, h)], w, h)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.errors import StudioError
+from studio.core.errors import StudioError
 from studio.ui import edit_panel, result_panel, stored_images
 from studio.ui.feedback import user_error
 

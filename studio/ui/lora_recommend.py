@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from studio.errors import StudioError
-from studio.limits import loads_json
-from studio.lora_files import SUFFIX, read_header
+from studio.core.errors import StudioError
+from studio.core.limits import loads_json
+from studio.lora.files import SUFFIX, read_header
 
 log = logging.getLogger(__name__)
 METADATA_KEYS = ("studio_recommended", "flux_studio.recommended")

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.errors import StudioError
+from studio.core.errors import StudioError
 from studio.ui import adapters, edit_panel, lora_panel, region_masks, stored_images
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.feedback import internal_error, user_error
 from studio.ui.jobs import CancelRegistry, WaitLine
 from studio.ui.regions_panel import prompt_names as region_prompt_names
-from studio.ui.visitors import owner as visitor_owner
+from studio.web.visitors import owner as visitor_owner
 
 if TYPE_CHECKING:
     from studio.service import Studio

@@ -1,7 +1,7 @@
 """Pose editor: drag OpenPose keypoints on a canvas, presets, add/remove/mirror figures → a `pose-map` control.
 
 The SVG editor (``pose_editor.js``) holds ``{"figures", "selected", "width", "height", "feed"}``; every edit comes
-back here, is validated, drawn by ``studio.conditioning.pose`` (no detector, no torch), shown as the map preview,
+back here, is validated, drawn by ``studio.engine.conditioning.pose`` (no detector, no torch), shown as the map preview,
 written to the keypoints JSON box, and — when ``feed`` is set, i.e. the user edited the pose — put into the chosen
 control unit as kind ``pose-map``.
 """
@@ -16,9 +16,9 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from studio.conditioning import pose
-from studio.errors import StudioError
-from studio.limits import loads_json
+from studio.core.errors import StudioError
+from studio.core.limits import loads_json
+from studio.engine.conditioning import pose
 
 EDITOR_JS = (Path(__file__).parent / "pose_editor.js").read_text
 DEFAULT_SIZE = 512

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.errors import InvalidRequest
+from studio.core.errors import InvalidRequest
 from studio.toyworld.grammar import Scene, ToyObject, object_prompt, scene_prompt
 from studio.toyworld.vocab import COLOUR_NAMES, CORNERS, POSITION_NAMES, SHAPES, STICK_FIGURE, STYLES
 

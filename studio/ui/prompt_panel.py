@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.caching_hints import HINTS
+from studio.engine.caching_hints import HINTS
 from studio.ui import adapters, aspect
 
 if TYPE_CHECKING:

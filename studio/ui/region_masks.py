@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from studio.errors import InvalidRequest
-from studio.limits import check_image
+from studio.core.errors import InvalidRequest
+from studio.core.limits import check_image
 
 PALETTE = (("red", "#ff0000"), ("green", "#00c000"), ("blue", "#0000ff"), ("yellow", "#ffd000"))
 _RGB = {name: tuple(int(hex_[i:i + 2], 16) for i in (1, 3, 5)) for name, hex_ in PALETTE}

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio import pngmeta, xyplot
-from studio.errors import StudioError
+from studio import xyplot
+from studio.core.errors import StudioError
+from studio.store import pngmeta
 from studio.ui import result_panel, stored_images
 from studio.ui.api import GPU  # one concurrency id for every listener using the model
 from studio.ui.feedback import user_error

@@ -12,9 +12,9 @@ from typing import Any
 
 import gradio as gr
 
-from studio import schedule as sched
-from studio.errors import StudioError
-from studio.limits import loads_json
+from studio.core import schedule as sched
+from studio.core.errors import StudioError
+from studio.core.limits import loads_json
 
 EDITOR_JS = (Path(__file__).parent / "schedule_editor.js").read_text
 CHANNEL_DEFAULTS = {"control": 1.0, "regions": 1.0}

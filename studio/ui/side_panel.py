@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.errors import StudioError
+from studio.core.errors import StudioError
 from studio.ui import (
     controls_panel,
     edit_panel,

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from studio.errors import InvalidRequest, NotFound
-from studio.share import image_file
+from studio.core.errors import InvalidRequest, NotFound
+from studio.web.share import image_file
 
 if TYPE_CHECKING:
     from studio.service import Studio

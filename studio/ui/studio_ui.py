@@ -17,7 +17,7 @@ from studio.ui import guide_panel, history_panel, layout, prompt_panel, result_p
 from studio.ui.api import register_api
 from studio.ui.page import Page
 from studio.ui.prompt_guide import is_toy_model
-from studio.ui.visitors import oauth_enabled
+from studio.web.visitors import oauth_enabled
 
 if TYPE_CHECKING:
     from studio.service import Studio

@@ -1,0 +1,1 @@
+"""The vocabulary every room shares: the request, schedules, settings, errors and input limits (no torch)."""

@@ -1,0 +1,1 @@
+"""The resident pipeline and everything that runs on it: Engine, the sampling loop, conditioning, caches, coalescing, quantization, memory."""

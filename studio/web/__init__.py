@@ -1,0 +1,1 @@
+"""HTML routes outside Gradio: gallery, detail, share pages, visitor identity, security headers, one stylesheet."""
