@@ -23,14 +23,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth", default=None, help="user:pass")
     parser.add_argument("--multi-user", action="store_true", default=bool(os.environ.get("SPACE_ID")))
     parser.add_argument("--share-base-url", default=None)
-    parser.add_argument("--allowed-hosts", default=os.environ.get("STUDIO_ALLOWED_HOSTS", ""),
-                        help="extra host names to answer to, comma-separated (* = any; see studio/web/headers.py)")
+    parser.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get("STUDIO_ALLOWED_HOSTS", ""),
+        help="extra host names to answer to, comma-separated (* = any; see studio/web/headers.py)",
+    )
     parser.add_argument("--model", default=None, help="overrides STUDIO_MODEL")
     parser.add_argument("--data-dir", default=None, help="overrides STUDIO_DATA_DIR")
     parser.add_argument("--queue-size", type=int, default=16, help="waiting generations before 'queue full'")
-    parser.add_argument("--replicas", type=int, default=None,
-                        help="run N engine replicas on Ray Serve behind this front end (RAY_ADDRESS joins a cluster; "
-                             "docs/scaling.md)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="run N engine replicas on Ray Serve behind this front end (RAY_ADDRESS joins a cluster; docs/scaling.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,8 +70,9 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     from studio.web.share import register_share_routes
 
     coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
-    settings = settings_mod.from_env(model=args.model, data_dir=args.data_dir, queue_size=args.queue_size,
-                                     extra={"coalesce_ms": coalesce_ms})  # the CLI's default is 0 (off)
+    settings = settings_mod.from_env(
+        model=args.model, data_dir=args.data_dir, queue_size=args.queue_size, extra={"coalesce_ms": coalesce_ms}
+    )  # the CLI's default is 0 (off)
     if args.replicas is not None:  # Ray Serve: the engines run in replicas; Ray is imported only here
         from studio.serve.remote import start_remote_studio
 
@@ -86,8 +93,11 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
         uses_distilled_guidance=_guidance_embeds(studio) and defaults.guidance_distilled,
         multi_user=args.multi_user,
         share_base_url=args.share_base_url.rstrip("/") if args.share_base_url else None,
-        gpu_slots=studio.gpu_slots if args.replicas is not None
-        else COALESCING_SLOTS if studio.engine.coalescer is not None else 1,
+        gpu_slots=studio.gpu_slots
+        if args.replicas is not None
+        else COALESCING_SLOTS
+        if studio.engine.coalescer is not None
+        else 1,
     )
     demo = build(ctx).queue(default_concurrency_limit=1, max_size=settings.queue_size)
     app = FastAPI(title="Flux Studio", docs_url=None, redoc_url=None, openapi_url=None)  # no schema to anyone
@@ -135,9 +145,16 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     # Gradio serves only its own upload/cache folders: stored images reach browsers through the owner-checked
     # /gallery/image and /share routes, and the data folder is blocked outright.
     mounted = gr.mount_gradio_app(
-        app, demo, path="", auth=auth, allowed_paths=[], blocked_paths=[str(settings.data_dir.resolve())],
-        max_file_size=MAX_UPLOAD, show_error=True,
-        footer_links=["api"], app_kwargs={"openapi_url": None},  # the mounted app serves no /openapi.json either
+        app,
+        demo,
+        path="",
+        auth=auth,
+        allowed_paths=[],
+        blocked_paths=[str(settings.data_dir.resolve())],
+        max_file_size=MAX_UPLOAD,
+        show_error=True,
+        footer_links=["api"],
+        app_kwargs={"openapi_url": None},  # the mounted app serves no /openapi.json either
         css=__import__("studio.ui.studio_ui", fromlist=["CSS"]).CSS,
     )
     # launch() sets this; mounting does not, and without it Gradio skips its checks that a file in an event's

@@ -66,13 +66,21 @@ def measure(engine: Engine, n: int, steps: int, repeats: int, window_ms: float) 
         coalesced_s.append(seconds)
         groups.append(max(int(r.timings.get("coalesced", 1)) for r in results))
     s, c = statistics.median(serial_s), statistics.median(coalesced_s)
-    return {"row": f"{n} concurrent requests coalesced vs serial ({steps} steps)", "ratio": s / c,
-            "detail": f"serial {s:.2f} s ({n / s:.2f} img/s), coalesced {c:.2f} s ({n / c:.2f} img/s), "
-                      f"largest group {max(groups)}, window {window_ms:g} ms, median of {repeats}"}
+    return {
+        "row": f"{n} concurrent requests coalesced vs serial ({steps} steps)",
+        "ratio": s / c,
+        "detail": f"serial {s:.2f} s ({n / s:.2f} img/s), coalesced {c:.2f} s ({n / c:.2f} img/s), "
+        f"largest group {max(groups)}, window {window_ms:g} ms, median of {repeats}",
+    }
 
 
-def rows(settings: settings_mod.Settings, n: int = 8, steps: tuple[int, ...] = (4,), repeats: int = 3,
-         window_ms: float = 30.0) -> list[dict]:
+def rows(
+    settings: settings_mod.Settings,
+    n: int = 8,
+    steps: tuple[int, ...] = (4,),
+    repeats: int = 3,
+    window_ms: float = 30.0,
+) -> list[dict]:
     """The coalescing rows for ``benchmarks.perf`` (one engine, all measured in this run)."""
     engine = Engine(settings)
     engine.ensure()

@@ -79,11 +79,27 @@ def measure(engine: Engine, assets: AssetStore, kind: str, n: int, steps: int) -
             image = engine.generate(request, assets=assets).images[0]
             ious.append(control_obeyed(np.asarray(image), silhouettes[k], kind)[0])
         ious_arr = np.array(ious)
-        rows.append({"kind": kind, "config": name, "n": n, "mean_iou": float(ious_arr.mean()),
-                     "obeyed": float((ious_arr >= 0.8).mean()), "seconds": time.perf_counter() - started})
+        rows.append(
+            {
+                "kind": kind,
+                "config": name,
+                "n": n,
+                "mean_iou": float(ious_arr.mean()),
+                "obeyed": float((ious_arr >= 0.8).mean()),
+                "seconds": time.perf_counter() - started,
+            }
+        )
     ious = [control_obeyed(through_vae(engine, r.image), silhouettes[k], kind)[0] for k, r in enumerate(rendered)]
-    rows.append({"kind": kind, "config": "VAE ceiling", "n": n, "mean_iou": float(np.mean(ious)),
-                 "obeyed": float((np.array(ious) >= 0.8).mean()), "seconds": 0.0})
+    rows.append(
+        {
+            "kind": kind,
+            "config": "VAE ceiling",
+            "n": n,
+            "mean_iou": float(np.mean(ious)),
+            "obeyed": float((np.array(ious) >= 0.8).mean()),
+            "seconds": 0.0,
+        }
+    )
     return rows
 
 
@@ -120,16 +136,29 @@ def main() -> None:
     print(f"IoU with the control silhouette, {args.n} held-out scenes per kind, {args.steps} steps, seeds 0..n-1")
     print(f"{'kind':<6} {'config':<14} {'mean IoU':>9} {'IoU>=0.8':>9} {'s/image':>8}")
     for r in rows:
-        print(f"{r['kind']:<6} {r['config']:<14} {r['mean_iou']:>9.3f} {r['obeyed']:>9.3f} "
-              f"{r['seconds'] / r['n']:>8.3f}")
+        print(
+            f"{r['kind']:<6} {r['config']:<14} {r['mean_iou']:>9.3f} {r['obeyed']:>9.3f} {r['seconds'] / r['n']:>8.3f}"
+        )
     plain = sum(r["seconds"] for r in rows if r["config"] == "no control")
     full = sum(r["seconds"] for r in rows if r["config"] == "strength 1.0")
     print(f"time with control (strength 1.0) / without: {full / plain:.2f}")
-    print(f"RSS {rss_before:.1f} MiB before the ControlNet, {rss_after:.1f} MiB after "
-          f"(+{rss_after - rss_before:.1f}); base transformer reused: {same_base}")
+    print(
+        f"RSS {rss_before:.1f} MiB before the ControlNet, {rss_after:.1f} MiB after "
+        f"(+{rss_after - rss_before:.1f}); base transformer reused: {same_base}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "time_ratio": full / plain, "rss_before_mib": rss_before,
-                                         "rss_after_mib": rss_after, "base_reused": same_base}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "time_ratio": full / plain,
+                    "rss_before_mib": rss_before,
+                    "rss_after_mib": rss_after,
+                    "base_reused": same_base,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

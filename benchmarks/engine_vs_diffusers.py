@@ -43,8 +43,15 @@ def main() -> None:
             engine.generate(request)
 
         def theirs(steps: int = steps) -> None:
-            pipe(PROMPT, height=args.size, width=args.size, num_inference_steps=steps, guidance_scale=3.5,
-                 generator=[torch.Generator("cpu").manual_seed(1)], max_sequence_length=max_seq)
+            pipe(
+                PROMPT,
+                height=args.size,
+                width=args.size,
+                num_inference_steps=steps,
+                guidance_scale=3.5,
+                generator=[torch.Generator("cpu").manual_seed(1)],
+                max_sequence_length=max_seq,
+            )
 
         ours(), theirs()  # warm-up
         times = {"engine": [], "diffusers": []}
@@ -54,8 +61,15 @@ def main() -> None:
                 fn()
                 times[name].append(time.perf_counter() - started)
         engine_s, diffusers_s = statistics.median(times["engine"]), statistics.median(times["diffusers"])
-        rows.append({"steps": steps, "size": args.size, "engine_s": engine_s, "diffusers_s": diffusers_s,
-                     "ratio": engine_s / diffusers_s})
+        rows.append(
+            {
+                "steps": steps,
+                "size": args.size,
+                "engine_s": engine_s,
+                "diffusers_s": diffusers_s,
+                "ratio": engine_s / diffusers_s,
+            }
+        )
     print(f"{'steps':>5} {'size':>5} {'engine s':>9} {'diffusers s':>12} {'ratio':>7}")
     for r in rows:
         print(f"{r['steps']:>5} {r['size']:>5} {r['engine_s']:>9.4f} {r['diffusers_s']:>12.4f} {r['ratio']:>7.3f}")

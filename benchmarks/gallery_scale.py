@@ -50,7 +50,9 @@ LORAS = ("toy-style", "watercolor-v2", "pixel-art", "film-grain", "ghibli-ish")
 def synthetic_request(rng: random.Random, k: int) -> dict:
     """A plausible request: 6-18 words, a model, sometimes LoRAs, regions or controls."""
     prompt = " ".join(rng.choices(WORDS, k=rng.randint(6, 18)))
-    loras = [{"name": name, "sha256": "0" * 64, "weight": 0.8} for name in rng.sample(LORAS, rng.choice((0, 0, 0, 1, 2)))]
+    loras = [
+        {"name": name, "sha256": "0" * 64, "weight": 0.8} for name in rng.sample(LORAS, rng.choice((0, 0, 0, 1, 2)))
+    ]
     ref = "sha256:" + f"{k:064x}"
     regions = [{"mask": ref, "prompt": rng.choice(WORDS)} for _ in range(rng.choice((0, 0, 0, 0, 2)))]
     controls = [{"kind": "canny", "image": ref, "preprocess": True, "strength": 0.7, "start": 0.0, "end": 1.0}
@@ -175,15 +177,19 @@ def iter_calls(store: Store, needles: list[str], per_page: int) -> Callable[[], 
 
 def table(result: dict) -> str:
     """The results as a plain-text table."""
-    lines = [f"{result['records']} records · inserted in {result['insert_s']} s · database {result['db_mib']} MiB"
-             f" · FTS5 trigram index: {result['fts']}", "",
-             f"{'measure':42} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'CPU p50':>9} {'CPU p95':>9}"]
+    lines = [
+        f"{result['records']} records · inserted in {result['insert_s']} s · database {result['db_mib']} MiB"
+        f" · FTS5 trigram index: {result['fts']}",
+        "",
+        f"{'measure':42} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'CPU p50':>9} {'CPU p95':>9}",
+    ]
     rows = [("search, one word (store.list)", result["search_one_word"]),
             ("search, two words (store.list)", result["search_two_words"]),
             *((f"/gallery {label}", v) for label, v in result["pages"].items())]  # fmt: skip
     for label, s in rows:
-        lines.append(f"{label:42} {s['p50_ms']:>9} {s['p95_ms']:>9} {s['max_ms']:>9} {s['cpu_p50_ms']:>9}"
-                     f" {s['cpu_p95_ms']:>9}")
+        lines.append(
+            f"{label:42} {s['p50_ms']:>9} {s['p95_ms']:>9} {s['max_ms']:>9} {s['cpu_p50_ms']:>9} {s['cpu_p95_ms']:>9}"
+        )
     ok_search = result["search_one_word"]["p95_ms"] <= SEARCH_TARGET_MS
     ok_page = all(v["p95_ms"] <= PAGE_TARGET_MS for k, v in result["pages"].items() if "no target" not in k)
     lines += ["", f"search p95 ≤ {SEARCH_TARGET_MS:.0f} ms: {'met' if ok_search else 'MISSED'} · "

@@ -45,12 +45,32 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ("base", "compile", "fp8", "fp8-dynamic", "fbcache", "magcache", "taylorseer",
-         "offload-model", "offload-group", "offload-sequential")
+MODES = (
+    "base",
+    "compile",
+    "fp8",
+    "fp8-dynamic",
+    "fbcache",
+    "magcache",
+    "taylorseer",
+    "offload-model",
+    "offload-group",
+    "offload-sequential",
+)
 CACHE_THRESHOLDS = {"fbcache": 0.12, "magcache": 0.12, "taylorseer": 3.0}
 # Dense bf16 tensor-core peak (TFLOPS, no sparsity) by device-name fragment; longest fragment wins.
-PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "H100 PCIe": 756.0, "H800": 989.4, "GH200": 989.4,
-                    "A100": 312.0, "A800": 312.0, "L40S": 362.1, "L4": 121.0, "B200": 2250.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.4,
+    "H100": 989.4,
+    "H100 PCIe": 756.0,
+    "H800": 989.4,
+    "GH200": 989.4,
+    "A100": 312.0,
+    "A800": 312.0,
+    "L40S": 362.1,
+    "L4": 121.0,
+    "B200": 2250.0,
+}
 
 
 @dataclass(frozen=True)
@@ -85,12 +105,34 @@ FULL = Geometry(19, 38, 24, 128, 4096, 768, (16, 56, 56), image_tokens=4096, tex
 SCALED = Geometry(2, 4, 2, 16, 32, 16, (4, 6, 6), image_tokens=64, text_tokens=16)
 
 
-def flux2(double: int, single: int, heads: int, joint_attention_dim: int, guidance_embeds: bool, *,
-          head_dim: int = 128, rope: tuple[int, ...] = (32, 32, 32, 32), image_tokens: int = 4096,
-          text_tokens: int = 512) -> Geometry:
+def flux2(
+    double: int,
+    single: int,
+    heads: int,
+    joint_attention_dim: int,
+    guidance_embeds: bool,
+    *,
+    head_dim: int = 128,
+    rope: tuple[int, ...] = (32, 32, 32, 32),
+    image_tokens: int = 4096,
+    text_tokens: int = 512,
+) -> Geometry:
     """A FLUX.2 geometry: 128 input channels (32 latent channels × 2×2 patch), MLP ratio 3, RoPE theta 2000."""
-    return Geometry(double, single, heads, head_dim, joint_attention_dim, 0, rope, image_tokens, text_tokens,
-                    in_channels=128, family="flux2", guidance_embeds=guidance_embeds, mlp_ratio=3.0)
+    return Geometry(
+        double,
+        single,
+        heads,
+        head_dim,
+        joint_attention_dim,
+        0,
+        rope,
+        image_tokens,
+        text_tokens,
+        in_channels=128,
+        family="flux2",
+        guidance_embeds=guidance_embeds,
+        mlp_ratio=3.0,
+    )
 
 
 # FLUX.2 sizes: BFL's reference code (github.com/black-forest-labs/flux2, src/flux2/model.py: Flux2Params for [dev],
@@ -111,8 +153,12 @@ SCALED_GEOMETRIES: dict[str, Geometry] = {
     "flux2-dev": flux2(1, 6, 4, 48, True, head_dim=16, rope=(4, 4, 4, 4), image_tokens=64, text_tokens=16),
     "flux2-klein-9b": flux2(1, 3, 2, 48, False, head_dim=16, rope=(4, 4, 4, 4), image_tokens=64, text_tokens=16),
 }
-LABELS = {"flux1-dev": "FLUX.1 [dev]", "flux2-klein-4b": "FLUX.2 [klein] 4B", "flux2-dev": "FLUX.2 [dev]",
-          "flux2-klein-9b": "FLUX.2 [klein] 9B"}
+LABELS = {
+    "flux1-dev": "FLUX.1 [dev]",
+    "flux2-klein-4b": "FLUX.2 [klein] 4B",
+    "flux2-dev": "FLUX.2 [dev]",
+    "flux2-klein-9b": "FLUX.2 [klein] 9B",
+}
 DEFAULT_MODELS = ("flux1-dev", "flux2-klein-4b", "flux2-dev")
 
 
@@ -151,17 +197,29 @@ def construct(g: Geometry, dtype: torch.dtype) -> Any:
         with torch.device("meta"):
             if g.family == "flux2":
                 model = Flux2Transformer2DModel(
-                    patch_size=1, in_channels=g.in_channels, num_layers=g.double, num_single_layers=g.single,
-                    attention_head_dim=g.head_dim, num_attention_heads=g.heads,
-                    joint_attention_dim=g.joint_attention_dim, mlp_ratio=g.mlp_ratio, axes_dims_rope=g.rope,
+                    patch_size=1,
+                    in_channels=g.in_channels,
+                    num_layers=g.double,
+                    num_single_layers=g.single,
+                    attention_head_dim=g.head_dim,
+                    num_attention_heads=g.heads,
+                    joint_attention_dim=g.joint_attention_dim,
+                    mlp_ratio=g.mlp_ratio,
+                    axes_dims_rope=g.rope,
                     guidance_embeds=g.guidance_embeds,
                 )
             else:
                 model = FluxTransformer2DModel(
-                    patch_size=1, in_channels=g.in_channels, num_layers=g.double, num_single_layers=g.single,
-                    attention_head_dim=g.head_dim, num_attention_heads=g.heads,
-                    joint_attention_dim=g.joint_attention_dim, pooled_projection_dim=g.pooled,
-                    guidance_embeds=g.guidance_embeds, axes_dims_rope=g.rope,
+                    patch_size=1,
+                    in_channels=g.in_channels,
+                    num_layers=g.double,
+                    num_single_layers=g.single,
+                    attention_head_dim=g.head_dim,
+                    num_attention_heads=g.heads,
+                    joint_attention_dim=g.joint_attention_dim,
+                    pooled_projection_dim=g.pooled,
+                    guidance_embeds=g.guidance_embeds,
+                    axes_dims_rope=g.rope,
                 )
     finally:
         torch.set_default_dtype(previous)
@@ -202,8 +260,9 @@ def inputs(g: Geometry, device: torch.device, dtype: torch.dtype) -> dict[str, t
     txt_ids, img_ids = positions(g)
     tensors = {
         "hidden_states": torch.randn(1, g.image_tokens, g.in_channels, device=device, dtype=dtype, generator=gen),
-        "encoder_hidden_states": torch.randn(1, g.text_tokens, g.joint_attention_dim, device=device, dtype=dtype,
-                                             generator=gen),
+        "encoder_hidden_states": torch.randn(
+            1, g.text_tokens, g.joint_attention_dim, device=device, dtype=dtype, generator=gen
+        ),
         "txt_ids": txt_ids.to(device),
         "img_ids": img_ids.to(device),
     }
@@ -236,13 +295,16 @@ def denoise(model: Any, tensors: dict[str, torch.Tensor], steps: int, device: to
     return time.perf_counter() - started
 
 
-def skip_reason(mode: str, device: torch.device, scaled_down: bool, explicit: bool,
-                family: str = "flux1") -> str | None:
+def skip_reason(
+    mode: str, device: torch.device, scaled_down: bool, explicit: bool, family: str = "flux1"
+) -> str | None:
     """Why a mode cannot (or should not by default) run here; None when it runs."""
     cuda = device.type == "cuda"
     if mode == "fbcache" and family == "flux2":
-        return ("diffusers' First-Block Cache cannot bridge Flux2's double blocks (2-tuple) and single blocks (fused "
-                "tensor): TypeError in the tail hook (huggingface/diffusers#14280)")
+        return (
+            "diffusers' First-Block Cache cannot bridge Flux2's double blocks (2-tuple) and single blocks (fused "
+            "tensor): TypeError in the tail hook (huggingface/diffusers#14280)"
+        )
     if mode.startswith("offload") and not cuda:
         return "offloading moves weights between CPU and a CUDA GPU — needs CUDA"
     if mode.startswith("fp8") and (not cuda or torch.cuda.get_device_capability(device) < (8, 9)):
@@ -275,8 +337,9 @@ def prepared(mode: str, model: Any, g: Geometry, steps: int, device: torch.devic
         quantize_(model, Float8WeightOnlyConfig() if mode == "fp8" else Float8DynamicActivationFloat8WeightConfig())
     elif mode == "offload-group":
         model.to("cpu")
-        model.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
-                                   offload_type="leaf_level", use_stream=True)
+        model.enable_group_offload(
+            onload_device=device, offload_device=torch.device("cpu"), offload_type="leaf_level", use_stream=True
+        )
     elif mode == "offload-sequential":
         from accelerate import cpu_offload
 
@@ -285,8 +348,9 @@ def prepared(mode: str, model: Any, g: Geometry, steps: int, device: torch.devic
     yield model
 
 
-def run_mode(mode: str, g: Geometry, steps: int, device: torch.device, dtype: torch.dtype,
-             base: Any | None) -> dict[str, Any]:
+def run_mode(
+    mode: str, g: Geometry, steps: int, device: torch.device, dtype: torch.dtype, base: Any | None
+) -> dict[str, Any]:
     """Time one mode: a warm-up generation (compile happens here), then the measured one."""
     fresh = mode in ("compile", "fp8", "fp8-dynamic") or mode.startswith("offload")
     model = build(g, device, dtype) if fresh or base is None else base
@@ -326,8 +390,15 @@ def run_mode(mode: str, g: Geometry, steps: int, device: torch.device, dtype: to
     return row
 
 
-def run_model(name: str, g: Geometry, args: argparse.Namespace, device: torch.device, dtype: torch.dtype,
-              steps: int, peak: float | None) -> dict[str, Any]:
+def run_model(
+    name: str,
+    g: Geometry,
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: torch.dtype,
+    steps: int,
+    peak: float | None,
+) -> dict[str, Any]:
     """Every requested mode on one geometry, against its FLOP floor; the model is freed before returning."""
     flops = flops_per_step(g)
     floor = flops / (peak * 1e12) if peak else None
@@ -364,9 +435,14 @@ def run_model(name: str, g: Geometry, args: argparse.Namespace, device: torch.de
         if base_row and row["status"] == "ok":
             row["speedup_vs_base"] = round(base_row["per_step_s"] / row["per_step_s"], 3)
     return {
-        "model": name, "label": LABELS[name], "geometry": asdict(g), "params": params,
-        "flop_per_step": flops, "tflop_per_step": sig(flops / 1e12),
-        "floor_s_per_step": sig(floor) if floor else None, "rows": rows,
+        "model": name,
+        "label": LABELS[name],
+        "geometry": asdict(g),
+        "params": params,
+        "flop_per_step": flops,
+        "tflop_per_step": sig(flops / 1e12),
+        "floor_s_per_step": sig(floor) if floor else None,
+        "rows": rows,
     }
 
 
@@ -389,9 +465,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device_name, peak = peak_tflops(device, args.peak_tflops)
     models = [run_model(name, table[name], args, device, dtype, steps, peak) for name in args.models]
     return {
-        "scaled_down": scaled, "device": str(device), "device_name": device_name,
-        "dtype": str(dtype).removeprefix("torch."), "steps": steps, "peak_bf16_tflops": peak,
-        "torch": torch.__version__, "models": models,
+        "scaled_down": scaled,
+        "device": str(device),
+        "device_name": device_name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "steps": steps,
+        "peak_bf16_tflops": peak,
+        "torch": torch.__version__,
+        "models": models,
     }
 
 
@@ -403,8 +484,13 @@ def sig(value: float, digits: int = 4) -> float:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scaled-down", action="store_true", help="tiny widths and few tokens (CPU, CI)")
-    parser.add_argument("--models", nargs="+", choices=tuple(GEOMETRIES), default=list(DEFAULT_MODELS),
-                        help="geometries, one after another (default: FLUX.1 [dev], FLUX.2 [klein] 4B, FLUX.2 [dev])")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=tuple(GEOMETRIES),
+        default=list(DEFAULT_MODELS),
+        help="geometries, one after another (default: FLUX.1 [dev], FLUX.2 [klein] 4B, FLUX.2 [dev])",
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=None)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (28 full, 4 scaled down)")
     parser.add_argument("--device", default=None)
@@ -415,20 +501,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def report(result: dict[str, Any]) -> None:
     """The run as text: per geometry, its size and floor, then one line per mode."""
-    print(f"{result['device_name']} ({result['device']}, {result['dtype']}), {result['steps']} steps, "
-          f"dense bf16 peak {result['peak_bf16_tflops']} TFLOPS")
+    print(
+        f"{result['device_name']} ({result['device']}, {result['dtype']}), {result['steps']} steps, "
+        f"dense bf16 peak {result['peak_bf16_tflops']} TFLOPS"
+    )
     for model in result["models"]:
         size = f"{model['params'] / 1e9:.3f} B" if model["params"] >= 1e8 else f"{model['params'] / 1e6:.3f} M"
-        print(f"\n{model['label']} ({model['model']}): {size} params, "
-              f"{model['tflop_per_step']} TFLOP/step, floor {model['floor_s_per_step']} s/step")
+        print(
+            f"\n{model['label']} ({model['model']}): {size} params, "
+            f"{model['tflop_per_step']} TFLOP/step, floor {model['floor_s_per_step']} s/step"
+        )
         print(f"{'mode':<20} {'s/step':>9} {'×floor':>8} {'speedup':>8} {'peak GiB':>9}  note")
         for r in model["rows"]:
             if r["status"] != "ok":
                 print(f"{r['mode']:<20} {'-':>9} {'-':>8} {'-':>8} {'-':>9}  {r['status']}: {r['reason']}")
                 continue
-            print(f"{r['mode']:<20} {r['per_step_s']:>9.4f} {r['ratio_to_floor'] or float('nan'):>8.2f} "
-                  f"{r.get('speedup_vs_base', float('nan')):>8.2f} {r['peak_mem_gib'] or float('nan'):>9}  "
-                  f"warm-up {r['warmup_s']} s")
+            print(
+                f"{r['mode']:<20} {r['per_step_s']:>9.4f} {r['ratio_to_floor'] or float('nan'):>8.2f} "
+                f"{r.get('speedup_vs_base', float('nan')):>8.2f} {r['peak_mem_gib'] or float('nan'):>9}  "
+                f"warm-up {r['warmup_s']} s"
+            )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -34,8 +34,11 @@ STYLE_COLOUR = "orange"
 
 def plain_scenes(n: int, seed: int, split: str) -> list[Scene]:
     """``n`` one-object scenes in which neither the object nor the background is the style colour."""
-    return [s for s in scene_set("one", 4 * n, seed=seed, split=split)
-            if STYLE_COLOUR not in (s.objects[0].colour, s.background)][:n]
+    return [
+        s
+        for s in scene_set("one", 4 * n, seed=seed, split=split)
+        if STYLE_COLOUR not in (s.objects[0].colour, s.background)
+    ][:n]
 
 
 def styled(scene: Scene) -> Scene:
@@ -61,13 +64,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--guidance", type=float, default=None,
-                        help="guidance-embedding value to train at (default: the model's default guidance)")
-    parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
-                        help="> 1: guidance-distilled targets at g ~ U[1, max] (studio.lora.training)")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="guidance-embedding value to train at (default: the model's default guidance)",
+    )
+    parser.add_argument(
+        "--distilled-guidance-max",
+        type=float,
+        default=0.0,
+        help="> 1: guidance-distilled targets at g ~ U[1, max] (studio.lora.training)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="copy the trained LoRA into this folder")
-    parser.add_argument("--shipped", type=Path, default=None,
-                        help="no training: measure zwx-orange.safetensors from this folder")
+    parser.add_argument(
+        "--shipped", type=Path, default=None, help="no training: measure zwx-orange.safetensors from this folder"
+    )
     args = parser.parse_args()
     lora_dir = args.shipped or Path(tempfile.mkdtemp())
     engine = Engine(settings_mod.from_env(threads=1, lora_dirs=(lora_dir,)))
@@ -76,11 +88,20 @@ def main() -> None:
     if args.shipped is None:
         train = plain_scenes(20, 300, "train")
         size = engine.defaults().width  # the model's native size (studio.json)
-        examples = [TrainingExample(Image.fromarray(render_scene(styled(s), size, 9_000 + i).image), scene_prompt(s))
-                    for i, s in enumerate(train)]
-        config = TrainingConfig(name="zwx-orange", trigger_word="zwx", rank=8, steps=args.steps,
-                                learning_rate=1e-3, batch_size=4, guidance=args.guidance,
-                                distilled_guidance_max=args.distilled_guidance_max)
+        examples = [
+            TrainingExample(Image.fromarray(render_scene(styled(s), size, 9_000 + i).image), scene_prompt(s))
+            for i, s in enumerate(train)
+        ]
+        config = TrainingConfig(
+            name="zwx-orange",
+            trigger_word="zwx",
+            rank=8,
+            steps=args.steps,
+            learning_rate=1e-3,
+            batch_size=4,
+            guidance=args.guidance,
+            distilled_guidance_max=args.distilled_guidance_max,
+        )
         started = time.perf_counter()
         train_lora(engine, config, examples, lora_dir)
         seconds = time.perf_counter() - started

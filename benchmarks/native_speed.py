@@ -41,8 +41,17 @@ def main() -> None:
         engine.generate(GenerationRequest(prompt=PROMPT, seed=k))
     plain, cfg = median_seconds(engine, args.n, 1.0), median_seconds(engine, args.n, 2.0)
     size = engine.defaults()
-    print(json.dumps({"size": [size.width, size.height], "steps": size.steps, "seconds": round(plain, 3),
-                      "seconds_true_cfg_2": round(cfg, 3), "ratio": round(cfg / plain, 2)}))
+    print(
+        json.dumps(
+            {
+                "size": [size.width, size.height],
+                "steps": size.steps,
+                "seconds": round(plain, 3),
+                "seconds_true_cfg_2": round(cfg, 3),
+                "ratio": round(cfg / plain, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ def timed(fn, repeats: int = 5) -> float:
 def toy_eval(engine: Engine, prompts: list[str], steps: int, **fields) -> tuple[float, float]:
     """(joint accuracy, seconds) over the prompts, seeds 0..n-1."""
     started = time.perf_counter()
-    images = [engine.generate(GenerationRequest(prompt=p, steps=steps, seed=k, **fields)).images[0]
-              for k, p in enumerate(prompts)]
+    images = [
+        engine.generate(GenerationRequest(prompt=p, steps=steps, seed=k, **fields)).images[0]
+        for k, p in enumerate(prompts)
+    ]
     elapsed = time.perf_counter() - started
     return evaluate_many(list(zip(images, prompts)))["joint"], elapsed
 
@@ -86,8 +88,11 @@ def lora_rows(settings, reload_s: float) -> list[dict]:
             switches.append(engine.lora_adapters.last_switch_s)
         switch_s = statistics.median(switches)
     return [
-        {"row": "LoRA switch (loaded) vs pipeline reload", "ratio": reload_s / switch_s,
-         "detail": f"switch {switch_s * 1e3:.1f} ms vs reload {reload_s:.2f} s"},
+        {
+            "row": "LoRA switch (loaded) vs pipeline reload",
+            "ratio": reload_s / switch_s,
+            "detail": f"switch {switch_s * 1e3:.1f} ms vs reload {reload_s:.2f} s",
+        },
         {"row": "LoRA first load (1-step generation incl.)", "ratio": 1.0, "detail": f"{first_s:.2f} s"},
     ]
 
@@ -111,27 +116,50 @@ def main() -> None:
         engine.encode(prompts[0], None)
 
     hit_s, miss_s = timed(lambda: engine.encode(prompts[0], None), 20), timed(miss, 20)
-    rows.append({"row": "prompt cache hit vs miss (encode)", "ratio": miss_s / hit_s,
-                 "detail": f"miss {miss_s * 1e3:.2f} ms, hit {hit_s * 1e3:.3f} ms"})
+    rows.append(
+        {
+            "row": "prompt cache hit vs miss (encode)",
+            "ratio": miss_s / hit_s,
+            "detail": f"miss {miss_s * 1e3:.2f} ms, hit {hit_s * 1e3:.3f} ms",
+        }
+    )
 
     base_joint, base_s = toy_eval(engine, prompts, args.steps)
-    for kind, thresholds in (("fbcache", (0.05, 0.1, 0.2)), ("magcache", (0.06, 0.12, 0.24)),
-                             ("taylorseer", (2, 3, 4))):
+    for kind, thresholds in (
+        ("fbcache", (0.05, 0.1, 0.2)),
+        ("magcache", (0.06, 0.12, 0.24)),
+        ("taylorseer", (2, 3, 4)),
+    ):
         for threshold in thresholds:
             joint, seconds = toy_eval(engine, prompts, args.steps, cache=CacheSpec(kind, float(threshold)))
-            rows.append({"row": f"{kind} {threshold}", "ratio": base_s / seconds,
-                         "detail": f"speedup x{base_s / seconds:.2f}, joint {joint:.3f} vs {base_joint:.3f} "
-                                   f"({(joint - base_joint) * 100:+.1f} pts)"})
+            rows.append(
+                {
+                    "row": f"{kind} {threshold}",
+                    "ratio": base_s / seconds,
+                    "detail": f"speedup x{base_s / seconds:.2f}, joint {joint:.3f} vs {base_joint:.3f} "
+                    f"({(joint - base_joint) * 100:+.1f} pts)",
+                }
+            )
 
     fp32_bytes = transformer_bytes(engine.pipe.transformer)
     int8 = Engine(settings)
     int8.ensure(quant="int8")
     int8_bytes = transformer_bytes(int8.pipe.transformer)
     int8_joint, int8_s = toy_eval(int8, prompts, args.steps, quant="int8")
-    rows.append({"row": "int8 vs fp32 transformer size", "ratio": fp32_bytes / int8_bytes,
-                 "detail": f"{fp32_bytes / 2**20:.1f} MiB → {int8_bytes / 2**20:.1f} MiB"})
-    rows.append({"row": "int8 vs fp32 speed", "ratio": base_s / int8_s,
-                 "detail": f"joint {int8_joint:.3f} vs {base_joint:.3f} ({(int8_joint - base_joint) * 100:+.1f} pts)"})
+    rows.append(
+        {
+            "row": "int8 vs fp32 transformer size",
+            "ratio": fp32_bytes / int8_bytes,
+            "detail": f"{fp32_bytes / 2**20:.1f} MiB → {int8_bytes / 2**20:.1f} MiB",
+        }
+    )
+    rows.append(
+        {
+            "row": "int8 vs fp32 speed",
+            "ratio": base_s / int8_s,
+            "detail": f"joint {int8_joint:.3f} vs {base_joint:.3f} ({(int8_joint - base_joint) * 100:+.1f} pts)",
+        }
+    )
     del int8
 
     rows += coalesce_bench.rows(settings, n=8, steps=(args.steps,), repeats=3)
@@ -139,17 +167,29 @@ def main() -> None:
     rows.append({"row": "pipeline load (warm disk)", "ratio": 1.0, "detail": f"{reload_s:.2f} s"})
     rows += lora_rows(settings, reload_s)
     with tempfile.TemporaryDirectory() as tmp:
-        code = ("import time; t=time.perf_counter(); from studio.core import settings as s; from studio.engine.engine import Engine;"
-                "from studio.core.request import GenerationRequest as R; e=Engine(s.from_env(threads=1));"
-                "e.generate(R(prompt='a red circle in the top left on a white background', seed=1));"
-                "print(time.perf_counter()-t)")
+        code = (
+            "import time; t=time.perf_counter(); from studio.core import settings as s; from studio.engine.engine import Engine;"
+            "from studio.core.request import GenerationRequest as R; e=Engine(s.from_env(threads=1));"
+            "e.generate(R(prompt='a red circle in the top left on a white background', seed=1));"
+            "print(time.perf_counter()-t)"
+        )
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent,
-                             env={"STUDIO_DATA_DIR": tmp, "PATH": "/usr/bin:/bin"})
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+            env={"STUDIO_DATA_DIR": tmp, "PATH": "/usr/bin:/bin"},
+        )
         wall = time.perf_counter() - started
         inner = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "?"
-        rows.append({"row": "cold start to first image (new process)", "ratio": 1.0,
-                     "detail": f"{wall:.1f} s wall incl. interpreter and imports; {inner} s after start of script"})
+        rows.append(
+            {
+                "row": "cold start to first image (new process)",
+                "ratio": 1.0,
+                "detail": f"{wall:.1f} s wall incl. interpreter and imports; {inner} s after start of script",
+            }
+        )
 
     print(f"{'measurement':<42} {'ratio':>7}  detail")
     for r in rows:

@@ -35,7 +35,7 @@ def quadrant_mask(position: str, size: int) -> Image.Image:
     qx, qy = QUADRANTS[position]
     mask = np.zeros((size, size), dtype=np.uint8)
     half = size // 2
-    mask[qy * half:(qy + 1) * half, qx * half:(qx + 1) * half] = 255
+    mask[qy * half : (qy + 1) * half, qx * half : (qx + 1) * half] = 255
     return Image.fromarray(mask, "L")
 
 
@@ -56,8 +56,13 @@ def main() -> None:
     size = engine.defaults().width
     assets = AssetStore(Path(tmp) / "assets")
     scenes = scene_set("two", args.n, seed=args.prompt_seed, split="heldout")
-    configs = {"text only": None, "regions 25%": 0.25, "regions 50%": 0.5, "regions 100%": 1.0,
-               "100%, base 0.3": (1.0, 0.3)}
+    configs = {
+        "text only": None,
+        "regions 25%": 0.25,
+        "regions 50%": 0.5,
+        "regions 100%": 1.0,
+        "100%, base 0.3": (1.0, 0.3),
+    }
     rows = []
     for name, window in configs.items():
         pairs, started = [], time.perf_counter()
@@ -67,26 +72,50 @@ def main() -> None:
             schedule = None
             window, base_ratio = window if isinstance(window, tuple) else (window, 0.0)
             if window is not None:
-                regions = tuple(RegionSpec(assets.put_image(quadrant_mask(obj.position, size)),
-                                           object_prompt(obj, scene.background)) for obj in scene.objects)
+                regions = tuple(
+                    RegionSpec(
+                        assets.put_image(quadrant_mask(obj.position, size)), object_prompt(obj, scene.background)
+                    )
+                    for obj in scene.objects
+                )
                 if window < 1.0:
                     schedule = {"regions": [[0.0, 1.0], [window, 1.0], [min(1.0, window + 1e-3), 0.0], [1.0, 0.0]]}
-            request = GenerationRequest(prompt=prompt, steps=args.steps, seed=k, regions=regions, schedule=schedule,
-                                        region_base_ratio=base_ratio, true_cfg=args.true_cfg)
+            request = GenerationRequest(
+                prompt=prompt,
+                steps=args.steps,
+                seed=k,
+                regions=regions,
+                schedule=schedule,
+                region_base_ratio=base_ratio,
+                true_cfg=args.true_cfg,
+            )
             pairs.append((engine.generate(request, assets=assets).images[0], prompt))
         seconds = time.perf_counter() - started
         scores = evaluate_many(pairs)
-        rows.append({"config": name, "seconds": seconds, **{k: scores[k] for k in ("color", "shape", "position", "joint")}})
-    truth = [(through_vae(engine, render_scene(scene, size, 77_000 + k).image), scene_prompt(scene))
-             for k, scene in enumerate(scenes)]
-    rows.append({"config": "VAE ceiling", "seconds": 0.0, **{k: v for k, v in evaluate_many(truth).items()
-                                                             if k in ("color", "shape", "position", "joint")}})
-    print(f"ToyGenEval, {args.n} held-out two-object prompts (prompt seed {args.prompt_seed}), {args.steps} steps, "
-          f"true CFG {args.true_cfg:g}, seeds 0..{args.n - 1}")
+        rows.append(
+            {"config": name, "seconds": seconds, **{k: scores[k] for k in ("color", "shape", "position", "joint")}}
+        )
+    truth = [
+        (through_vae(engine, render_scene(scene, size, 77_000 + k).image), scene_prompt(scene))
+        for k, scene in enumerate(scenes)
+    ]
+    rows.append(
+        {
+            "config": "VAE ceiling",
+            "seconds": 0.0,
+            **{k: v for k, v in evaluate_many(truth).items() if k in ("color", "shape", "position", "joint")},
+        }
+    )
+    print(
+        f"ToyGenEval, {args.n} held-out two-object prompts (prompt seed {args.prompt_seed}), {args.steps} steps, "
+        f"true CFG {args.true_cfg:g}, seeds 0..{args.n - 1}"
+    )
     print(f"{'config':<14} {'time s':>7} {'color':>6} {'shape':>6} {'pos':>6} {'joint':>6}")
     for r in rows:
-        print(f"{r['config']:<14} {r['seconds']:>7.2f} {r['color']:>6.3f} {r['shape']:>6.3f} {r['position']:>6.3f} "
-              f"{r['joint']:>6.3f}")
+        print(
+            f"{r['config']:<14} {r['seconds']:>7.2f} {r['color']:>6.3f} {r['shape']:>6.3f} {r['position']:>6.3f} "
+            f"{r['joint']:>6.3f}"
+        )
     ratio = rows[3]["seconds"] / rows[0]["seconds"]
     print(f"time with regions (100%) / text only: {ratio:.3f}")
     if args.json:

@@ -28,7 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
-        studio = Studio(settings_mod.from_env({**os.environ, "STUDIO_DATA_DIR": tmp}, threads=args.threads, data_dir=Path(tmp)))
+        studio = Studio(
+            settings_mod.from_env({**os.environ, "STUDIO_DATA_DIR": tmp}, threads=args.threads, data_dir=Path(tmp))
+        )
         samples = []
         for k in range(args.n):
             studio.generate(GenerationRequest(prompt=PROMPTS[k % 2], seed=k, batch_size=1 + k % 2))

@@ -53,8 +53,10 @@ def main() -> None:
     for per_min in args.arrivals_per_min:
         for n in args.replicas:
             r = simulate(per_min / 60, args.service_s, n, args.hours * 3600)
-            print(f"{per_min:>12g} {n:>8} {r['utilisation']:>6.2f} {r['throughput_per_min']:>10.1f} "
-                  f"{r['wait_p50_s']:>10.1f} {r['wait_p95_s']:>10.1f}")
+            print(
+                f"{per_min:>12g} {n:>8} {r['utilisation']:>6.2f} {r['throughput_per_min']:>10.1f} "
+                f"{r['wait_p50_s']:>10.1f} {r['wait_p95_s']:>10.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -71,14 +71,25 @@ def run(n: int, steps: int, repeats: int, threads: int, windows: list[float], da
                     cluster.deploy(settings, replicas)
                 timings[replicas] = measure(studio, requests, repeats)
             (one_s, _), (two_s, used) = timings[1], timings[2]
-            rows.append({
-                "coalesce_ms": window, "n": n, "steps": steps, "threads": threads,
-                "one_replica_s": round(one_s, 3), "two_replicas_s": round(two_s, 3),
-                "one_replica_img_s": round(n / one_s, 3), "two_replicas_img_s": round(n / two_s, 3),
-                "replicas_used": used, "ratio": round(one_s / two_s, 3),
-            })
-            print(f"coalesce {window:g} ms: 1 replica {n / one_s:.2f} img/s ({one_s:.2f} s), 2 replicas "
-                  f"{n / two_s:.2f} img/s ({two_s:.2f} s, {used} used) → ratio {one_s / two_s:.2f}×", flush=True)
+            rows.append(
+                {
+                    "coalesce_ms": window,
+                    "n": n,
+                    "steps": steps,
+                    "threads": threads,
+                    "one_replica_s": round(one_s, 3),
+                    "two_replicas_s": round(two_s, 3),
+                    "one_replica_img_s": round(n / one_s, 3),
+                    "two_replicas_img_s": round(n / two_s, 3),
+                    "replicas_used": used,
+                    "ratio": round(one_s / two_s, 3),
+                }
+            )
+            print(
+                f"coalesce {window:g} ms: 1 replica {n / one_s:.2f} img/s ({one_s:.2f} s), 2 replicas "
+                f"{n / two_s:.2f} img/s ({two_s:.2f} s, {used} used) → ratio {one_s / two_s:.2f}×",
+                flush=True,
+            )
     finally:
         cluster.close()
     return rows

@@ -114,8 +114,14 @@ class Studio:
             log.warning("memory estimate skipped", exc_info=True)
             return
         memory_estimate.check_fits(
-            shape, budget, request.width or defaults.width, request.height or defaults.height, request.batch_size,
-            len(request.regions), len(request.controls), hint=self._memory_hint(pipe, device),
+            shape,
+            budget,
+            request.width or defaults.width,
+            request.height or defaults.height,
+            request.batch_size,
+            len(request.regions),
+            len(request.controls),
+            hint=self._memory_hint(pipe, device),
             references=len(request.references),
         )
 
@@ -185,8 +191,15 @@ class Studio:
             return None
 
     def train_lora(
-        self, name: str, trigger_word: str, images: list[Any], captions: list[str], rank: int, steps: int,
-        learning_rate: float, on_progress: Callable[[int, int, float], None] | None = None,
+        self,
+        name: str,
+        trigger_word: str,
+        images: list[Any],
+        captions: list[str],
+        rank: int,
+        steps: int,
+        learning_rate: float,
+        on_progress: Callable[[int, int, float], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> Path:
         """Train a LoRA on the resident model from PIL images + captions into ``$STUDIO_DATA_DIR/loras``."""
@@ -194,8 +207,9 @@ class Studio:
 
         refuse_on_zero_gpu("LoRA training")
         self.engine.ensure()
-        config = TrainingConfig(name=name, trigger_word=trigger_word, rank=rank, steps=steps,
-                                learning_rate=learning_rate)
+        config = TrainingConfig(
+            name=name, trigger_word=trigger_word, rank=rank, steps=steps, learning_rate=learning_rate
+        )
         examples = [TrainingExample(image, caption) for image, caption in zip(images, captions, strict=True)]
         return train_lora(self.engine, config, examples, self.settings.data_dir / "loras", on_progress, cancel)
 
@@ -262,7 +276,8 @@ def _pixel_bytes(image: Any) -> int:
 def _trim_previews(maps: OrderedDict[tuple, Any]) -> None:
     """Drop the least recently used previews past ``CONTROL_PREVIEWS_KEPT`` or ``CONTROL_PREVIEW_BYTES``."""
     while len(maps) > CONTROL_PREVIEWS_KEPT or (
-            len(maps) > 1 and sum(_pixel_bytes(m) for m in maps.values()) > CONTROL_PREVIEW_BYTES):
+        len(maps) > 1 and sum(_pixel_bytes(m) for m in maps.values()) > CONTROL_PREVIEW_BYTES
+    ):
         maps.popitem(last=False)
 
 

@@ -220,9 +220,13 @@ def run_call(generate: Callable[..., Result], call: GpuCall) -> Iterator[StepUpd
 
     def work() -> None:
         try:
-            result = generate(call.request, on_step=updates.put if call.previews else None, cancel=cancel,
-                              assets=AssetStore(Path(call.assets_root)) if call.assets_root else None,
-                              loras=_library(call.lora_dirs))
+            result = generate(
+                call.request,
+                on_step=updates.put if call.previews else None,
+                cancel=cancel,
+                assets=AssetStore(Path(call.assets_root)) if call.assets_root else None,
+                loras=_library(call.lora_dirs),
+            )
             updates.put(Outcome(result=result))
         except Exception as exc:  # noqa: BLE001 - sent back to the server, which raises it
             if not isinstance(exc, StudioError):
@@ -269,12 +273,17 @@ class ZeroGpuGenerate:
 
         self.on_gpu = spaces.GPU(duration=duration)(studio_generate)
 
-    def call_for(self, request: GenerationRequest, previews: bool = False, assets: Any = None,
-                 loras: Any = None) -> GpuCall:
+    def call_for(
+        self, request: GenerationRequest, previews: bool = False, assets: Any = None, loras: Any = None
+    ) -> GpuCall:
         """The plain data for one generation."""
-        return GpuCall(request=request, cancel_path=self.flags.new_path(),
-                       assets_root=str(assets.root) if assets is not None else None,
-                       lora_dirs=tuple(str(d) for d in loras.dirs) if loras is not None else None, previews=previews)
+        return GpuCall(
+            request=request,
+            cancel_path=self.flags.new_path(),
+            assets_root=str(assets.root) if assets is not None else None,
+            lora_dirs=tuple(str(d) for d in loras.dirs) if loras is not None else None,
+            previews=previews,
+        )
 
     def __call__(
         self,

@@ -34,8 +34,14 @@ def load_prompts(prompts_file: Path | None, n: int, kind: str, seed: int) -> lis
 
 
 def run_eval(
-    studio: Any, prompts_file: Path | None = None, steps: int | None = None, seed: int = 0, n: int = 40,
-    kind: str = "one", true_cfg: float = 1.0, **request_fields: Any,
+    studio: Any,
+    prompts_file: Path | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    n: int = 40,
+    kind: str = "one",
+    true_cfg: float = 1.0,
+    **request_fields: Any,
 ) -> dict[str, Any]:
     """Accuracies over the prompt set: ``{"n", "color", "shape", "position", "joint"}`` (0..1)."""
     from studio.toyworld.evaluate import evaluate_many

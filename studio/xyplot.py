@@ -98,8 +98,12 @@ def compose(images: Sequence[Sequence[Image.Image]], x: Axis, y: Axis | None) ->
 
 
 def run(
-    studio: Any, base: GenerationRequest, x: Axis, y: Axis | None = None,
-    on_cell: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+    studio: Any,
+    base: GenerationRequest,
+    x: Axis,
+    y: Axis | None = None,
+    on_cell: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
     owner: str | None = None,
 ) -> tuple[Image.Image, list[dict[str, Any]]]:
     """Generate every cell (each stored as a record) and compose the labelled grid."""

@@ -27,12 +27,21 @@ class AppServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log_path = data_dir / "app.log"
-        full_env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_MODEL": str(MODEL),
-                    "STUDIO_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+        full_env = {
+            **os.environ,
+            "STUDIO_DATA_DIR": str(data_dir),
+            "STUDIO_MODEL": str(MODEL),
+            "STUDIO_THREADS": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            **(env or {}),
+        }
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(self.port), *args], cwd=ROOT, env=full_env,
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "app.py", "--port", str(self.port), *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self._wait()
 

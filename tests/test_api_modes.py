@@ -102,7 +102,12 @@ def test_control(server, inputs, monkeypatch):
     request = check_done(run_example("control", server, inputs, monkeypatch), "txt2img")
     (control,) = request["controls"]
     assert (control["kind"], control["preprocess"], control["strength"], control["start"], control["end"]) == (
-        "canny", True, 0.8, 0.0, 0.8)
+        "canny",
+        True,
+        0.8,
+        0.0,
+        0.8,
+    )
     assert stored(server, control["image"])
 
 
@@ -135,7 +140,9 @@ def test_batch_replay_history_and_share(server, inputs, monkeypatch):
     listed = {r["id"]: r for r in page["records"]}
     assert made["id"] in listed and page["total"] >= 2
     assert [img["url"] for img in listed[made["id"]]["images"]] == [
-        f"/gallery/image/{made['id']}/0", f"/gallery/image/{made['id']}/1"]
+        f"/gallery/image/{made['id']}/0",
+        f"/gallery/image/{made['id']}/1",
+    ]
     assert link["url"] == f"/share/{link['token']}"
     with httpx.Client() as web:
         assert web.get(server.url + link["url"] + ".png").status_code == 200
@@ -157,8 +164,19 @@ def test_every_parameter_is_described_in_view_api_and_the_doc(server):
     api = Client(server.url, verbose=False).view_api(print_info=False, return_format="dict")
     params = api["named_endpoints"]["/generate"]["parameters"]
     names = [p["parameter_name"] for p in params]
-    assert {"init_image", "mask", "strength", "control", "region", "reference", "lora", "schedule", "cache",
-            "true_cfg", "negative_prompt"} <= set(names)
+    assert {
+        "init_image",
+        "mask",
+        "strength",
+        "control",
+        "region",
+        "reference",
+        "lora",
+        "schedule",
+        "cache",
+        "true_cfg",
+        "negative_prompt",
+    } <= set(names)
     assert all(p["python_type"]["description"] for p in params), [p["parameter_name"] for p in params]
     assert all("filepath" in p["python_type"]["type"] for p in params if p["parameter_name"] in ("init_image", "mask"))
     table = DOC.read_text().split("### Returns")[0]
@@ -205,7 +223,11 @@ def png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_api_inputs_are_only_files_in_gradios_upload_folder(tmp_path):

@@ -17,8 +17,15 @@ from tests.server import AppServer
 
 PROMPT = "a red circle in the top left on a white background"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -289,14 +296,19 @@ def test_browser_dropping_a_png_fills_the_panel(server, tmp_path):
     from playwright.sync_api import expect
 
     made = Client(server.url, verbose=False).predict(
-        prompt="a green triangle in the bottom left on a black background", seed=77, steps=3, guidance=2.5,
-        api_name="/generate")
+        prompt="a green triangle in the bottom left on a black background",
+        seed=77,
+        steps=3,
+        guidance=2.5,
+        api_name="/generate",
+    )
     with browser_page(tmp_path, {"width": 1400, "height": 1300}) as page:
         page.goto(server.url + "/")
         open_more_settings(page)
         page.locator("#import_png input[type=file]").set_input_files(made["images"][0])
         expect(page.locator("#prompt textarea")).to_have_value(
-            "a green triangle in the bottom left on a black background", timeout=20_000)
+            "a green triangle in the bottom left on a black background", timeout=20_000
+        )
         expect(page.locator("#seed input")).to_have_value("77")
         expect(page.locator("#steps input")).to_have_value("3")
 

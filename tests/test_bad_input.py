@@ -32,7 +32,7 @@ def env(tmp_path, monkeypatch):
     (tmp_path / "bomb.png").write_bytes(_png_bomb())
     (tmp_path / "loras" / "empty.safetensors").write_bytes(b"")
     (tmp_path / "loras" / "old.ckpt").write_bytes(b"\x80\x02}q\x00.")
-    (tmp_path / "loras" / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    (tmp_path / "loras" / "cut.safetensors").write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     (tmp_path / "sched.json").write_text("{not json")
     return tmp_path
 
@@ -45,7 +45,9 @@ def _png_bomb() -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 GEN = ["generate", "--prompt", PROMPT]

@@ -19,8 +19,9 @@ PROMPT = "a red circle in the top left on a white background"
 
 def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_MODEL": str(MODEL), "STUDIO_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "studio", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def run_json(data_dir: Path, *args: str, code: int = 0) -> dict:

@@ -15,8 +15,11 @@ from studio.core.errors import Cancelled, NotFound
 from studio.core.request import CacheSpec, GenerationRequest, LoraSpec, RegionSpec
 from studio.engine.coalesce import compatibility_key
 
-PROMPTS = ["a red circle in the top left on a white background", "a blue square in the center on a black background",
-           "a green triangle in the bottom right on a gray background"]
+PROMPTS = [
+    "a red circle in the top left on a white background",
+    "a blue square in the center on a black background",
+    "a green triangle in the bottom right on a gray background",
+]
 REF = "sha256:" + "0" * 64
 
 
@@ -24,12 +27,21 @@ def test_key_ignores_prompts_seeds_and_batch_but_not_what_shapes_the_denoise():
     base = GenerationRequest(prompt="a", seed=1, steps=4, width=64, height=64)
     same = base.replace(prompt="b", prompt_2="c", negative_prompt="d", seed=9, batch_size=3)
     assert compatibility_key(base) == compatibility_key(same) is not None
-    for changed in (base.replace(steps=8), base.replace(width=128), base.replace(guidance=1.0),
-                    base.replace(true_cfg=2.0), base.replace(loras=(LoraSpec("x"),)),
-                    base.replace(schedule={"guidance": [[0, 5], [1, 2]]}), base.replace(quant="int8")):
+    for changed in (
+        base.replace(steps=8),
+        base.replace(width=128),
+        base.replace(guidance=1.0),
+        base.replace(true_cfg=2.0),
+        base.replace(loras=(LoraSpec("x"),)),
+        base.replace(schedule={"guidance": [[0, 5], [1, 2]]}),
+        base.replace(quant="int8"),
+    ):
         assert compatibility_key(changed) != compatibility_key(base)
-    for alone in (base.replace(regions=(RegionSpec(REF, "x"),)), base.replace(cache=CacheSpec("fbcache", 0.1)),
-                  base.replace(mode="img2img", init_image=REF)):
+    for alone in (
+        base.replace(regions=(RegionSpec(REF, "x"),)),
+        base.replace(cache=CacheSpec("fbcache", 0.1)),
+        base.replace(mode="img2img", init_image=REF),
+    ):
         assert compatibility_key(alone) is None
 
 
@@ -50,8 +62,10 @@ def run_queued(engine, calls: list[Callable[[], Any]]) -> list[Any]:
         started.set()
         release.wait(30)
 
-    blocker = threading.Thread(target=engine.generate, args=(
-        GenerationRequest(prompt="hold", seed=0, steps=1, cache=CacheSpec("fbcache", 0.1)), hold))
+    blocker = threading.Thread(
+        target=engine.generate,
+        args=(GenerationRequest(prompt="hold", seed=0, steps=1, cache=CacheSpec("fbcache", 0.1)), hold),
+    )
     blocker.start()
     assert started.wait(60)
     results: list[Any] = [None] * len(calls)
@@ -84,8 +98,10 @@ def test_queued_requests_run_as_one_batch_and_match_running_alone(coalescing):
     engine = coalescing
     requests = [GenerationRequest(prompt=p, seed=10 * k, batch_size=1 + (k == 1)) for k, p in enumerate(PROMPTS)]
     progress: list[list[int]] = [[] for _ in requests]
-    calls = [lambda k=k: engine.generate(requests[k], on_step=lambda u, k=k: progress[k].append(u.step))
-             for k in range(len(requests))]
+    calls = [
+        lambda k=k: engine.generate(requests[k], on_step=lambda u, k=k: progress[k].append(u.step))
+        for k in range(len(requests))
+    ]
     results = run_queued(engine, calls)
     assert engine.coalescer.last_group_size == 3
     engine.configure_coalescing(0)
@@ -100,8 +116,10 @@ def test_queued_requests_run_as_one_batch_and_match_running_alone(coalescing):
 
 def test_true_cfg_rows_keep_their_own_negative_prompts(coalescing):
     engine = coalescing
-    requests = [GenerationRequest(prompt=PROMPTS[k], seed=k, true_cfg=2.5, negative_prompt=neg)
-                for k, neg in enumerate(("blue", "a red circle"))]
+    requests = [
+        GenerationRequest(prompt=PROMPTS[k], seed=k, true_cfg=2.5, negative_prompt=neg)
+        for k, neg in enumerate(("blue", "a red circle"))
+    ]
     results = run_queued(engine, [lambda r=r: engine.generate(r) for r in requests])
     assert engine.coalescer.last_group_size == 2
     engine.configure_coalescing(0)
@@ -117,8 +135,9 @@ def test_each_request_gets_its_own_record_and_a_cancelled_one_leaves_early(coale
 
     calls = [
         lambda: studio.generate(GenerationRequest(prompt=PROMPTS[0], seed=1)),
-        lambda: studio.generate(GenerationRequest(prompt=PROMPTS[1], seed=2), on_step=cancel_at_first_step,
-                                cancel=cancel),
+        lambda: studio.generate(
+            GenerationRequest(prompt=PROMPTS[1], seed=2), on_step=cancel_at_first_step, cancel=cancel
+        ),
         lambda: studio.generate(GenerationRequest(prompt=PROMPTS[2], seed=3)),
     ]
     done, cancelled, other = run_queued(coalescing, calls)
@@ -149,8 +168,10 @@ def test_a_failing_progress_listener_ends_only_its_own_request(coalescing):
     def broken(update) -> None:
         raise RuntimeError("listener went away")
 
-    calls = [lambda: coalescing.generate(GenerationRequest(prompt=PROMPTS[0], seed=1)),
-             lambda: coalescing.generate(GenerationRequest(prompt=PROMPTS[1], seed=2), on_step=broken)]
+    calls = [
+        lambda: coalescing.generate(GenerationRequest(prompt=PROMPTS[0], seed=1)),
+        lambda: coalescing.generate(GenerationRequest(prompt=PROMPTS[1], seed=2), on_step=broken),
+    ]
     done, failed = run_queued(coalescing, calls)
     assert coalescing.coalescer.last_group_size == 2
     assert isinstance(failed, RuntimeError) and "listener went away" in str(failed)

@@ -23,7 +23,10 @@ def make_controlnet(transformer, folder, joint_dim=None):
     from diffusers import FluxControlNetModel
 
     net = FluxControlNetModel.from_transformer(
-        transformer, num_layers=1, num_single_layers=1, attention_head_dim=transformer.config.attention_head_dim,
+        transformer,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=transformer.config.attention_head_dim,
         num_attention_heads=transformer.config.num_attention_heads,
     )
     if joint_dim is not None:
@@ -43,8 +46,12 @@ def control_studio(tmp_path_factory, engine):
     tmp = tmp_path_factory.mktemp("control")
     canny = make_controlnet(engine.pipe.transformer, tmp / "canny")
     wrong = make_controlnet(engine.pipe.transformer, tmp / "wrong", joint_dim=64)
-    env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp / "data"), "STUDIO_CONTROLNET_CANNY": str(canny),
-           "STUDIO_CONTROLNET_DEPTH": str(wrong)}
+    env = {
+        "STUDIO_MODEL": str(MODEL),
+        "STUDIO_DATA_DIR": str(tmp / "data"),
+        "STUDIO_CONTROLNET_CANNY": str(canny),
+        "STUDIO_CONTROLNET_DEPTH": str(wrong),
+    }
     settings = settings_mod.from_env(env, threads=1)
     studio = Studio(settings, engine=Engine(settings), store=Store(settings.db_url, settings.data_dir))
     yield studio
@@ -71,8 +78,11 @@ def test_control_changes_the_image_and_zero_strength_or_curve_does_not(control_s
     assert studio.engine.load_count == loads  # the base model is not reloaded for ControlNet mode
     off = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, controls=(ControlSpec("canny", ref, True, 0.0),)))
     assert np.array_equal(pixels(off), pixels(plain))
-    curve_off = studio.generate(GenerationRequest(prompt=PROMPT, seed=3, controls=(ControlSpec("canny", ref),),
-                                                  schedule={"control": [[0, 0.0], [1, 0.0]]}))
+    curve_off = studio.generate(
+        GenerationRequest(
+            prompt=PROMPT, seed=3, controls=(ControlSpec("canny", ref),), schedule={"control": [[0, 0.0], [1, 0.0]]}
+        )
+    )
     assert np.array_equal(pixels(curve_off), pixels(plain))
     replay = studio.replay(controlled["id"])
     assert np.array_equal(pixels(replay), pixels(controlled))
@@ -131,11 +141,23 @@ def tiny_depth_anything(folder):
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
     torch.manual_seed(0)
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                            patch_size=14, image_size=56, out_features=["stage1", "stage2", "stage3", "stage4"],
-                            reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
-                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8)
+    backbone = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=14,
+        image_size=56,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+    )
     DepthAnythingForDepthEstimation(config).save_pretrained(folder)
     DPTImageProcessor(size={"height": 56, "width": 56}, keep_aspect_ratio=False).save_pretrained(folder)
 

@@ -77,12 +77,17 @@ def setup(tmp_path_factory):
     save_file(lora, str(tmp / "loras" / "canny-control.safetensors"))
     gen = torch.Generator().manual_seed(1)
     inner = lora["transformer.x_embedder.lora_B.weight"].shape[0]
-    style = {f"transformer.transformer_blocks.{b}.attn.{m}.{ab}.weight": torch.randn(shape, generator=gen) * 0.3
-             for b in (0, 1) for m in ("to_q", "to_v") for ab, shape in (("lora_A", (RANK, inner)),
-                                                                         ("lora_B", (inner, RANK)))}
+    style = {
+        f"transformer.transformer_blocks.{b}.attn.{m}.{ab}.weight": torch.randn(shape, generator=gen) * 0.3
+        for b in (0, 1)
+        for m in ("to_q", "to_v")
+        for ab, shape in (("lora_A", (RANK, inner)), ("lora_B", (inner, RANK)))
+    }
     save_file(style, str(tmp / "loras" / "style.safetensors"))
-    made = {"lora": make_studio(MODEL, tmp / "data-lora", tmp / "loras"),
-            "merged": make_studio(merged_control_model(tmp / "merged", lora), tmp / "data-merged")}
+    made = {
+        "lora": make_studio(MODEL, tmp / "data-lora", tmp / "loras"),
+        "merged": make_studio(merged_control_model(tmp / "merged", lora), tmp / "data-merged"),
+    }
     yield made, tmp
     for studio in made.values():
         studio.close()
@@ -102,11 +107,15 @@ def test_a_control_lora_draws_what_the_merged_control_model_draws_and_leaves_the
     assert info.is_control and info.matched == 2 and "needs one control image" in info.summary
 
     control = (ControlSpec("canny-map", canny_ref(studio)),)
-    with_lora = studio.generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4, controls=control,
-                                                  loras=(LoraSpec("canny-control"),)))
+    with_lora = studio.generate(
+        GenerationRequest(prompt=PROMPT, seed=5, steps=4, controls=control, loras=(LoraSpec("canny-control"),))
+    )
     assert studio.engine.pipe.transformer.config.in_channels == 128  # widened while the LoRA is active
-    merged = made["merged"].generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4,
-                                                       controls=(ControlSpec("canny-map", canny_ref(made["merged"])),)))
+    merged = made["merged"].generate(
+        GenerationRequest(
+            prompt=PROMPT, seed=5, steps=4, controls=(ControlSpec("canny-map", canny_ref(made["merged"])),)
+        )
+    )
     assert np.abs(pixels(with_lora) - pixels(plain_before)).mean() > 2  # it changes the image …
     assert np.abs(pixels(with_lora) - pixels(merged)).max() <= 2  # … exactly as the merged Control model does
     assert np.array_equal(pixels(studio.replay(with_lora["id"])), pixels(with_lora))
@@ -123,43 +132,84 @@ def test_a_control_lora_combines_with_a_style_lora_and_is_refused_without_its_co
     made, _ = setup
     studio = made["lora"]
     ref = canny_ref(studio)
-    both = studio.generate(GenerationRequest(prompt=PROMPT, seed=6, steps=4, controls=(ControlSpec("canny-map", ref),),
-                                             loras=(LoraSpec("canny-control"), LoraSpec("style", weight=0.5))))
-    alone = studio.generate(GenerationRequest(prompt=PROMPT, seed=6, steps=4, controls=(ControlSpec("canny-map", ref),),
-                                              loras=(LoraSpec("canny-control"),)))
+    both = studio.generate(
+        GenerationRequest(
+            prompt=PROMPT,
+            seed=6,
+            steps=4,
+            controls=(ControlSpec("canny-map", ref),),
+            loras=(LoraSpec("canny-control"), LoraSpec("style", weight=0.5)),
+        )
+    )
+    alone = studio.generate(
+        GenerationRequest(
+            prompt=PROMPT,
+            seed=6,
+            steps=4,
+            controls=(ControlSpec("canny-map", ref),),
+            loras=(LoraSpec("canny-control"),),
+        )
+    )
     assert np.abs(pixels(both) - pixels(alone)).mean() > 0.5  # the style LoRA applies on top
     assert [lo["name"] for lo in both["request"]["loras"]] == ["canny-control", "style"]
     with pytest.raises(StudioError, match="exactly one control"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=6, steps=4, loras=(LoraSpec("canny-control"),)))
     with pytest.raises(StudioError, match="text-to-image with a control only"):
         init = studio.store.assets.put_image(Image.new("RGB", (64, 64), "white"))
-        studio.generate(GenerationRequest(prompt=PROMPT, seed=6, mode="img2img", init_image=init, strength=0.5,
-                                          controls=(ControlSpec("canny-map", ref),),
-                                          loras=(LoraSpec("canny-control"),)))
+        studio.generate(
+            GenerationRequest(
+                prompt=PROMPT,
+                seed=6,
+                mode="img2img",
+                init_image=init,
+                strength=0.5,
+                controls=(ControlSpec("canny-map", ref),),
+                loras=(LoraSpec("canny-control"),),
+            )
+        )
 
 
 def bfl_canny_lora_keys() -> dict[str, torch.Tensor]:
     """BFL's FLUX.1-Canny-dev-lora key layout at FLUX.1-dev's shapes (rank 2 keeps it small; diffusers' converter
     splits the final layer's rank rows in two, so rank 1 would not convert)."""
     d, mlp, r = 3072, 12288, 2
-    pairs = {"img_in": (128, d), "txt_in": (4096, d), "time_in.in_layer": (256, d), "time_in.out_layer": (d, d),
-             "vector_in.in_layer": (768, d), "vector_in.out_layer": (d, d), "guidance_in.in_layer": (256, d),
-             "guidance_in.out_layer": (d, d), "final_layer.linear": (d, 64), "final_layer.adaLN_modulation.1": (d, 2 * d)}
+    pairs = {
+        "img_in": (128, d),
+        "txt_in": (4096, d),
+        "time_in.in_layer": (256, d),
+        "time_in.out_layer": (d, d),
+        "vector_in.in_layer": (768, d),
+        "vector_in.out_layer": (d, d),
+        "guidance_in.in_layer": (256, d),
+        "guidance_in.out_layer": (d, d),
+        "final_layer.linear": (d, 64),
+        "final_layer.adaLN_modulation.1": (d, 2 * d),
+    }
     for i in range(19):
         for side in ("img", "txt"):
-            pairs |= {f"double_blocks.{i}.{side}_mod.lin": (d, 6 * d), f"double_blocks.{i}.{side}_attn.qkv": (d, 3 * d),
-                      f"double_blocks.{i}.{side}_attn.proj": (d, d), f"double_blocks.{i}.{side}_mlp.0": (d, mlp),
-                      f"double_blocks.{i}.{side}_mlp.2": (mlp, d)}
+            pairs |= {
+                f"double_blocks.{i}.{side}_mod.lin": (d, 6 * d),
+                f"double_blocks.{i}.{side}_attn.qkv": (d, 3 * d),
+                f"double_blocks.{i}.{side}_attn.proj": (d, d),
+                f"double_blocks.{i}.{side}_mlp.0": (d, mlp),
+                f"double_blocks.{i}.{side}_mlp.2": (mlp, d),
+            }
     for i in range(38):
-        pairs |= {f"single_blocks.{i}.modulation.lin": (d, 3 * d), f"single_blocks.{i}.linear1": (d, 3 * d + mlp),
-                  f"single_blocks.{i}.linear2": (d + mlp, d)}
+        pairs |= {
+            f"single_blocks.{i}.modulation.lin": (d, 3 * d),
+            f"single_blocks.{i}.linear1": (d, 3 * d + mlp),
+            f"single_blocks.{i}.linear2": (d + mlp, d),
+        }
     out = {}
     for name, (fan_in, fan_out) in pairs.items():
         out[f"{name}.lora_A.weight"] = torch.zeros((r, fan_in))
         out[f"{name}.lora_B.weight"] = torch.zeros((fan_out, r))
-    norms = [f"double_blocks.{i}.{s}_attn.norm.{q}_norm.scale" for i in range(19) for s in ("img", "txt")
-             for q in ("query", "key")] + [f"single_blocks.{i}.norm.{q}_norm.scale" for i in range(38)
-                                           for q in ("query", "key")]
+    norms = [
+        f"double_blocks.{i}.{s}_attn.norm.{q}_norm.scale"
+        for i in range(19)
+        for s in ("img", "txt")
+        for q in ("query", "key")
+    ] + [f"single_blocks.{i}.norm.{q}_norm.scale" for i in range(38) for q in ("query", "key")]
     return out | {name: torch.ones(128) for name in norms}
 
 

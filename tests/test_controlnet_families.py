@@ -29,10 +29,23 @@ def random_net(folder, xlabs: bool):
     from diffusers import FluxControlNetModel, FluxTransformer2DModel
 
     cfg = FluxTransformer2DModel.load_config(MODEL / "transformer")
-    shape = {k: cfg[k] for k in ("in_channels", "attention_head_dim", "num_attention_heads", "joint_attention_dim",
-                                 "pooled_projection_dim", "guidance_embeds", "axes_dims_rope")}
-    extra = {"patch_size": 2, "conditioning_embedding_channels": 16, "num_single_layers": 0} if xlabs else {
-        "num_single_layers": 1}
+    shape = {
+        k: cfg[k]
+        for k in (
+            "in_channels",
+            "attention_head_dim",
+            "num_attention_heads",
+            "joint_attention_dim",
+            "pooled_projection_dim",
+            "guidance_embeds",
+            "axes_dims_rope",
+        )
+    }
+    extra = (
+        {"patch_size": 2, "conditioning_embedding_channels": 16, "num_single_layers": 0}
+        if xlabs
+        else {"num_single_layers": 1}
+    )
     torch.manual_seed(1 if xlabs else 0)
     net = FluxControlNetModel(num_layers=1, **shape, **extra)
     with torch.no_grad():  # controlnet blocks start at zero (no effect); give every weight some value
@@ -47,8 +60,12 @@ def studio(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("controlnet-families")
     random_net(tmp / "instantx", xlabs=False)
     random_net(tmp / "xlabs", xlabs=True)
-    env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp / "data"),
-           "STUDIO_CONTROLNET_CANNY": str(tmp / "instantx"), "STUDIO_CONTROLNET_DEPTH": str(tmp / "xlabs")}
+    env = {
+        "STUDIO_MODEL": str(MODEL),
+        "STUDIO_DATA_DIR": str(tmp / "data"),
+        "STUDIO_CONTROLNET_CANNY": str(tmp / "instantx"),
+        "STUDIO_CONTROLNET_DEPTH": str(tmp / "xlabs"),
+    }
     settings = settings_mod.from_env(env, threads=1)
     made = Studio(settings, engine=Engine(settings), store=Store(settings.db_url, settings.data_dir))
     made.tmp = tmp
@@ -73,8 +90,9 @@ def test_each_controlnet_family_matches_diffusers_flux_controlnet_pipeline(studi
 
     ref = studio.store.assets.put_image(control_image())
     size = {"width": 64, "height": 64}  # diffusers' pipeline below draws 64 × 64 from 8 × 8 latents
-    record = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, steps=4, guidance=3.5,
-                                               controls=(ControlSpec(kind, ref),), **size))
+    record = studio.generate(
+        GenerationRequest(prompt=PROMPT, seed=4, steps=4, guidance=3.5, controls=(ControlSpec(kind, ref),), **size)
+    )
     plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, steps=4, guidance=3.5, **size))
     assert np.abs(pixels(record) - pixels(plain)).mean() > 1  # the net changes the image
 
@@ -86,8 +104,17 @@ def test_each_controlnet_family_matches_diffusers_flux_controlnet_pipeline(studi
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
     noise = torch.randn((1, 16, 8, 8), generator=torch.Generator().manual_seed(4))
     latents = pipe._pack_latents(noise, 1, 16, 8, 8)
-    out = pipe(prompt=PROMPT, control_image=control_image(), height=64, width=64, num_inference_steps=4,
-               guidance_scale=3.5, latents=latents, max_sequence_length=32, output_type="np").images[0]
+    out = pipe(
+        prompt=PROMPT,
+        control_image=control_image(),
+        height=64,
+        width=64,
+        num_inference_steps=4,
+        guidance_scale=3.5,
+        latents=latents,
+        max_sequence_length=32,
+        output_type="np",
+    ).images[0]
     theirs = (out * 255).round().astype(int)
     assert np.abs(theirs - pixels(record)).max() <= 2
 
@@ -95,5 +122,8 @@ def test_each_controlnet_family_matches_diffusers_flux_controlnet_pipeline(studi
 def test_the_two_families_are_not_summed(studio):
     ref = studio.store.assets.put_image(control_image())
     with pytest.raises(StudioError, match="XLabs-style ControlNet"):
-        studio.generate(GenerationRequest(prompt=PROMPT, seed=4, controls=(ControlSpec("canny-map", ref),
-                                                                             ControlSpec("depth-map", ref))))
+        studio.generate(
+            GenerationRequest(
+                prompt=PROMPT, seed=4, controls=(ControlSpec("canny-map", ref), ControlSpec("depth-map", ref))
+            )
+        )

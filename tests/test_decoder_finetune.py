@@ -90,11 +90,20 @@ def test_the_denoiser_estimates_the_scene_it_is_given_at_the_models_native_size(
     scenes = scene_set("one", 2, seed=3, split="train")
     prompts = [scene_prompt(s) for s in scenes]
     denoiser = Denoiser(model, prompts, 128, guidance=2.0)
-    assert abs(denoiser.last_sigma - float(train_base.sampler_sigmas(
-        FlowMatchEulerDiscreteScheduler.from_pretrained(SCHEDULER), 4, 64)[-1])) < 1e-6
+    assert (
+        abs(
+            denoiser.last_sigma
+            - float(train_base.sampler_sigmas(FlowMatchEulerDiscreteScheduler.from_pretrained(SCHEDULER), 4, 64)[-1])
+        )
+        < 1e-6
+    )
     vae = AutoencoderKL.from_pretrained(model / "vae").eval()
-    x = torch.stack([torch.from_numpy(render_scene(s, 128, k).image).permute(2, 0, 1).float() / 127.5 - 1
-                     for k, s in enumerate(scenes)])
+    x = torch.stack(
+        [
+            torch.from_numpy(render_scene(s, 128, k).image).permute(2, 0, 1).float() / 127.5 - 1
+            for k, s in enumerate(scenes)
+        ]
+    )
     with torch.no_grad():
         mean = vae.encode(x).latent_dist.mean
     denoiser.last_sigma = 1e-4  # σ is clamped to 0.02 below: x0 ≈ x_σ − σ v stays near the clean latent

@@ -38,7 +38,9 @@ def test_img2img_and_inpaint_share_the_resident_weights_and_store_inputs(studio)
     init = np.asarray(Image.open(base["images"][0]["path"]).convert("RGB")).astype(int)
 
     def distance(record: dict) -> float:
-        return float(np.abs(np.asarray(Image.open(record["images"][0]["path"]).convert("RGB")).astype(int) - init).mean())
+        return float(
+            np.abs(np.asarray(Image.open(record["images"][0]["path"]).convert("RGB")).astype(int) - init).mean()
+        )
 
     assert distance(inpainted) < distance(repainted)
 

@@ -14,6 +14,7 @@ def _put(store: list):
     def put(image):
         store.append(image)
         return f"sha256:{len(store):064x}"
+
     return put
 
 
@@ -48,8 +49,9 @@ def test_browser_send_result_to_img2img_then_inpaint(server, tmp_path):  # noqa:
         first = latest_records(server, 1)[0]
 
         page.locator("#send_to_edit").click()
-        expect(page.get_by_role("tab", name="Edit", exact=True)).to_have_attribute("aria-selected", "true",
-                                                                                    timeout=10_000)
+        expect(page.get_by_role("tab", name="Edit", exact=True)).to_have_attribute(
+            "aria-selected", "true", timeout=10_000
+        )
         expect(page.locator("#edit_mode input[value=img2img]")).to_be_checked(timeout=10_000)
         expect(page.locator("#edit_editor canvas").first).to_be_visible(timeout=10_000)
         page.wait_for_timeout(1000)

@@ -60,8 +60,12 @@ def _victim_record(url: str, data_dir: Path, downloads: Path) -> dict[str, Any]:
     from gradio_client import Client
 
     cookie = "flux_studio_visitor=" + secrets.token_urlsafe(24)
-    client = Client(url, verbose=False, download_files=str(downloads),
-                    headers={"Cookie": cookie, "Authorization": "Bearer " + secrets.token_urlsafe(24)})
+    client = Client(
+        url,
+        verbose=False,
+        download_files=str(downloads),
+        headers={"Cookie": cookie, "Authorization": "Bearer " + secrets.token_urlsafe(24)},
+    )
     out = client.predict(prompt=VICTIM_PROMPT, seed=7, steps=2, api_name="/generate")
     record_id = out["id"]
     pixels = np.asarray(Image.open(out["images"][0]).convert("RGB"))
@@ -71,8 +75,15 @@ def _victim_record(url: str, data_dir: Path, downloads: Path) -> dict[str, Any]:
 
 
 def _file_data(path: str) -> dict[str, Any]:
-    return {"path": path, "url": None, "orig_name": Path(path).name, "size": None, "mime_type": None,
-            "is_stream": False, "meta": {"_type": "gradio.FileData"}}
+    return {
+        "path": path,
+        "url": None,
+        "orig_name": Path(path).name,
+        "size": None,
+        "mime_type": None,
+        "is_stream": False,
+        "meta": {"_type": "gradio.FileData"},
+    }
 
 
 def _hostile(component: dict[str, Any], path: str, record_id: str, strings_hostile: bool) -> Any:
@@ -89,8 +100,12 @@ def _hostile(component: dict[str, Any], path: str, record_id: str, strings_hosti
     if kind in FILE_TYPES:
         return fd
     if kind == "json":
-        return {"id": record_id, "path": path, "images": [{"path": path, "sha256": "", "seed": 0}],
-                "request": {"prompt": "x", "seed": 1, "controls": [{"kind": "canny", "image": path}]}}
+        return {
+            "id": record_id,
+            "path": path,
+            "images": [{"path": path, "sha256": "", "seed": 0}],
+            "request": {"prompt": "x", "seed": 1, "controls": [{"kind": "canny", "image": path}]},
+        }
     if not strings_hostile:
         return props.get("value")
     if kind in ("number", "slider"):
@@ -113,9 +128,16 @@ def _payloads(config: dict[str, Any], dep: dict[str, Any], targets: list[str], r
     for path in targets:
         payloads.append([_hostile(c, path, record_id, strings_hostile=True) for c in inputs])
         payloads.append([_hostile(c, path, record_id, strings_hostile=False) for c in inputs])
-    payloads.append([_hostile(c, targets[0], record_id, strings_hostile=True) if c["type"] in FILE_TYPES else
-                     (record_id if c["type"] in ("textbox", "dropdown", "state", "api") else c.get("props", {})
-                      .get("value")) for c in inputs])
+    payloads.append(
+        [
+            _hostile(c, targets[0], record_id, strings_hostile=True)
+            if c["type"] in FILE_TYPES
+            else (
+                record_id if c["type"] in ("textbox", "dropdown", "state", "api") else c.get("props", {}).get("value")
+            )
+            for c in inputs
+        ]
+    )
     return payloads
 
 
@@ -129,8 +151,9 @@ def _call(client: httpx.Client, url: str, fn_index: int, data: list[Any], queued
     if joined.status_code != 200:
         return {"join_status": joined.status_code, "body": joined.text}
     messages = []
-    with client.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
-                       timeout=EVENT_TIMEOUT_S) as stream:
+    with client.stream(
+        "GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=EVENT_TIMEOUT_S
+    ) as stream:
         for line in stream.iter_lines():
             if not line.startswith("data:"):
                 continue
@@ -161,10 +184,17 @@ def _mentioned_files(answer: Any) -> set[str]:
 
 def _leaks(body: bytes, victim: dict[str, Any]) -> list[str]:
     """What of the forbidden content ``body`` carries."""
-    leaks = [name for name, needle in (("planted secret", MARKER.encode()), ("environment", ENV_CANARY.encode()),
-                                        ("history DB", b"SQLite format 3"), ("/etc/passwd", b"root:x:0:0:"),
-                                        ("victim's prompt", VICTIM_PROMPT.encode()))
-             if needle in body]
+    leaks = [
+        name
+        for name, needle in (
+            ("planted secret", MARKER.encode()),
+            ("environment", ENV_CANARY.encode()),
+            ("history DB", b"SQLite format 3"),
+            ("/etc/passwd", b"root:x:0:0:"),
+            ("victim's prompt", VICTIM_PROMPT.encode()),
+        )
+        if needle in body
+    ]
     try:
         with Image.open(io.BytesIO(body)) as img:
             pixels = np.asarray(img.convert("RGB"))
@@ -192,8 +222,14 @@ def test_no_event_hands_a_stranger_a_file_or_record_it_does_not_own(target):
     server, secret, victim = target
     base = server.url
     data_dir = server.data_dir
-    targets = [str(secret), str(data_dir / "studio.db"), "/etc/passwd", "/proc/self/environ",
-               os.path.relpath(secret, ROOT), str(victim["path"])]
+    targets = [
+        str(secret),
+        str(data_dir / "studio.db"),
+        "/etc/passwd",
+        "/proc/self/environ",
+        os.path.relpath(secret, ROOT),
+        str(victim["path"]),
+    ]
     with httpx.Client(follow_redirects=False) as client:
         config = client.get(f"{base}/config", timeout=30).json()
         dependencies = config["dependencies"]
@@ -210,8 +246,9 @@ def test_no_event_hands_a_stranger_a_file_or_record_it_does_not_own(target):
                 leaks += [f"event {fn_index} ({dep.get('api_name')}) answer: {what}" for what in _leaks(text, victim)]
                 for ref in _mentioned_files(answer):  # every file an answer names, even payloads echoed back
                     body = _fetch(client, base, ref)
-                    leaks += [f"event {fn_index} ({dep.get('api_name')}) file {ref}: {what}"
-                              for what in _leaks(body, victim)]
+                    leaks += [
+                        f"event {fn_index} ({dep.get('api_name')}) file {ref}: {what}" for what in _leaks(body, victim)
+                    ]
         for path in targets:  # and Gradio's file route directly
             for prefix in ("/gradio_api/file=", "/file=", "/gradio_api/file/"):
                 response = client.get(f"{base}{prefix}{path}", timeout=30)

@@ -90,12 +90,16 @@ def test_the_estimate_grows_with_size_and_batch_and_reads_the_model_config(engin
     one, four = (memory_estimate.estimate_bytes(shape, 512, 512, b) for b in (1, 4))
     assert four > 3 * (one - memory_estimate.OVERHEAD)
     # regional prompts: a tokens² mask and unfused attention (at 1024² the VAE decode still sets the peak)
-    assert memory_estimate.denoise_bytes(shape, 1024, 1024, regions=2) > memory_estimate.denoise_bytes(shape, 1024, 1024)
+    assert memory_estimate.denoise_bytes(shape, 1024, 1024, regions=2) > memory_estimate.denoise_bytes(
+        shape, 1024, 1024
+    )
     assert memory_estimate.estimate_bytes(shape, 2048, 2048, regions=2) > sizes[4]
     budget = 500 * 2**20
     side = memory_estimate.largest_square(shape, budget)
-    assert memory_estimate.estimate_bytes(shape, side, side) <= budget < memory_estimate.estimate_bytes(
-        shape, side + 16, side + 16
+    assert (
+        memory_estimate.estimate_bytes(shape, side, side)
+        <= budget
+        < memory_estimate.estimate_bytes(shape, side + 16, side + 16)
     )
 
 
@@ -126,7 +130,11 @@ MEASURE = textwrap.dedent("""
 def test_the_estimate_covers_the_measured_peak(tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, str(MODEL), str(tmp_path), "512"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**_env(), "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**_env(), "PYTHONPATH": str(ROOT)},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
@@ -144,8 +152,11 @@ def _env() -> dict[str, str]:
 def test_too_little_disk_space_is_refused_before_generating(studio, monkeypatch):
     monkeypatch.setenv("STUDIO_MIN_FREE_MB", "1e12")
     phases: list[str] = []
-    with pytest.raises(StorageError, match=r"MB free on the disk holding .* — free some space, choose another "
-                                           r"STUDIO_DATA_DIR, or lower STUDIO_MIN_FREE_MB") as refused:
+    with pytest.raises(
+        StorageError,
+        match=r"MB free on the disk holding .* — free some space, choose another "
+        r"STUDIO_DATA_DIR, or lower STUDIO_MIN_FREE_MB",
+    ) as refused:
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1), on_phase=phases.append)
     assert "Traceback" not in str(refused.value) and phases == ["check"]
     assert studio.store.list()[1] == 0
@@ -157,8 +168,11 @@ def test_a_file_in_the_way_of_the_images_folder_fails_cleanly_and_the_studio_kee
     data = studio.store.data_dir
     blocker = data / "images"
     blocker.write_text("not a folder")
-    with pytest.raises(StorageError, match=r"the images were not saved: cannot write into .*images \(a file is in "
-                                           r"the way of the folder\) — make it a writable folder"):
+    with pytest.raises(
+        StorageError,
+        match=r"the images were not saved: cannot write into .*images \(a file is in "
+        r"the way of the folder\) — make it a writable folder",
+    ):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
     assert pngs(data) == []
     records, total = studio.store.list()
@@ -233,8 +247,11 @@ def test_a_full_disk_fails_cleanly_loses_nothing_and_recovers(engine, tiny_fs, m
     try:
         first = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
         filler = fill(tiny_fs)
-        with pytest.raises(StorageError, match="the images were not saved: the disk holding .* is full — free "
-                                               "some space or choose another STUDIO_DATA_DIR"):
+        with pytest.raises(
+            StorageError,
+            match="the images were not saved: the disk holding .* is full — free "
+            "some space or choose another STUDIO_DATA_DIR",
+        ):
             studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
         assert pngs(tiny_fs / "data") == [Path(first["images"][0]["path"])]  # no half-written PNG or temp file
         done = [r for r in studio.store.list()[0] if r["status"] == "done"]
@@ -263,8 +280,11 @@ def test_a_read_only_images_disk_fails_cleanly_and_recovers(engine, tiny_fs, dat
         first = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
         subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)
         try:
-            with pytest.raises(StorageError, match=r"(?i)the images were not saved: .*read-only.* — .*choose "
-                                                   r"(a writable|another) STUDIO_DATA_DIR"):
+            with pytest.raises(
+                StorageError,
+                match=r"(?i)the images were not saved: .*read-only.* — .*choose "
+                r"(a writable|another) STUDIO_DATA_DIR",
+            ):
                 studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
             records = {r["request"]["seed"]: r for r in studio.store.list()[0]}
             assert records[1]["status"] == "done" and records[2]["status"] == "failed" and not records[2]["images"]
@@ -313,9 +333,13 @@ def test_kill_9_between_png_and_row_leaves_an_orphan_that_is_swept(tmp_path):
 
     data = tmp_path / "data"
     Store(f"sqlite:///{data / 'studio.db'}", data).close()  # the history exists (migrations done)
-    child = subprocess.Popen([sys.executable, "-c", SAVE_THEN_WAIT, str(MODEL), str(tmp_path)], cwd=ROOT,
-                             env={**_env(), "PYTHONPATH": str(ROOT), "STUDIO_THREADS": "1"},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SAVE_THEN_WAIT, str(MODEL), str(tmp_path)],
+        cwd=ROOT,
+        env={**_env(), "PYTHONPATH": str(ROOT), "STUDIO_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     holder = sqlite3.connect(data / "studio.db", isolation_level=None)
     try:
         deadline = time.monotonic() + 240

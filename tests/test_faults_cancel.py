@@ -41,7 +41,9 @@ def run_with_cancel_at(studio: Any, phase: str, prompt: str) -> tuple[dict[str, 
     on_step = (lambda update: fire("denoise")()) if phase == "denoise" else None
     try:
         record = studio.generate(
-            GenerationRequest(prompt=prompt, seed=7, steps=3), on_step=on_step, cancel=cancel,
+            GenerationRequest(prompt=prompt, seed=7, steps=3),
+            on_step=on_step,
+            cancel=cancel,
             on_phase=lambda name: fire(name)(),
         )
     finally:

@@ -207,8 +207,9 @@ def test_two_regions_paint_on_the_first_try_and_the_overlay_shows_each_in_its_ow
         open_studio(page, server)
         page.get_by_role("tab", name="Regions").click()
         editor = page.locator("#region_editor")
-        expect(editor.get_by_role("button", name="Brush", exact=True)).to_have_class(re.compile("highlight"),
-                                                                          timeout=20_000)  # ready to paint
+        expect(editor.get_by_role("button", name="Brush", exact=True)).to_have_class(
+            re.compile("highlight"), timeout=20_000
+        )  # ready to paint
         paint_box(page, editor, "rgb(255, 0, 0)", 0.08, 0.08, 0.4, 0.4)
         paint_box(page, editor, "rgb(0, 0, 255)", 0.6, 0.6, 0.92, 0.92)
         page.locator("#region_prompt_red textarea").fill("a red circle in the top left on a white background")
@@ -294,6 +295,7 @@ def test_dark_theme_keeps_the_page_readable(server, tmp_path):
         page.locator("#generate").click()
         expect(page.locator("#status")).to_contain_text("Done", timeout=90_000)
         expect(page.locator('#result img[src*="/gallery/image/"]')).to_be_visible(timeout=30_000)
-        assert page.evaluate("document.body.classList.contains('dark') || "
-                             "document.documentElement.classList.contains('dark')")
+        assert page.evaluate(
+            "document.body.classList.contains('dark') || document.documentElement.classList.contains('dark')"
+        )
         shot(page, tmp_path, "first_use_dark.png")

@@ -29,8 +29,15 @@ def pipe():
 def generate(pipe, prompt: str, **kwargs) -> np.ndarray:
     import torch
 
-    out = pipe(prompt=prompt, height=128, width=128, num_inference_steps=2, max_sequence_length=64,
-               generator=torch.Generator().manual_seed(0), **kwargs)
+    out = pipe(
+        prompt=prompt,
+        height=128,
+        width=128,
+        num_inference_steps=2,
+        max_sequence_length=64,
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    )
     return np.asarray(out.images[0])
 
 
@@ -63,7 +70,8 @@ def test_single_reference_editing_feeds_reference_tokens_and_changes_the_image(p
     reference = Image.fromarray(generate(pipe, OTHER))
     seen: list[int] = []
     hook = pipe.transformer.register_forward_pre_hook(
-        lambda _m, _a, kw: seen.append(kw["hidden_states"].shape[1]), with_kwargs=True)
+        lambda _m, _a, kw: seen.append(kw["hidden_states"].shape[1]), with_kwargs=True
+    )
     try:
         edited = generate(pipe, PROMPT, image=reference)
     finally:

@@ -33,12 +33,15 @@ def widened_model(folder, control_scale: float, factor: int = 2):
     shutil.copytree(MODEL, folder, ignore=shutil.ignore_patterns("transformer"))
     base = FluxTransformer2DModel.from_pretrained(MODEL / "transformer")
     config = {k: v for k, v in base.config.items() if not k.startswith("_")}
-    wide = FluxTransformer2DModel.from_config({**config, "in_channels": factor * config["in_channels"],
-                                               "out_channels": config["in_channels"]})
+    wide = FluxTransformer2DModel.from_config(
+        {**config, "in_channels": factor * config["in_channels"], "out_channels": config["in_channels"]}
+    )
     state = base.state_dict()
     weight = state["x_embedder.weight"]
-    extra = torch.randn((weight.shape[0], (factor - 1) * weight.shape[1]),
-                        generator=torch.Generator().manual_seed(0)) * control_scale
+    extra = (
+        torch.randn((weight.shape[0], (factor - 1) * weight.shape[1]), generator=torch.Generator().manual_seed(0))
+        * control_scale
+    )
     state["x_embedder.weight"] = torch.cat([weight, extra], dim=1)
     wide.load_state_dict(state)
     wide.save_pretrained(folder / "transformer")
@@ -79,8 +82,9 @@ def canny_map(studio):
 
 def test_zero_control_weights_draw_exactly_the_base_model(studios):
     ref, _ = canny_map(studios["zero"])
-    controlled = studios["zero"].generate(GenerationRequest(prompt=PROMPT, seed=5,
-                                                            controls=(ControlSpec("canny-map", ref),)))
+    controlled = studios["zero"].generate(
+        GenerationRequest(prompt=PROMPT, seed=5, controls=(ControlSpec("canny-map", ref),))
+    )
     plain = studios["base"].generate(GenerationRequest(prompt=PROMPT, seed=5))
     assert np.abs(pixels(controlled) - pixels(plain)).max() <= 1
 
@@ -92,8 +96,11 @@ def test_the_control_reaches_the_model_and_matches_diffusers_flux_control_pipeli
     studio = studios["live"]
     ref, image = canny_map(studio)
     size = {"width": 64, "height": 64}  # diffusers' pipeline below draws 64 × 64 from 8 × 8 latents
-    record = studio.generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4, guidance=3.5,
-                                               controls=(ControlSpec("canny-map", ref),), **size))
+    record = studio.generate(
+        GenerationRequest(
+            prompt=PROMPT, seed=5, steps=4, guidance=3.5, controls=(ControlSpec("canny-map", ref),), **size
+        )
+    )
     plain = studios["base"].generate(GenerationRequest(prompt=PROMPT, seed=5, steps=4, guidance=3.5, **size))
     assert np.abs(pixels(record) - pixels(plain)).mean() > 2  # the control changes the image
     assert np.array_equal(pixels(studio.replay(record["id"])), pixels(record))
@@ -104,8 +111,17 @@ def test_the_control_reaches_the_model_and_matches_diffusers_flux_control_pipeli
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
     noise = torch.randn((1, 16, 8, 8), generator=torch.Generator().manual_seed(5))
     latents = pipe._pack_latents(noise, 1, 16, 8, 8)
-    out = pipe(prompt=PROMPT, control_image=image, height=64, width=64, num_inference_steps=4, guidance_scale=3.5,
-               latents=latents, max_sequence_length=32, output_type="np").images[0]
+    out = pipe(
+        prompt=PROMPT,
+        control_image=image,
+        height=64,
+        width=64,
+        num_inference_steps=4,
+        guidance_scale=3.5,
+        latents=latents,
+        max_sequence_length=32,
+        output_type="np",
+    ).images[0]
     theirs = (out * 255).round().astype(int)
     assert np.abs(theirs - pixels(record)).max() <= 2
 
@@ -116,10 +132,14 @@ def test_requests_a_flux_control_model_cannot_run_are_refused_with_the_fix(studi
     cases = [
         (GenerationRequest(prompt=PROMPT, seed=1), "exactly one control"),
         (GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("canny-map", ref),) * 2), "exactly one"),
-        (GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("canny-map", ref, True, 0.5),)),
-         "no control strength"),
-        (GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("canny-map", ref, True, 1.0, 0.0, 0.5),)),
-         "strength 1, start 0"),
+        (
+            GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("canny-map", ref, True, 0.5),)),
+            "no control strength",
+        ),
+        (
+            GenerationRequest(prompt=PROMPT, seed=1, controls=(ControlSpec("canny-map", ref, True, 1.0, 0.0, 0.5),)),
+            "strength 1, start 0",
+        ),
     ]
     for request, message in cases:
         with pytest.raises(StudioError, match=message):
@@ -137,8 +157,10 @@ def test_a_fill_model_inpaints_through_flux_fill_pipeline_and_the_mask_matters(s
         mask = Image.new("L", (64, 64), 0)
         mask.paste(255, box)
         masks.append(studio.store.assets.put_image(mask))
-    made = [studio.generate(GenerationRequest(prompt=PROMPT, seed=2, mode="inpaint", init_image=init, mask=m))
-            for m in masks]
+    made = [
+        studio.generate(GenerationRequest(prompt=PROMPT, seed=2, mode="inpaint", init_image=init, mask=m))
+        for m in masks
+    ]
     assert isinstance(studio.engine.pipeline_for("fill"), FluxFillPipeline)
     assert studio.engine.pipeline_for("fill").transformer is studio.engine.pipe.transformer
     assert np.abs(pixels(made[0]) - pixels(made[1])).mean() > 1  # the mask reaches the model
@@ -147,5 +169,6 @@ def test_a_fill_model_inpaints_through_flux_fill_pipeline_and_the_mask_matters(s
     with pytest.raises(StudioError, match="only inpaints"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=2))
     with pytest.raises(StudioError, match="no true CFG"):
-        studio.generate(GenerationRequest(prompt=PROMPT, seed=2, mode="inpaint", init_image=init, mask=masks[0],
-                                          true_cfg=2.0))
+        studio.generate(
+            GenerationRequest(prompt=PROMPT, seed=2, mode="inpaint", init_image=init, mask=masks[0], true_cfg=2.0)
+        )

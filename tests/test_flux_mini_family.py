@@ -108,10 +108,12 @@ def test_outlined_lora_changes_the_image_and_the_kohya_copy_gives_the_same_pixel
     for k, scene in enumerate(SCENES):
         styled = Scene(scene.objects, scene.background, "outlined")
         images = {}
-        for name, prompt, loras in (("off", scene_prompt(scene), ()),
-                                    ("trigger only", scene_prompt(styled), ()),
-                                    ("on", scene_prompt(styled), (LoraSpec("outlined"),)),
-                                    ("kohya", scene_prompt(styled), (LoraSpec("kohya/outlined-kohya"),))):
+        for name, prompt, loras in (
+            ("off", scene_prompt(scene), ()),
+            ("trigger only", scene_prompt(styled), ()),
+            ("on", scene_prompt(styled), (LoraSpec("outlined"),)),
+            ("kohya", scene_prompt(styled), (LoraSpec("kohya/outlined-kohya"),)),
+        ):
             record = studio.generate(GenerationRequest(prompt=prompt, seed=k, loras=loras, true_cfg=LORA_TRUE_CFG))
             images[name] = np.asarray(Image.open(record["images"][0]["path"]).convert("RGB")).astype(int)
         found = evaluate_image(images["off"].astype(np.uint8), scene).objects[0]
@@ -136,11 +138,23 @@ def test_two_painted_regions_bind_each_held_out_object_to_its_region(studio):
     half = {"regions": [[0.0, 1.0], [0.5, 1.0], [0.501, 0.0], [1.0, 0.0]]}
     joint = {"text only": 0, "regions": 0}
     for k, scene in enumerate(scenes):
-        specs = tuple(RegionSpec(studio.store.assets.put_image(quadrant_mask(obj.position, 128)),
-                                 object_prompt(obj, scene.background)) for obj in scene.objects)
+        specs = tuple(
+            RegionSpec(
+                studio.store.assets.put_image(quadrant_mask(obj.position, 128)), object_prompt(obj, scene.background)
+            )
+            for obj in scene.objects
+        )
         for name, regions in (("text only", ()), ("regions", specs)):
-            record = studio.generate(GenerationRequest(prompt=scene_prompt(scene), seed=k, steps=8, true_cfg=2.0,
-                                                       regions=regions, schedule=half if regions else None))
+            record = studio.generate(
+                GenerationRequest(
+                    prompt=scene_prompt(scene),
+                    seed=k,
+                    steps=8,
+                    true_cfg=2.0,
+                    regions=regions,
+                    schedule=half if regions else None,
+                )
+            )
             image = np.asarray(Image.open(record["images"][0]["path"]).convert("RGB"))
             joint[name] += evaluate_image(image, scene).joint
     assert joint["regions"] >= 9 and joint["regions"] >= joint["text only"] - 1, joint

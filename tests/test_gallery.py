@@ -116,7 +116,7 @@ def test_detail_view_shows_every_setting_and_the_stored_inputs(store: Store, ric
     assert f'src="/gallery/image/{rich["id"]}/0"' in page
     for ref in (rich["request"]["regions"][0]["mask"], rich["request"]["controls"][0]["image"]):
         digest = ref.removeprefix("sha256:")
-        assert f'/gallery/{rich["id"]}/input/{digest}' in page
+        assert f"/gallery/{rich['id']}/input/{digest}" in page
         got = client.get(f"/gallery/{rich['id']}/input/{digest}")
         assert got.status_code == 200 and got.content == store.assets.path(ref).read_bytes()
 
@@ -150,8 +150,10 @@ def test_actions_favourite_tag_share_revoke_replay_delete(store: Store, rich: di
     assert post("favourite") == f"/gallery/{rid}" and store.get(rid)["favourite"] is True
     assert cards(client.get("/gallery?fav=1").text) == [rid]
     post("tags", tags=" best , portrait,best ")
-    assert store.get(rid)["tags"] == ["best", "portrait"] and 'value="best, portrait"' in client.get(
-        f"/gallery/{rid}").text
+    assert (
+        store.get(rid)["tags"] == ["best", "portrait"]
+        and 'value="best, portrait"' in client.get(f"/gallery/{rid}").text
+    )
     assert cards(client.get("/gallery?tag=Portrait").text) == [rid]
     post("share")
     token = store.active_share(rid)

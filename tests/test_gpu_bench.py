@@ -38,8 +38,10 @@ def test_full_geometry_is_flux_dev_and_a_pass_has_the_right_shapes_on_the_meta_d
     assert tuple(out.shape) == (1, 4096, 64)
 
 
-@pytest.mark.parametrize(("name", "billions", "guidance"),
-                         [("flux2-klein-4b", 3.876, False), ("flux2-dev", 32.22, True), ("flux2-klein-9b", 9.079, False)])
+@pytest.mark.parametrize(
+    ("name", "billions", "guidance"),
+    [("flux2-klein-4b", 3.876, False), ("flux2-dev", 32.22, True), ("flux2-klein-9b", 9.079, False)],
+)
 def test_full_flux2_geometries_have_the_published_sizes_and_run_on_the_meta_device(name, billions, guidance):
     import torch
 

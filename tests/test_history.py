@@ -202,7 +202,9 @@ def test_a_version_1_gallery_opens_in_this_version(tmp_path: Path, monkeypatch) 
         conn.execute(
             "INSERT INTO generation (id, created_at, status, request, prompt, search_text, model, images, timings,"
             " replay_of, favourite, tags, error) VALUES ('old-1', '2026-01-01 00:00:00', 'done', ?, ?, ?, 'm', '[]',"
-            " '{}', NULL, 0, '[]', NULL)", (json.dumps(request), request["prompt"], request["prompt"]))
+            " '{}', NULL, 0, '[]', NULL)",
+            (json.dumps(request), request["prompt"], request["prompt"]),
+        )
     monkeypatch.undo()
     with Store(default_url(tmp_path), tmp_path) as new:
         assert new.get("old-1")["request"] == request
@@ -350,17 +352,25 @@ def add_request(store: Store, prompt: str, **fields: object) -> dict:
 
 def set_created(store: Store, record_id: str, moment: datetime) -> None:
     with store._write_engine.begin() as conn:
-        conn.execute(history.sa.text("UPDATE generation SET created_at = :at WHERE id = :id"),
-                     {"at": moment, "id": record_id})
+        conn.execute(
+            history.sa.text("UPDATE generation SET created_at = :at WHERE id = :id"), {"at": moment, "id": record_id}
+        )
 
 
 def test_filters_by_model_lora_regions_controls_and_tag(store: Store) -> None:
     plain = add_request(store, "a red circle")
-    dev = add_request(store, "a red square", model="black-forest-labs/FLUX.1-dev",
-                      loras=[{"name": "Pixel-Art", "sha256": "0" * 64, "weight": 0.8}])
+    dev = add_request(
+        store,
+        "a red square",
+        model="black-forest-labs/FLUX.1-dev",
+        loras=[{"name": "Pixel-Art", "sha256": "0" * 64, "weight": 0.8}],
+    )
     regional = add_request(store, "two cats", regions=[{"mask": REF, "prompt": "a cat"}])
-    controlled = add_request(store, "a house", controls=[{"kind": "canny", "image": REF, "preprocess": True,
-                                                          "strength": 0.7, "start": 0.0, "end": 1.0}])
+    controlled = add_request(
+        store,
+        "a house",
+        controls=[{"kind": "canny", "image": REF, "preprocess": True, "strength": 0.7, "start": 0.0, "end": 1.0}],
+    )
     store.set_tags(plain["id"], ["Best", "portrait"])
 
     def ids(**kw: object) -> set[str]:
@@ -389,8 +399,11 @@ def test_date_range_and_sort(store: Store) -> None:
     assert [r["id"] for r in store.list(sort="oldest")[0]] == [old["id"], mid["id"], new["id"]]
     assert [r["id"] for r in store.list(search="one", sort="oldest", limit=2, offset=1)[0]] == [mid["id"], new["id"]]
     assert [r["id"] for r in store.list(until=parse_day("2025-02-01", end=True))[0]] == [old["id"]]
-    for bad, message in (({"sort": "random"}, "sort"), ({"since": parse_day("2025-03-01"),
-                         "until": parse_day("2025-02-01")}, "date range"), ({"colour": "red"}, "unknown")):
+    for bad, message in (
+        ({"sort": "random"}, "sort"),
+        ({"since": parse_day("2025-03-01"), "until": parse_day("2025-02-01")}, "date range"),
+        ({"colour": "red"}, "unknown"),
+    ):
         with pytest.raises(InvalidRequest, match=message):
             store.list(**bad)
     with pytest.raises(InvalidRequest, match="YYYY-MM-DD"):
@@ -410,13 +423,18 @@ def test_search_index_follows_inserts_deletes_and_short_needles(store: Store) ->
 def test_a_version_2_gallery_gains_the_filter_columns_and_search_index(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:2])
     Store(default_url(tmp_path), tmp_path).close()
-    request = {**make_request("a pixel castle"), "loras": [{"name": "pixel", "sha256": "0", "weight": 1.0}],
-               "regions": [{"mask": REF, "prompt": "x"}]}
+    request = {
+        **make_request("a pixel castle"),
+        "loras": [{"name": "pixel", "sha256": "0", "weight": 1.0}],
+        "regions": [{"mask": REF, "prompt": "x"}],
+    }
     with sqlite3.connect(tmp_path / "studio.db") as conn:  # a row as version 2 wrote it
         conn.execute(
             "INSERT INTO generation (id, created_at, status, request, prompt, search_text, model, images, timings,"
             " replay_of, favourite, tags, error, owner) VALUES ('old-2', '2026-01-01 00:00:00', 'done', ?, ?, ?,"
-            " 'm', '[]', '{}', NULL, 0, '[]', NULL, NULL)", (json.dumps(request), request["prompt"], request["prompt"]))
+            " 'm', '[]', '{}', NULL, 0, '[]', NULL, NULL)",
+            (json.dumps(request), request["prompt"], request["prompt"]),
+        )
     monkeypatch.undo()
     with Store(default_url(tmp_path), tmp_path) as new:
         assert new.schema_version == len(history.MIGRATIONS) and new.fts

@@ -40,9 +40,15 @@ BFL = {
     "final_layer.adaLN_modulation.1": [("norm_out.linear", "swap")],
     "img_in": [("x_embedder", None)],
 }
-SHAPES = {"double_blocks.0.img_attn.qkv": (3 * W, W), "double_blocks.1.txt_attn.qkv": (3 * W, W),
-          "double_blocks.1.img_attn.proj": (W, W), "double_blocks.0.img_mlp.0": (4 * W, W),
-          "single_blocks.1.linear2": (W, 5 * W), "final_layer.adaLN_modulation.1": (2 * W, W), "img_in": (W, 64)}
+SHAPES = {
+    "double_blocks.0.img_attn.qkv": (3 * W, W),
+    "double_blocks.1.txt_attn.qkv": (3 * W, W),
+    "double_blocks.1.img_attn.proj": (W, W),
+    "double_blocks.0.img_mlp.0": (4 * W, W),
+    "single_blocks.1.linear2": (W, 5 * W),
+    "final_layer.adaLN_modulation.1": (2 * W, W),
+    "img_in": (W, 64),
+}
 TE_Q = "text_model.encoder.layers.0.self_attn.q_proj"  # how files name CLIP layers (transformers 5 drops text_model)
 TE_FC1 = "text_model.encoder.layers.1.mlp.fc1"
 TE_SHAPES = {TE_Q: (CLIP, CLIP), TE_FC1: (2 * CLIP, CLIP)}
@@ -86,8 +92,13 @@ def lokr(gen, shape, w1, w1_rank=None, w2_rank=None, alpha=None) -> tuple[dict[s
 
 def loha(gen, shape, rank=4, alpha=2.0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     out_f, in_f = shape
-    t = {"hada_w1_a": rand(gen, out_f, rank), "hada_w1_b": rand(gen, rank, in_f),
-         "hada_w2_a": rand(gen, out_f, rank), "hada_w2_b": rand(gen, rank, in_f), "alpha": torch.tensor(alpha)}
+    t = {
+        "hada_w1_a": rand(gen, out_f, rank),
+        "hada_w1_b": rand(gen, rank, in_f),
+        "hada_w2_a": rand(gen, out_f, rank),
+        "hada_w2_b": rand(gen, rank, in_f),
+        "alpha": torch.tensor(alpha),
+    }
     return t, (t["hada_w1_a"] @ t["hada_w1_b"]) * (t["hada_w2_a"] @ t["hada_w2_b"]) * (alpha / rank)
 
 
@@ -107,8 +118,15 @@ class Built:
         self.transformer: dict[str, torch.Tensor] = {}
         self.text_encoder: dict[str, torch.Tensor] = {}
 
-    def add(self, key: str, parts: dict[str, torch.Tensor], delta: torch.Tensor, bfl: str | None = None,
-            layer: str | None = None, clip: str | None = None) -> Built:
+    def add(
+        self,
+        key: str,
+        parts: dict[str, torch.Tensor],
+        delta: torch.Tensor,
+        bfl: str | None = None,
+        layer: str | None = None,
+        clip: str | None = None,
+    ) -> Built:
         self.tensors |= {f"{key}.{suffix}": value for suffix, value in parts.items()}
         if clip:
             self.text_encoder[clip] = delta
@@ -119,7 +137,7 @@ class Built:
                 if rows == "swap":
                     self.transformer[target] = torch.cat(delta.chunk(2, 0)[::-1])
                 else:
-                    self.transformer[target] = delta if rows is None else delta[rows[0]:rows[1]]
+                    self.transformer[target] = delta if rows is None else delta[rows[0] : rows[1]]
         return self
 
 
@@ -128,11 +146,13 @@ def lokr_kohya(seed=0) -> Built:
     final layer's swapped halves, and a CLIP layer."""
     gen = torch.Generator().manual_seed(seed)
     built = Built()
-    for bfl, w1, kwargs in (("double_blocks.0.img_attn.qkv", (4, 4), {"w2_rank": 4, "alpha": 2.0}),
-                            ("double_blocks.1.txt_attn.qkv", (6, 8), {}),
-                            ("double_blocks.0.img_mlp.0", (8, 4), {"w1_rank": 2, "w2_rank": 2, "alpha": 1.0}),
-                            ("single_blocks.1.linear2", (4, 8), {}),
-                            ("final_layer.adaLN_modulation.1", (2, 2), {})):
+    for bfl, w1, kwargs in (
+        ("double_blocks.0.img_attn.qkv", (4, 4), {"w2_rank": 4, "alpha": 2.0}),
+        ("double_blocks.1.txt_attn.qkv", (6, 8), {}),
+        ("double_blocks.0.img_mlp.0", (8, 4), {"w1_rank": 2, "w2_rank": 2, "alpha": 1.0}),
+        ("single_blocks.1.linear2", (4, 8), {}),
+        ("final_layer.adaLN_modulation.1", (2, 2), {}),
+    ):
         built.add(kohya_name(bfl), *lokr(gen, SHAPES[bfl], w1, **kwargs), bfl=bfl)
     return built.add(te_name(TE_Q), *lokr(gen, TE_SHAPES[TE_Q], (4, 4), w2_rank=2, alpha=4.0), clip=TE_Q)
 
@@ -141,12 +161,15 @@ def lokr_named(seed=1) -> Built:
     """SimpleTuner/LyCORIS on diffusers layers (``lycoris_`` + the layer's name) and BFL dotted names."""
     gen = torch.Generator().manual_seed(seed)
     built = Built()
-    for layer, shape, w1 in (("transformer_blocks.0.attn.to_q", (W, W), (8, 8)),
-                             ("single_transformer_blocks.0.proj_mlp", (4 * W, W), (16, 4)),
-                             ("transformer_blocks.1.ff_context.net.2", (W, 4 * W), (4, 16))):
+    for layer, shape, w1 in (
+        ("transformer_blocks.0.attn.to_q", (W, W), (8, 8)),
+        ("single_transformer_blocks.0.proj_mlp", (4 * W, W), (16, 4)),
+        ("transformer_blocks.1.ff_context.net.2", (W, 4 * W), (4, 16)),
+    ):
         built.add("lycoris_" + layer.replace(".", "_"), *lokr(gen, shape, w1, w2_rank=3, alpha=3.0), layer=layer)
-    return built.add("diffusion_model.double_blocks.1.img_attn.proj", *lokr(gen, (W, W), (3, 6)),
-                     bfl="double_blocks.1.img_attn.proj")
+    return built.add(
+        "diffusion_model.double_blocks.1.img_attn.proj", *lokr(gen, (W, W), (3, 6)), bfl="double_blocks.1.img_attn.proj"
+    )
 
 
 def loha_kohya(seed=2) -> Built:
@@ -172,8 +195,13 @@ def bfl_peft(prefix="diffusion_model.", seed=4) -> Built:
     Kontext trainer), including the image input and the final layer."""
     gen = torch.Generator().manual_seed(seed)
     built = Built()
-    for bfl in ("double_blocks.0.img_attn.qkv", "double_blocks.1.txt_attn.qkv", "single_blocks.1.linear2",
-                "final_layer.adaLN_modulation.1", "img_in"):
+    for bfl in (
+        "double_blocks.0.img_attn.qkv",
+        "double_blocks.1.txt_attn.qkv",
+        "single_blocks.1.linear2",
+        "final_layer.adaLN_modulation.1",
+        "img_in",
+    ):
         built.add(prefix + bfl, *lora(gen, SHAPES[bfl], down="lora_A.weight", up="lora_B.weight"), bfl=bfl)
     return built
 
@@ -284,8 +312,9 @@ def test_kohya_clip_part_loads_onto_the_text_encoder(studio):
     assert np.array_equal(generate(studio), base)
 
 
-@pytest.mark.parametrize(("prefix", "fmt"), [("diffusion_model.", "bfl-peft"), ("", "bfl-peft"),
-                                             ("base_model.model.", "fal-kontext")])
+@pytest.mark.parametrize(
+    ("prefix", "fmt"), [("diffusion_model.", "bfl-peft"), ("", "bfl-peft"), ("base_model.model.", "fal-kontext")]
+)
 def test_bfl_named_peft_files_convert_through_diffusers(studio, prefix, fmt):
     assert prove(studio, f"bfl_{fmt}_{bool(prefix)}", bfl_peft(prefix))[2] == fmt
 
@@ -327,12 +356,19 @@ def fal_kontext_full(rank: int = 1) -> dict[str, torch.Tensor]:
     shapes = {"final_layer.linear": (64, d)}
     for i in range(19):
         for side in ("img", "txt"):
-            shapes |= {f"double_blocks.{i}.{side}_mod.lin": (6 * d, d), f"double_blocks.{i}.{side}_attn.qkv": (3 * d, d),
-                       f"double_blocks.{i}.{side}_attn.proj": (d, d), f"double_blocks.{i}.{side}_mlp.0": (mlp, d),
-                       f"double_blocks.{i}.{side}_mlp.2": (d, mlp)}
+            shapes |= {
+                f"double_blocks.{i}.{side}_mod.lin": (6 * d, d),
+                f"double_blocks.{i}.{side}_attn.qkv": (3 * d, d),
+                f"double_blocks.{i}.{side}_attn.proj": (d, d),
+                f"double_blocks.{i}.{side}_mlp.0": (mlp, d),
+                f"double_blocks.{i}.{side}_mlp.2": (d, mlp),
+            }
     for i in range(38):
-        shapes |= {f"single_blocks.{i}.modulation.lin": (3 * d, d), f"single_blocks.{i}.linear1": (3 * d + mlp, d),
-                   f"single_blocks.{i}.linear2": (d, d + mlp)}
+        shapes |= {
+            f"single_blocks.{i}.modulation.lin": (3 * d, d),
+            f"single_blocks.{i}.linear1": (3 * d + mlp, d),
+            f"single_blocks.{i}.linear2": (d, d + mlp),
+        }
     gen = torch.Generator().manual_seed(0)
     out = {}
     for name, (out_f, in_f) in shapes.items():
@@ -362,12 +398,16 @@ def test_lycoris_single_block_linear1_maps_at_flux1_dev_widths_only(tmp_path, en
 
     routed = lycoris.bfl_rows({"single_blocks.3.linear1": (3 * 3072 + 12288, 3072)})["single_blocks.3.linear1"]
     assert [(t.layer, int(t.rows[0]), len(t.rows)) for t in routed] == [
-        ("single_transformer_blocks.3.attn.to_q", 0, 3072), ("single_transformer_blocks.3.attn.to_k", 3072, 3072),
-        ("single_transformer_blocks.3.attn.to_v", 6144, 3072), ("single_transformer_blocks.3.proj_mlp", 9216, 12288)]
+        ("single_transformer_blocks.3.attn.to_q", 0, 3072),
+        ("single_transformer_blocks.3.attn.to_k", 3072, 3072),
+        ("single_transformer_blocks.3.attn.to_v", 6144, 3072),
+        ("single_transformer_blocks.3.proj_mlp", 9216, 12288),
+    ]
     gen = torch.Generator().manual_seed(0)
     parts, _ = lokr(gen, (4 * W + 3 * W, W), (7, 4))
-    path = write(tmp_path / "l1.safetensors", {f"{kohya_name('single_blocks.0.linear1')}.{k}": v
-                                                 for k, v in parts.items()})
+    path = write(
+        tmp_path / "l1.safetensors", {f"{kohya_name('single_blocks.0.linear1')}.{k}": v for k, v in parts.items()}
+    )
     with pytest.raises(StudioError, match="converter cannot map"):
         inspect(path, engine.pipe.transformer)
 
@@ -376,19 +416,43 @@ def test_lycoris_single_block_linear1_maps_at_flux1_dev_widths_only(tmp_path, en
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: {f"{kohya_name('double_blocks.0.img_attn.qkv')}.dora_scale": torch.ones(3 * W, 1),
-                  **{f"{kohya_name('double_blocks.0.img_attn.qkv')}.{k}": v
-                     for k, v in lora(torch.Generator(), SHAPES["double_blocks.0.img_attn.qkv"])[0].items()}},
-         "kohya/LyCORIS DoRA .*peft DoRA"),
-        (lambda: {f"{kohya_name('double_blocks.0.img_attn.qkv')}.{k}": v
-                  for k, v in {**lokr(torch.Generator(), (3 * W, W), (4, 4))[0], "lokr_t2": torch.ones(2, 2)}.items()},
-         "LyCORIS key .*lokr_t2"),
-        (lambda: {f"{kohya_name('double_blocks.5.img_attn.proj')}.{k}": v
-                  for k, v in loha(torch.Generator(), (W, W))[0].items()}, "not in this model"),
-        (lambda: {f"{te_name('text_model.encoder.layers.0.self_attn.q_proj')}.{k}": v
-                  for k, v in lora(torch.Generator(), (CLIP, 2 * CLIP))[0].items()}
-         | {f"{kohya_name('double_blocks.1.img_attn.proj')}.{k}": v
-            for k, v in lora(torch.Generator(), (W, W))[0].items()}, "CLIP text-encoder modules have wrong shapes"),
+        (
+            lambda: {
+                f"{kohya_name('double_blocks.0.img_attn.qkv')}.dora_scale": torch.ones(3 * W, 1),
+                **{
+                    f"{kohya_name('double_blocks.0.img_attn.qkv')}.{k}": v
+                    for k, v in lora(torch.Generator(), SHAPES["double_blocks.0.img_attn.qkv"])[0].items()
+                },
+            },
+            "kohya/LyCORIS DoRA .*peft DoRA",
+        ),
+        (
+            lambda: {
+                f"{kohya_name('double_blocks.0.img_attn.qkv')}.{k}": v
+                for k, v in {**lokr(torch.Generator(), (3 * W, W), (4, 4))[0], "lokr_t2": torch.ones(2, 2)}.items()
+            },
+            "LyCORIS key .*lokr_t2",
+        ),
+        (
+            lambda: {
+                f"{kohya_name('double_blocks.5.img_attn.proj')}.{k}": v
+                for k, v in loha(torch.Generator(), (W, W))[0].items()
+            },
+            "not in this model",
+        ),
+        (
+            lambda: (
+                {
+                    f"{te_name('text_model.encoder.layers.0.self_attn.q_proj')}.{k}": v
+                    for k, v in lora(torch.Generator(), (CLIP, 2 * CLIP))[0].items()
+                }
+                | {
+                    f"{kohya_name('double_blocks.1.img_attn.proj')}.{k}": v
+                    for k, v in lora(torch.Generator(), (W, W))[0].items()
+                }
+            ),
+            "CLIP text-encoder modules have wrong shapes",
+        ),
     ],
     ids=["kohya-dora", "tucker", "missing-block", "clip-wrong-width"],
 )
@@ -403,8 +467,10 @@ def test_misfit_formats_are_refused_before_touching_the_model(studio, make, mess
 
 
 BUILDERS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
-    "lycoris-lokr": lambda: lokr_kohya().tensors, "lycoris-loha": lambda: loha_kohya().tensors,
-    "kohya": lambda: kohya_with_clip().tensors, "bfl-peft": lambda: bfl_peft().tensors,
+    "lycoris-lokr": lambda: lokr_kohya().tensors,
+    "lycoris-loha": lambda: loha_kohya().tensors,
+    "kohya": lambda: kohya_with_clip().tensors,
+    "bfl-peft": lambda: bfl_peft().tensors,
     "fal-kontext": lambda: bfl_peft("base_model.model.").tensors,
 }
 

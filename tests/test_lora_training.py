@@ -77,8 +77,9 @@ def test_trained_lora_is_written_checked_and_changes_the_image(studio):
     training = json.loads(meta["flux_studio.training"])
     assert training["steps"] == 24 and training["rank"] == 4 and training["images"] == 8
     assert meta["flux_studio.base_model"] == engine.model_name
-    assert all(k.startswith("transformer.") and k.endswith((".lora_A.weight", ".lora_B.weight"))
-               for k in load_file(path))
+    assert all(
+        k.startswith("transformer.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in load_file(path)
+    )
     entry = LoraLibrary([folder]).describe(LoraLibrary([folder]).resolve("zwx-style"))
     assert entry["trigger_words"] == [TRIGGER] and entry["error"] is None
 
@@ -112,8 +113,12 @@ def test_cancel_writes_nothing_and_a_rerun_resumes_to_the_same_weights(engine, t
     path = train_lora(engine, config, examples, folder, on_progress=lambda step, total, loss: resumed.append(step))
     assert resumed == [5, 6, 7, 8, 9, 10]
     assert not checkpoint_path(folder, "halfway").exists()
-    straight = train_lora(engine, TrainingConfig("straight", TRIGGER, rank=2, steps=10, learning_rate=1e-2,
-                                                 batch_size=2), examples, folder)
+    straight = train_lora(
+        engine,
+        TrainingConfig("straight", TRIGGER, rank=2, steps=10, learning_rate=1e-2, batch_size=2),
+        examples,
+        folder,
+    )
     a, b = load_file(path), load_file(straight)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     with pytest.raises(InvalidRequest, match="already exists"):
@@ -147,8 +152,12 @@ def test_bad_input_is_refused_before_touching_the_model(engine, tmp_path, change
 def test_empty_caption_refused_and_mixed_sizes_are_cropped(engine, tmp_path):
     examples = toy_examples(4)
     with pytest.raises(InvalidRequest, match="image 2 has an empty caption"):
-        train_lora(engine, TrainingConfig("ok", TRIGGER), [examples[0], TrainingExample(examples[1].image, " "),
-                                                           *examples[2:]], tmp_path)
+        train_lora(
+            engine,
+            TrainingConfig("ok", TRIGGER),
+            [examples[0], TrainingExample(examples[1].image, " "), *examples[2:]],
+            tmp_path,
+        )
     mixed = [TrainingExample(e.image.resize((64 + 16 * i, 48 + 8 * i)), e.caption) for i, e in enumerate(examples)]
     path = train_lora(engine, TrainingConfig("mixed", TRIGGER, rank=2, steps=2), mixed, tmp_path / "loras")
     assert path.is_file()
@@ -169,8 +178,25 @@ def test_cli_lora_train(tmp_path, monkeypatch, capsys):
     (images / "captions.txt").write_text("\n".join(lines), encoding="utf-8")
     monkeypatch.setenv("STUDIO_MODEL", str(MODEL))
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
-    args = ["lora", "train", "--name", "cli", "--trigger", TRIGGER, "--images", str(images),
-            "--captions", str(images / "captions.txt"), "--steps", "3", "--rank", "2", "--lr", "1e-3", "--json"]
+    args = [
+        "lora",
+        "train",
+        "--name",
+        "cli",
+        "--trigger",
+        TRIGGER,
+        "--images",
+        str(images),
+        "--captions",
+        str(images / "captions.txt"),
+        "--steps",
+        "3",
+        "--rank",
+        "2",
+        "--lr",
+        "1e-3",
+        "--json",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"path", "steps", "final_loss", "seconds"} and out["steps"] == 3
@@ -184,10 +210,12 @@ def test_history_images_for_training_are_the_visitors_own_with_their_prompts(stu
     from studio.core.errors import NotFound
     from studio.ui.training_panel import history_choices, history_examples
 
-    mine = studio.generate(GenerationRequest(prompt="a red circle in the center on a white background", seed=1),
-                           owner="visitor-a")
-    theirs = studio.generate(GenerationRequest(prompt="a blue square in the center on a white background", seed=2),
-                             owner="visitor-b")
+    mine = studio.generate(
+        GenerationRequest(prompt="a red circle in the center on a white background", seed=1), owner="visitor-a"
+    )
+    theirs = studio.generate(
+        GenerationRequest(prompt="a blue square in the center on a white background", seed=2), owner="visitor-b"
+    )
     assert [gen_id for _, gen_id in history_choices(studio, "visitor-a")] == [mine["id"]]
     paths, prompts = history_examples(studio, [mine["id"]], "visitor-a")
     assert prompts == ["a red circle in the center on a white background"]
@@ -222,14 +250,34 @@ def test_double_block_lora_at_a_set_guidance_trains_both_streams_and_exports_to_
 
     from training.kohya_export import to_kohya
 
-    config = TrainingConfig("both-streams", TRIGGER, rank=2, steps=6, learning_rate=1e-2, batch_size=2,
-                            layers="double_blocks", guidance=1.0, sampler_sigma_share=0.3)
+    config = TrainingConfig(
+        "both-streams",
+        TRIGGER,
+        rank=2,
+        steps=6,
+        learning_rate=1e-2,
+        batch_size=2,
+        layers="double_blocks",
+        guidance=1.0,
+        sampler_sigma_share=0.3,
+    )
     path = train_lora(engine, config, toy_examples(4), tmp_path / "loras")
     tensors = load_file(path)
     layers = {k.split(".", 3)[3].rsplit(".lora_", 1)[0] for k in tensors}
-    assert layers == {"attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
-                      "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
-                      "ff_context.net.2"}
+    assert layers == {
+        "attn.to_q",
+        "attn.to_k",
+        "attn.to_v",
+        "attn.to_out.0",
+        "attn.add_q_proj",
+        "attn.add_k_proj",
+        "attn.add_v_proj",
+        "attn.to_add_out",
+        "ff.net.0.proj",
+        "ff.net.2",
+        "ff_context.net.0.proj",
+        "ff_context.net.2",
+    }
     assert not any("single_transformer_blocks" in k for k in tensors)
     training = json.loads(read_header(path).metadata["flux_studio.training"])
     assert (training["layers"], training["guidance"], training["sampler_sigma_share"]) == ("double_blocks", 1.0, 0.3)
@@ -253,19 +301,32 @@ def test_distilled_target_uses_the_base_without_the_adapter_for_the_empty_prompt
     sigma, guidance = torch.tensor([0.9, 0.4]), torch.tensor([1.0, 3.0])
     img_ids = engine.pipe._prepare_latent_image_ids(1, 4, 4, torch.device("cpu"), torch.float32)
     with torch.no_grad():
-        base = transformer(hidden_states=x_t, timestep=sigma, guidance=torch.ones(2),
-                           pooled_projections=empty.pooled_embeds.expand(2, -1),
-                           encoder_hidden_states=empty.prompt_embeds.expand(2, -1, -1), txt_ids=empty.text_ids,
-                           img_ids=img_ids, return_dict=False)[0]
-    transformer.add_adapter(LoraConfig(r=2, init_lora_weights=False, target_modules=["to_q", "to_v"]),
-                            adapter_name="probe")
+        base = transformer(
+            hidden_states=x_t,
+            timestep=sigma,
+            guidance=torch.ones(2),
+            pooled_projections=empty.pooled_embeds.expand(2, -1),
+            encoder_hidden_states=empty.prompt_embeds.expand(2, -1, -1),
+            txt_ids=empty.text_ids,
+            img_ids=img_ids,
+            return_dict=False,
+        )[0]
+    transformer.add_adapter(
+        LoraConfig(r=2, init_lora_weights=False, target_modules=["to_q", "to_v"]), adapter_name="probe"
+    )
     try:
         target = _distilled_target(transformer, x_t, sigma, guidance, conditional, empty, img_ids)
         with torch.no_grad():
-            adapted = transformer(hidden_states=x_t, timestep=sigma, guidance=torch.ones(2),
-                                  pooled_projections=empty.pooled_embeds.expand(2, -1),
-                                  encoder_hidden_states=empty.prompt_embeds.expand(2, -1, -1),
-                                  txt_ids=empty.text_ids, img_ids=img_ids, return_dict=False)[0]
+            adapted = transformer(
+                hidden_states=x_t,
+                timestep=sigma,
+                guidance=torch.ones(2),
+                pooled_projections=empty.pooled_embeds.expand(2, -1),
+                encoder_hidden_states=empty.prompt_embeds.expand(2, -1, -1),
+                txt_ids=empty.text_ids,
+                img_ids=img_ids,
+                return_dict=False,
+            )[0]
     finally:
         transformer.delete_adapters("probe")
     assert not torch.allclose(adapted, base, atol=1e-4)  # the adapter is on again afterwards, and it acts
@@ -274,8 +335,16 @@ def test_distilled_target_uses_the_base_without_the_adapter_for_the_empty_prompt
 
 
 def test_distilled_guidance_training_writes_its_settings(engine, tmp_path):
-    config = TrainingConfig("distilled", TRIGGER, rank=2, steps=4, learning_rate=1e-2, batch_size=2,
-                            layers="double_blocks", distilled_guidance_max=4.0)
+    config = TrainingConfig(
+        "distilled",
+        TRIGGER,
+        rank=2,
+        steps=4,
+        learning_rate=1e-2,
+        batch_size=2,
+        layers="double_blocks",
+        distilled_guidance_max=4.0,
+    )
     path = train_lora(engine, config, toy_examples(4), tmp_path / "loras")
     training = json.loads(read_header(path).metadata["flux_studio.training"])
     assert training["distilled_guidance_max"] == 4.0 and training["guidance"] is None

@@ -21,8 +21,15 @@ from studio.lora.library import resolve_specs
 
 PROMPT = "a red circle in the top left on a white background"
 BLOCK = "transformer_blocks.0"
-STYLE_MODULES = (f"{BLOCK}.attn.to_q", f"{BLOCK}.attn.to_k", f"{BLOCK}.attn.to_v", f"{BLOCK}.attn.to_out.0",
-                 f"{BLOCK}.ff.net.0.proj", "single_transformer_blocks.0.proj_out", "proj_out")
+STYLE_MODULES = (
+    f"{BLOCK}.attn.to_q",
+    f"{BLOCK}.attn.to_k",
+    f"{BLOCK}.attn.to_v",
+    f"{BLOCK}.attn.to_out.0",
+    f"{BLOCK}.ff.net.0.proj",
+    "single_transformer_blocks.0.proj_out",
+    "proj_out",
+)
 
 
 # ---- crafted files ---------------------------------------------------------------------------------------
@@ -55,9 +62,11 @@ W = _model_width()
 def kohya_flux(rank=4, with_text_encoder=False):
     gen = torch.Generator().manual_seed(1)
     tensors = {}
-    for key, (out_f, in_f) in {"lora_unet_double_blocks_0_img_attn_qkv": (3 * W, W),
-                               "lora_unet_double_blocks_0_img_attn_proj": (W, W),
-                               "lora_unet_single_blocks_1_linear2": (W, 5 * W)}.items():
+    for key, (out_f, in_f) in {
+        "lora_unet_double_blocks_0_img_attn_qkv": (3 * W, W),
+        "lora_unet_double_blocks_0_img_attn_proj": (W, W),
+        "lora_unet_single_blocks_1_linear2": (W, 5 * W),
+    }.items():
         tensors[f"{key}.lora_down.weight"] = torch.randn(rank, in_f, generator=gen) * 0.1
         tensors[f"{key}.lora_up.weight"] = torch.randn(out_f, rank, generator=gen) * 0.1
         tensors[f"{key}.alpha"] = torch.tensor(float(rank))
@@ -83,8 +92,11 @@ def unet_lora(kind: str):
         key, cross = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k", 2048
     else:
         key, cross = "lora_unet_input_blocks_1_1_transformer_blocks_0_attn2_to_k", 768
-    return {f"{key}.lora_down.weight": torch.zeros(4, cross), f"{key}.lora_up.weight": torch.zeros(320, 4),
-            f"{key}.alpha": torch.tensor(4.0)}
+    return {
+        f"{key}.lora_down.weight": torch.zeros(4, cross),
+        f"{key}.lora_up.weight": torch.zeros(320, 4),
+        f"{key}.alpha": torch.tensor(4.0),
+    }
 
 
 def write(path: Path, tensors, metadata=None) -> Path:
@@ -121,8 +133,11 @@ def transformer(engine):
 
 # ---- inspect ---------------------------------------------------------------------------------------------
 def test_diffusers_lora_matches_every_module(tmp_path, transformer):
-    path = write(tmp_path / "style.safetensors", peft_lora(transformer),
-                 {"flux_studio.trigger_words": json.dumps(["outlined", "hollow"])})
+    path = write(
+        tmp_path / "style.safetensors",
+        peft_lora(transformer),
+        {"flux_studio.trigger_words": json.dumps(["outlined", "hollow"])},
+    )
     info = inspect(path, transformer)
     assert (info.format, info.target, info.matched, info.total, info.rank) == ("diffusers", "flux", 7, 7, 4)
     assert info.trigger_words == ("outlined", "hollow")
@@ -152,8 +167,11 @@ def test_xlabs_flux_keys_are_converted_and_matched(tmp_path, transformer):
 
 def test_kohya_metadata_gives_trigger_words_and_base_model(tmp_path):
     tags = {"10_img": {"zwx style": 20, "circle": 8, "square": 3}}
-    write(tmp_path / "k.safetensors", kohya_flux(),
-          {"ss_tag_frequency": json.dumps(tags), "ss_base_model_version": "flux1", "ss_network_dim": "4"})
+    write(
+        tmp_path / "k.safetensors",
+        kohya_flux(),
+        {"ss_tag_frequency": json.dumps(tags), "ss_base_model_version": "flux1", "ss_network_dim": "4"},
+    )
     library = LoraLibrary([tmp_path])
     entry = library.describe(library.resolve("k"))
     assert entry["trigger_words"][0] == "zwx style"
@@ -166,10 +184,14 @@ def test_kohya_metadata_gives_trigger_words_and_base_model(tmp_path):
     [
         (lambda tr: unet_lora("sdxl"), "is an SDXL LoRA"),
         (lambda tr: unet_lora("sd15"), "Stable Diffusion 1.5 LoRA"),
-        (lambda tr: peft_lora(tr, wider=f"{BLOCK}.attn.to_q"),
-         rf"1 of 7 modules have wrong shapes: e.g. {BLOCK}.attn.to_q expects in {W}, file has {2 * W} — it was trained"),
-        (lambda tr: {**peft_lora(tr), **peft_lora(tr, modules=(f"{BLOCK}.attn.to_q",), prefix="transformer.x")},
-         "not in this model"),
+        (
+            lambda tr: peft_lora(tr, wider=f"{BLOCK}.attn.to_q"),
+            rf"1 of 7 modules have wrong shapes: e.g. {BLOCK}.attn.to_q expects in {W}, file has {2 * W} — it was trained",
+        ),
+        (
+            lambda tr: {**peft_lora(tr), **peft_lora(tr, modules=(f"{BLOCK}.attn.to_q",), prefix="transformer.x")},
+            "not in this model",
+        ),
         (lambda tr: {"model.diffusion_model.foo.weight": torch.zeros(2, 2)}, "no LoRA weights we recognise"),
     ],
     ids=["sdxl", "sd15", "wider-in-features", "unknown-modules", "not-a-lora"],
@@ -193,8 +215,12 @@ def test_broken_files_are_refused_with_the_reason(tmp_path, transformer):
     (tmp_path / "junk.safetensors").write_bytes(b"PK\x03\x04 this is a zip pickle, not safetensors")
     (tmp_path / "old.ckpt").write_bytes(b"\x80\x04 pickle")
     before = snapshot(transformer)
-    for name, message in (("empty", "empty"), ("cut", "truncated"), ("junk", "not a safetensors file"),
-                          ("old.ckpt", "pickled checkpoint")):
+    for name, message in (
+        ("empty", "empty"),
+        ("cut", "truncated"),
+        ("junk", "not a safetensors file"),
+        ("old.ckpt", "pickled checkpoint"),
+    ):
         with pytest.raises(StudioError, match=message):
             inspect(tmp_path / (name if "." in name else f"{name}.safetensors"), transformer)
     library = LoraLibrary([tmp_path])
@@ -305,8 +331,9 @@ def test_beyond_the_limit_a_new_lora_is_hot_swapped_into_the_least_recent_slot(s
 
 
 def test_a_lora_of_another_rank_on_fewer_layers_swaps_in_with_the_same_result(studio, monkeypatch):
-    fresh, swapped, slot, swaps, _ = swap_after(studio, monkeypatch, {"seed": 31},
-                                                {"rank": 8, "seed": 32, "modules": STYLE_MODULES[:3]})
+    fresh, swapped, slot, swaps, _ = swap_after(
+        studio, monkeypatch, {"seed": 31}, {"rank": 8, "seed": 32, "modules": STYLE_MODULES[:3]}
+    )
     adapters = studio.engine.lora_adapters
     assert adapters.hotswaps == swaps + 1 and len(adapters.loaded) == 1 and adapters.active[0].info.matched == 3
     assert np.array_equal(pixels(fresh), pixels(swapped))  # the 4 layers it lacks carry zeros, not the old weights
@@ -316,7 +343,8 @@ def test_a_lora_on_more_layers_than_the_slot_replaces_it_by_a_fresh_load(studio,
     from studio.lora.library import count_applied
 
     fresh, replaced, first, swaps, transformer = swap_after(
-        studio, monkeypatch, {"seed": 41, "modules": STYLE_MODULES[:3]}, {"seed": 42})
+        studio, monkeypatch, {"seed": 41, "modules": STYLE_MODULES[:3]}, {"seed": 42}
+    )
     adapters = studio.engine.lora_adapters
     current = adapters.active[0].adapter
     assert adapters.hotswaps == swaps and current != first and list(adapters.loaded.values()) == [current]
@@ -376,8 +404,16 @@ def test_cli_lora_inspect_and_list(tmp_path, transformer, monkeypatch, capsys):
 
 # ---- the picker (no browser: helpers and a build) ---------------------------------------------------------
 ENTRIES = [
-    {"name": "outlined", "sha256": "a" * 64, "trigger_words": ["outlined", "hollow"], "rank": 8, "target": "flux",
-     "base_model": "flux-mini", "error": None, "preview": None},
+    {
+        "name": "outlined",
+        "sha256": "a" * 64,
+        "trigger_words": ["outlined", "hollow"],
+        "rank": 8,
+        "target": "flux",
+        "base_model": "flux-mini",
+        "error": None,
+        "preview": None,
+    },
     {"name": "xl", "sha256": "b" * 64, "trigger_words": [], "rank": 4, "target": "sdxl", "error": None},
     {"name": "old.ckpt", "sha256": None, "trigger_words": [], "rank": None, "error": "pickled checkpoint"},
 ]
@@ -394,10 +430,15 @@ def test_picker_search_choices_and_trigger_words():
     assert lp.insert_trigger_words("a red circle", words) == "outlined, hollow, a red circle"
     assert lp.insert_trigger_words("an Outlined red circle", words) == "hollow, an Outlined red circle"
     assert lp.selection([("outlined", 0.8), (lp.NONE, 1.0)], ENTRIES) == [
-        {"name": "outlined", "sha256": "a" * 64, "weight": 0.8}]
+        {"name": "outlined", "sha256": "a" * 64, "weight": 0.8}
+    ]
     assert [LoraSpec(**d) for d in lp.selection([("outlined", 0.8)], ENTRIES)][0].weight == 0.8
     assert lp.slot_values([{"name": "outlined", "sha256": "a" * 64, "weight": 0.5}])[:4] == [
-        "outlined", 0.5, lp.NONE, 1.0]
+        "outlined",
+        0.5,
+        lp.NONE,
+        1.0,
+    ]
 
 
 def test_picker_builds_in_blocks():

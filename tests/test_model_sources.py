@@ -149,7 +149,9 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ComfyUI split parts (transformer, ae, clip_l, t5xxl) and a config-only diffusers folder for the tokenizers."""
     root = tmp_path_factory.mktemp("split")
     save_file(flux_layout.to_bfl(transformer_state()), str(root / "flux-mini.safetensors"))
-    save_file(vae_to_ldm(load_file(MODEL / "vae" / "diffusion_pytorch_model.safetensors"), 4), str(root / "ae.safetensors"))
+    save_file(
+        vae_to_ldm(load_file(MODEL / "vae" / "diffusion_pytorch_model.safetensors"), 4), str(root / "ae.safetensors")
+    )
     save_file({"text_model." + k: v for k, v in load_file(MODEL / "text_encoder" / "model.safetensors").items()},
               str(root / "clip_l.safetensors"))  # fmt: skip
     shutil.copy(MODEL / "text_encoder_2" / "model.safetensors", root / "t5xxl_fp16.safetensors")  # same names
@@ -206,7 +208,9 @@ def test_bfl_and_comfy_layouts_round_trip_flux_mini_exactly():
     state = transformer_state()
     for prefix in ("", COMFY):
         bfl = flux_layout.to_bfl(state, prefix)
-        assert f"{prefix}double_blocks.1.img_attn.qkv.weight" in bfl and f"{prefix}single_blocks.1.linear1.weight" in bfl
+        assert (
+            f"{prefix}double_blocks.1.img_attn.qkv.weight" in bfl and f"{prefix}single_blocks.1.linear1.weight" in bfl
+        )
         back = flux_layout.to_diffusers(bfl)
         assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
 
@@ -248,8 +252,13 @@ def test_comfy_split_folder_generates_the_folders_pixels(shelf_engine, reference
     files = shelf_engine._location.files
     assert files.format == "comfy-split" and files.config_dir == (split / "flux-mini-configs").resolve()
     assert {name: part.path.name for name, part in files.parts.items()} == {
-        "transformer": "flux-mini.safetensors", "vae": "ae.safetensors", "text_encoder": "clip_l.safetensors",
-        "text_encoder_2": "t5xxl_fp16.safetensors", "tokenizer": "flux-mini-configs", "tokenizer_2": "flux-mini-configs"}
+        "transformer": "flux-mini.safetensors",
+        "vae": "ae.safetensors",
+        "text_encoder": "clip_l.safetensors",
+        "text_encoder_2": "t5xxl_fp16.safetensors",
+        "tokenizer": "flux-mini-configs",
+        "tokenizer_2": "flux-mini-configs",
+    }
     assert not list((split / "flux-mini-configs").rglob("*.safetensors"))  # every weight came from the split files
     assert report_diff("comfy-split", image, reference).max() <= 1
 
@@ -383,7 +392,9 @@ def flux1_shapes() -> dict[str, dict[str, tuple[str, tuple[int, ...]]]]:
 
     config = SHIPPED_CONFIGS / "flux1-dev"
     with init_empty_weights():
-        transformer = FluxTransformer2DModel.from_config(FluxTransformer2DModel.load_config(config, subfolder="transformer"))
+        transformer = FluxTransformer2DModel.from_config(
+            FluxTransformer2DModel.load_config(config, subfolder="transformer")
+        )
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config, subfolder="vae"))
         clip = CLIPTextModel(CLIPTextConfig.from_pretrained(config, subfolder="text_encoder"))
         t5 = T5EncoderModel(T5Config.from_pretrained(config, subfolder="text_encoder_2"))

@@ -54,12 +54,7 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 # ---- writing and reading our own metadata ------------------------------------------------------------------
@@ -86,9 +81,7 @@ def test_parameters_text_is_a1111_style() -> None:
 
 
 def test_our_parameters_text_alone_reads_back() -> None:
-    request = make_request(
-        "line one\nline two", negative_prompt="ugly", true_cfg=3.0, model="org/model, v2: final"
-    )
+    request = make_request("line one\nline two", negative_prompt="ugly", true_cfg=3.0, model="org/model, v2: final")
     back = read_png_request(png_bytes(parameters=a1111_parameters(request, 9)))
     assert back == {**request, "seed": 9, "batch_size": 1}
 

@@ -89,14 +89,20 @@ def test_add_and_remove_figures():
         pose.add_figure(full, 64, 64)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{not json", "not valid JSON"),
-    ('{"people": []}', 'must be a JSON object {"figures"'),
-    ('{"figures": [[[0.5, 0.5]]]}', "figure 1 has 1 points"),
-    (json.dumps({"figures": [[[0.5, 0.5]] * 17 + [["a", 1]]]}), r"figure 1, left ear: expected \[x, y\]"),
-    (json.dumps({"figures": [[[0.5, 0.5]] * 3 + [[1.5, 0.2]] + [[0.5, 0.5]] * 14]}), r"right elbow: \[1.5, 0.2\] is outside"),
-    (json.dumps({"figures": [[[0.5, 0.5]] * 18] * 9}), "at most 8"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"people": []}', 'must be a JSON object {"figures"'),
+        ('{"figures": [[[0.5, 0.5]]]}', "figure 1 has 1 points"),
+        (json.dumps({"figures": [[[0.5, 0.5]] * 17 + [["a", 1]]]}), r"figure 1, left ear: expected \[x, y\]"),
+        (
+            json.dumps({"figures": [[[0.5, 0.5]] * 3 + [[1.5, 0.2]] + [[0.5, 0.5]] * 14]}),
+            r"right elbow: \[1.5, 0.2\] is outside",
+        ),
+        (json.dumps({"figures": [[[0.5, 0.5]] * 18] * 9}), "at most 8"),
+    ],
+)
 def test_bad_pose_json_is_refused_with_the_problem(text, message):
     with pytest.raises(StudioError, match=message):
         pose.parse_pose(text)
@@ -157,8 +163,10 @@ def test_overlay_blends_or_outlines_the_map_on_the_result():
 
 
 def test_the_pose_editor_and_overlay_do_not_import_torch():
-    code = ("import sys, studio.ui.controls_panel, studio.ui.pose_editor; "
-            "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
+    code = (
+        "import sys, studio.ui.controls_panel, studio.ui.pose_editor; "
+        "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -256,4 +256,3 @@ def test_an_unusable_url_is_a_studio_error(tmp_path) -> None:
     for url in ("not a url", "postgresql+nosuchdriver://u@127.0.0.1/db"):
         with pytest.raises(StudioError, match="STUDIO_DB_URL"):
             Store(url, tmp_path)
-

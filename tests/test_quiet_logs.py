@@ -42,7 +42,7 @@ def test_an_empty_prompt_is_one_log_line_and_a_message(server):
     before = server.log_path.read_text()
     answer = _run(server.url, "on_generate", {"prompt": ""})
     assert answer["success"] is False and "prompt" in answer["output"]["error"].lower()
-    added = server.log_path.read_text()[len(before):]
+    added = server.log_path.read_text()[len(before) :]
     assert "Traceback" not in added
     assert [line for line in added.splitlines() if "refused" in line], added
     assert len(added.strip().splitlines()) <= 2, added

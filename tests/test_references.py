@@ -52,8 +52,7 @@ def kontext_studio(kontext_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from studio.store.history import Store
 
     data_dir = tmp_path_factory.mktemp("data")
-    settings = settings_mod.from_env({"STUDIO_MODEL": str(kontext_dir), "STUDIO_DATA_DIR": str(data_dir)},
-                                     threads=1)
+    settings = settings_mod.from_env({"STUDIO_MODEL": str(kontext_dir), "STUDIO_DATA_DIR": str(data_dir)}, threads=1)
     store = Store(settings.db_url, settings.data_dir)
     yield Studio(settings, engine=Engine(settings), store=store)
     store.close()
@@ -127,8 +126,9 @@ def test_studio_matches_diffusers_kontext_pipeline(kontext_pipe, kontext_studio,
 def test_true_cfg_with_a_reference_matches_diffusers(kontext_pipe, kontext_studio, reference_image, with_reference):
     ref = with_reference["request"]["references"][0]
     record = kontext_studio.generate(request(references=(ref,), true_cfg=2.5, negative_prompt="a blue square"))
-    expected = diffusers_pixels(kontext_pipe, kontext_studio, reference_image, record, true_cfg_scale=2.5,
-                                negative_prompt="a blue square")
+    expected = diffusers_pixels(
+        kontext_pipe, kontext_studio, reference_image, record, true_cfg_scale=2.5, negative_prompt="a blue square"
+    )
     diff = np.abs(pixels(record) - expected)
     assert diff.max() <= TOLERANCE, f"max difference {diff.max()} levels"
 
@@ -139,8 +139,10 @@ def test_step_cache_previews_and_schedules_run_with_a_reference(kontext_studio, 
     ref = with_reference["request"]["references"][0]
     steps: list[int] = []
     schedule = {"guidance": [[0, 3.0], [1, 1.0]]}
-    record = kontext_studio.generate(request(references=(ref,), cache=CacheSpec("fbcache"), schedule=schedule),
-                                     on_step=lambda update: steps.append(update.step))
+    record = kontext_studio.generate(
+        request(references=(ref,), cache=CacheSpec("fbcache"), schedule=schedule),
+        on_step=lambda update: steps.append(update.step),
+    )
     assert record["status"] == "done" and steps == list(range(1, STEPS + 1))
     assert record["request"]["references"] == [ref]
 
@@ -187,7 +189,11 @@ def test_a_model_without_references_refuses_them_through_the_cli(data_dir: Path,
     env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_MODEL": str(MODEL), "STUDIO_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "studio", "generate", "--prompt", PROMPT, "--steps", "1", "--reference", str(image)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "flux-mini cannot use reference images — load a FLUX.1 Kontext or FLUX.2 model" in proc.stderr

@@ -35,7 +35,7 @@ def test_overlay_shows_each_region_in_its_own_colour():
     regions = painted_regions(painted(), {"red": "a red circle", "blue": "a blue square"}, 64, 64)
     assert [r.colour for r in regions] == ["red", "blue"]
     image = overlay(regions, 64, 64).convert("RGB")
-    rgb = dict((name, tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))) for name, h in PALETTE)
+    rgb = dict((name, tuple(int(h[i : i + 2], 16) for i in (1, 3, 5))) for name, h in PALETTE)
     assert image.getpixel((20, 500)) == (255, 255, 255)  # unpainted bottom left
     assert image.getpixel((500, 500)) == rgb["blue"]  # bottom-right corner, away from the label
     assert image.getpixel((240, 20)) == rgb["red"]  # top-left region, above its (centred) label

@@ -54,16 +54,19 @@ def test_empty_region_changes_nothing_and_painted_regions_do(studio):
 
     left = store_mask(studio, box_mask(64, 0, 0, 32, 32))
     right = store_mask(studio, box_mask(64, 32, 32, 64, 64))
-    specs = (RegionSpec(left, "a red circle in the top left on a white background"),
-             RegionSpec(right, "a blue square in the bottom right on a white background"))
+    specs = (
+        RegionSpec(left, "a red circle in the top left on a white background"),
+        RegionSpec(right, "a blue square in the bottom right on a white background"),
+    )
     regional = studio.generate(GenerationRequest(prompt=BASE, seed=8, regions=specs))
     assert not np.array_equal(pixels(regional), pixels(plain))
     assert [r["prompt"] for r in regional["request"]["regions"]] == [s.prompt for s in specs]
     replay = studio.replay(regional["id"])
     assert replay["images"][0]["sha256"] == regional["images"][0]["sha256"]
 
-    window_off = studio.generate(GenerationRequest(prompt=BASE, seed=8, regions=specs,
-                                                   schedule={"regions": [[0, 0.0], [1, 0.0]]}))
+    window_off = studio.generate(
+        GenerationRequest(prompt=BASE, seed=8, regions=specs, schedule={"regions": [[0, 0.0], [1, 0.0]]})
+    )
     assert np.array_equal(pixels(window_off), pixels(plain))
 
 
@@ -105,11 +108,14 @@ def test_regions_under_a_backend_without_masks_run_on_native_attention_and_switc
         for studio in (native, maskless):
             left = store_mask(studio, box_mask(64, 0, 0, 32, 32))
             specs.append((RegionSpec(left, "a green triangle in the top left on a white background"),))
-        made = [s.generate(GenerationRequest(prompt=BASE, seed=8, regions=r)) for s, r in zip((native, maskless), specs)]
+        made = [
+            s.generate(GenerationRequest(prompt=BASE, seed=8, regions=r)) for s, r in zip((native, maskless), specs)
+        ]
         assert np.array_equal(pixels(made[0]), pixels(made[1]))  # the regions took effect the same way
         processors = [m.processor for m in maskless.engine.pipe.transformer.modules() if hasattr(m, "processor")]
         assert {str(p._attention_backend.value) for p in processors if hasattr(p, "_attention_backend")} == {
-            "_native_flash"}  # configured backend back in place
+            "_native_flash"
+        }  # configured backend back in place
     finally:
         native.close()
         maskless.close()

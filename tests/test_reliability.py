@@ -127,6 +127,8 @@ def test_twenty_concurrent_clients_all_end_cleanly(tmp_path):
     assert all(done[i]["images"] for i in made)  # ... with its images
     groups = [done[i]["timings"].get("coalesced", 1) for i in made]
     assert max(groups) > 1, groups  # queued compatible requests shared a batched denoise inside the app
-    print(f"outcomes {sorted(outcomes)}; coalesced group sizes {sorted(groups)}; /healthz median {statistics.median(latencies) * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} probes")
+    print(
+        f"outcomes {sorted(outcomes)}; coalesced group sizes {sorted(groups)}; /healthz median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} probes"
+    )
     assert statistics.median(latencies) < 1.0

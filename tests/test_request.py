@@ -12,10 +12,21 @@ REF = "sha256:" + "a" * 64
 
 def full_request() -> GenerationRequest:
     return GenerationRequest(
-        prompt="a red circle", model="m", width=64, height=64, steps=4, seed=7, batch_size=2, guidance=3.5,
-        true_cfg=2.0, negative_prompt="blurry", schedule={"guidance": [[0.0, 4.0], [1.0, 2.0]]},
-        controls=(ControlSpec("canny", REF, True, 0.8, 0.0, 0.5),), regions=(RegionSpec(REF, "a blue square"),),
-        loras=(LoraSpec("outlined", "b" * 64, 0.7),), cache=CacheSpec("fbcache", 0.1),
+        prompt="a red circle",
+        model="m",
+        width=64,
+        height=64,
+        steps=4,
+        seed=7,
+        batch_size=2,
+        guidance=3.5,
+        true_cfg=2.0,
+        negative_prompt="blurry",
+        schedule={"guidance": [[0.0, 4.0], [1.0, 2.0]]},
+        controls=(ControlSpec("canny", REF, True, 0.8, 0.0, 0.5),),
+        regions=(RegionSpec(REF, "a blue square"),),
+        loras=(LoraSpec("outlined", "b" * 64, 0.7),),
+        cache=CacheSpec("fbcache", 0.1),
     )
 
 
@@ -28,9 +39,29 @@ def test_json_round_trip_is_lossless():
 
 def test_record_keys_match_the_contract():
     keys = set(full_request().to_dict())
-    contract = {"model", "mode", "prompt", "prompt_2", "negative_prompt", "width", "height", "steps", "seed",
-                "batch_size", "guidance", "true_cfg", "schedule", "controls", "regions", "loras", "init_image",
-                "mask", "strength", "cache", "quant"}
+    contract = {
+        "model",
+        "mode",
+        "prompt",
+        "prompt_2",
+        "negative_prompt",
+        "width",
+        "height",
+        "steps",
+        "seed",
+        "batch_size",
+        "guidance",
+        "true_cfg",
+        "schedule",
+        "controls",
+        "regions",
+        "loras",
+        "init_image",
+        "mask",
+        "strength",
+        "cache",
+        "quant",
+    }
     assert contract <= keys
 
 

@@ -20,8 +20,14 @@ def run_loop(pipe, seeds, plan, negative=None, size=64, steps=4, max_seq=32):
 def reference(pipe, seeds, **kwargs):
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     return pipe(
-        PROMPT, generator=generators, num_images_per_prompt=len(seeds), height=64, width=64,
-        max_sequence_length=32, output_type="latent", **kwargs,
+        PROMPT,
+        generator=generators,
+        num_images_per_prompt=len(seeds),
+        height=64,
+        width=64,
+        max_sequence_length=32,
+        output_type="latent",
+        **kwargs,
     ).images
 
 
@@ -35,8 +41,9 @@ def test_constant_schedule_is_bit_identical_to_flux_pipeline(engine):
 def test_true_cfg_is_bit_identical_to_flux_pipeline(engine):
     pipe = engine.pipe
     ours = run_loop(pipe, [5], sampling.StepPlan([3.5] * 4, [2.5] * 4), negative="a blue square")
-    theirs = reference(pipe, [5], num_inference_steps=4, guidance_scale=3.5, true_cfg_scale=2.5,
-                       negative_prompt="a blue square")
+    theirs = reference(
+        pipe, [5], num_inference_steps=4, guidance_scale=3.5, true_cfg_scale=2.5, negative_prompt="a blue square"
+    )
     assert torch.equal(ours, theirs)
 
 
@@ -69,8 +76,17 @@ def test_progress_reports_every_step_with_an_x0_estimate(engine):
     cond = sampling.encode_prompt(pipe, PROMPT, None, 32)
     latents, ids = sampling.prepare_noise(pipe, [1], 64, 64, cond.prompt_embeds.dtype)
     scheduler, timesteps = sampling.make_scheduler(pipe, 3, latents.shape[1])
-    out = sampling.denoise(pipe, latents, ids, cond, None, sampling.StepPlan([3.5] * 3, [1.0] * 3), scheduler,
-                           timesteps, on_step=seen.append)
+    out = sampling.denoise(
+        pipe,
+        latents,
+        ids,
+        cond,
+        None,
+        sampling.StepPlan([3.5] * 3, [1.0] * 3),
+        scheduler,
+        timesteps,
+        on_step=seen.append,
+    )
     assert [s.step for s in seen] == [0, 1, 2] and all(s.total == 3 for s in seen)
     assert seen[-1].x0.shape == out.shape
     assert torch.allclose(seen[-1].x0, out)  # at the last step sigma is 0: the estimate is the result

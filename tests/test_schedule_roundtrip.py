@@ -39,8 +39,16 @@ def test_cfg_first_third_runs_fewer_transformer_passes(studio):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1, steps=6, true_cfg=3.0, negative_prompt=""))
         constant = len(calls)
         calls.clear()
-        studio.generate(GenerationRequest(prompt=PROMPT, seed=1, steps=6, true_cfg=3.0, negative_prompt="",
-                                          schedule={"true_cfg": SCHEDULE["true_cfg"]}))
+        studio.generate(
+            GenerationRequest(
+                prompt=PROMPT,
+                seed=1,
+                steps=6,
+                true_cfg=3.0,
+                negative_prompt="",
+                schedule={"true_cfg": SCHEDULE["true_cfg"]},
+            )
+        )
     finally:
         handle.remove()
     assert constant == 12 and len(calls) == 6 + 2

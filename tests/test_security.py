@@ -49,8 +49,9 @@ def test_one_login_opens_the_studio_the_gallery_and_its_images(guarded):
     import httpx
     from gradio_client import Client
 
-    made = Client(guarded.url, auth=("u", "p"), verbose=False).predict(prompt=PROMPT, seed=3, steps=2,
-                                                                      api_name="/generate")
+    made = Client(guarded.url, auth=("u", "p"), verbose=False).predict(
+        prompt=PROMPT, seed=3, steps=2, api_name="/generate"
+    )
     with httpx.Client(base_url=guarded.url, timeout=60) as browser:
         assert browser.get("/gallery").status_code == 401
         assert browser.post("/login", data={"username": "u", "password": "wrong"}).status_code in (400, 401)

@@ -50,6 +50,7 @@ def safetensors_bytes(header: bytes | str) -> bytes:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A few hundred bytes of PNG whose header claims ``width`` × ``height`` (no pixel data to speak of)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -75,8 +76,11 @@ def bomb_folder(folder: Path) -> Path:
     (folder / "bomb.safetensors").write_bytes(safetensors_bytes("[" * DEEP + "]" * DEEP))
     nested = '{"__metadata__": {"a": ' + '{"b": ' * DEEP + "1" + "}" * DEEP + "}}"
     (folder / "meta_bomb.safetensors").write_bytes(safetensors_bytes(nested))
-    save_file({"transformer.x.lora_A.weight": torch.zeros(2, 4)}, str(folder / "good.safetensors"),
-              metadata={"ss_tag_frequency": "[" * DEEP + "]" * DEEP, "trigger_words": "zwx"})
+    save_file(
+        {"transformer.x.lora_A.weight": torch.zeros(2, 4)},
+        str(folder / "good.safetensors"),
+        metadata={"ss_tag_frequency": "[" * DEEP + "]" * DEEP, "trigger_words": "zwx"},
+    )
     return folder
 
 
@@ -107,10 +111,21 @@ def test_generating_with_a_header_bomb_lora_is_refused_with_the_reason(studio, d
 
 def test_lora_inspect_of_a_header_bomb_exits_2_with_a_message(tmp_path: Path) -> None:
     folder = bomb_folder(tmp_path / "loras")
-    env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_MODEL": str(MODEL),
-           "STUDIO_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "studio", "lora", "inspect", "bomb.safetensors", "--json"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(tmp_path / "data"),
+        "STUDIO_MODEL": str(MODEL),
+        "STUDIO_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "studio", "lora", "inspect", "bomb.safetensors", "--json"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     error = json.loads(proc.stdout)["error"]
@@ -148,8 +163,9 @@ def plant(path: Path, marker: Path) -> None:
     torch.save({"fingerprint": "x", "step": 1, "lora": {}, "payload": Planted(marker)}, path)
 
 
-def test_a_planted_training_checkpoint_is_not_executed_and_training_starts_fresh(engine, tmp_path: Path,
-                                                                                  caplog) -> None:
+def test_a_planted_training_checkpoint_is_not_executed_and_training_starts_fresh(
+    engine, tmp_path: Path, caplog
+) -> None:
     folder, marker = tmp_path / "loras", tmp_path / "pwned"
     config = TrainingConfig("planted", "zwx", rank=2, steps=3, learning_rate=1e-2, batch_size=2)
     plant(checkpoint_path(folder, "planted"), marker)
@@ -196,8 +212,15 @@ def test_training_script_checkpoints_load_weights_only_and_refuse_plants(tmp_pat
     net(torch.ones(1, 4)).sum().backward()
     opt.step()
     args = argparse.Namespace(out=Path("out"), keep=None, lr=1e-3, steps=10, threads=1)
-    saved = {"models": net.state_dict(), "ema": net.state_dict(), "opt": opt.state_dict(), "step": 3,
-             "best": float(np.float64(0.5)), "opt_start": 0, "args": torch_state.plain_args(args)}
+    saved = {
+        "models": net.state_dict(),
+        "ema": net.state_dict(),
+        "opt": opt.state_dict(),
+        "step": 3,
+        "best": float(np.float64(0.5)),
+        "opt_start": 0,
+        "args": torch_state.plain_args(args),
+    }
     torch.save(saved, tmp_path / "ckpt.pt")
     loaded = torch_state.load(tmp_path / "ckpt.pt")
     assert loaded["args"]["out"] == "out" and loaded["step"] == 3 and loaded["best"] == 0.5
@@ -246,9 +269,10 @@ def test_region_painting_refuses_an_over_cap_layer(tmp_path: Path) -> None:
 
 def test_edit_panel_refuses_an_over_cap_init_image_or_mask(tmp_path: Path) -> None:
     stored: list[Image.Image] = []
-    for value, what in (({"background": zero_layer(channels=3), "layers": []}, "the init image"),
-                        ({"background": np.zeros((64, 64, 3), np.uint8), "layers": [zero_layer()]},
-                         "the painted layer")):
+    for value, what in (
+        ({"background": zero_layer(channels=3), "layers": []}, "the init image"),
+        ({"background": np.zeros((64, 64, 3), np.uint8), "layers": [zero_layer()]}, "the painted layer"),
+    ):
         with pytest.raises(InvalidRequest, match=f"{what} \\(8000×7500\\) has more than 50 {MESSAGE}"):
             edit_panel.edit_fields("inpaint", value, 0.6, stored.append)
     assert not stored
@@ -322,8 +346,14 @@ def test_prompt_file_over_the_cap_exits_2_with_a_message(tmp_path: Path, monkeyp
     big = tmp_path / "prompts.txt"
     big.write_text("a red circle\n" * (limits.MAX_TEXT_FILE_BYTES // 13 + 100))
     env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_MODEL": str(MODEL), "STUDIO_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "studio", "generate", "--prompt-file", str(big), "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "studio", "generate", "--prompt-file", str(big), "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert json.loads(proc.stdout)["error"] == f"--prompt-file {big} is over 1024 KiB — split it into smaller files"
     many = tmp_path / "many.txt"

@@ -16,8 +16,9 @@ PROMPT = "a red circle in the top left on a white background"
 NO_FRAMING = "frame-ancestors 'none'"
 
 
-def call(server: AppServer, path: str, method: str = "GET", headers: dict[str, str] | None = None,
-         body: str | None = None) -> http.client.HTTPResponse:
+def call(
+    server: AppServer, path: str, method: str = "GET", headers: dict[str, str] | None = None, body: str | None = None
+) -> http.client.HTTPResponse:
     """One request exactly as written (``Host`` may be forged); the body is read into ``resp.body``."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     conn.request(method, path, body=body, headers=headers or {})
@@ -167,11 +168,17 @@ def test_frame_headers_merge_into_an_existing_policy():
     assert with_frame_ancestors("", "'none'") == "frame-ancestors 'none'"
     merged = with_frame_ancestors("default-src 'self'; Frame-Ancestors *;", "https://huggingface.co")
     assert merged == "default-src 'self'; frame-ancestors https://huggingface.co"
-    message = {"type": "http.response.start", "status": 200,
-               "headers": [(b"content-type", b"text/html"), (b"x-frame-options", b"SAMEORIGIN")]}
+    message = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/html"), (b"x-frame-options", b"SAMEORIGIN")],
+    }
     add_frame_headers(message, "'none'", deny=True)
-    assert sorted(message["headers"]) == [(b"content-security-policy", b"frame-ancestors 'none'"),
-                                          (b"content-type", b"text/html"), (b"x-frame-options", b"DENY")]
+    assert sorted(message["headers"]) == [
+        (b"content-security-policy", b"frame-ancestors 'none'"),
+        (b"content-type", b"text/html"),
+        (b"x-frame-options", b"DENY"),
+    ]
     json_message = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
     add_frame_headers(json_message, "'none'", deny=True)
     assert json_message["headers"] == [(b"content-type", b"application/json")]

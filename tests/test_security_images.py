@@ -32,7 +32,8 @@ def _generate_as(server: AppServer, visitor: httpx.Client) -> dict:
 
     cookie = f"flux_studio_visitor={visitor.cookies['flux_studio_visitor']}"
     return Client(server.url, verbose=False, headers={"Cookie": cookie}).predict(
-        prompt=PROMPT, seed=2, steps=2, api_name="/generate")
+        prompt=PROMPT, seed=2, steps=2, api_name="/generate"
+    )
 
 
 def test_a_visitors_image_is_served_to_them_alone_and_never_through_gradio(server):
@@ -59,8 +60,13 @@ def test_a_revoked_share_leaves_no_url_that_still_serves_the_image(server):
         assert stranger.get(f"{server.url}/share/{token}.png").status_code == 200
         store.unshare(token)
     stored = server.data_dir / "images" / f"{made['id']}-0.png"
-    for url in (f"/share/{token}.png", f"/share/{token}", f"/gallery/image/{made['id']}/0",
-                f"/gradio_api/file={stored}", f"/file={stored}"):
+    for url in (
+        f"/share/{token}.png",
+        f"/share/{token}",
+        f"/gallery/image/{made['id']}/0",
+        f"/gradio_api/file={stored}",
+        f"/file={stored}",
+    ):
         assert stranger.get(server.url + url).status_code in (403, 404), url
 
 

@@ -80,7 +80,9 @@ def test_a_version_3_database_gets_hashed_visitor_owners(tmp_path: Path, monkeyp
             conn.execute(
                 "INSERT INTO generation (id, created_at, status, request, prompt, search_text, model, images, timings,"
                 " favourite, tags, owner) VALUES (?, '2026-01-01 00:00:00', 'done', ?, 'p', 'p', 'm', '[]', '{}', 0,"
-                " '[]', ?)", (gen_id, json.dumps({"prompt": "p"}), owner))
+                " '[]', ?)",
+                (gen_id, json.dumps({"prompt": "p"}), owner),
+            )
     monkeypatch.undo()
     with Store(default_url(tmp_path), tmp_path) as store:
         assert store.schema_version == len(history.MIGRATIONS)
@@ -130,8 +132,9 @@ def test_api_clients_are_owners_of_their_own(server) -> None:
 
 def test_api_calls_without_an_identity_are_refused_clearly(server) -> None:
     body = json.dumps({"data": [None, 50, 0]}).encode()  # plain HTTP without a cookie jar: no identity
-    req = urllib.request.Request(server.url + "/gradio_api/call/history", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        server.url + "/gradio_api/call/history", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req) as resp:
         event_id = json.loads(resp.read())["event_id"]
     with urllib.request.urlopen(f"{server.url}/gradio_api/call/history/{event_id}") as resp:

@@ -161,9 +161,12 @@ def test_concurrent_requests_use_both_replicas_and_one_history(server):
     assert replay["replay_of"] == outs[0]["id"] and replay["status"] == "done" and replay["timings"]["replica"]
 
 
-def page_event(server: AppServer, api_name: str, values: dict[str, Any],
-               on_message: Callable[[dict[str, Any], httpx.Client, dict[str, Any], str], None] | None = None,
-               ) -> dict[str, Any]:
+def page_event(
+    server: AppServer,
+    api_name: str,
+    values: dict[str, Any],
+    on_message: Callable[[dict[str, Any], httpx.Client, dict[str, Any], str], None] | None = None,
+) -> dict[str, Any]:
     """Run the page's event ``api_name`` (the first whose name starts so) over Gradio's queue protocol, each input
     at its default unless ``values`` names its elem_id; ``on_message`` sees every message; return the last one."""
     session = secrets.token_hex(8)
@@ -188,8 +191,9 @@ def page_event(server: AppServer, api_name: str, values: dict[str, Any],
 
 def ui_event(config: dict[str, Any], api_name: str) -> tuple[int, list[int]]:
     """(fn_index, input component ids) of the first page event whose API name starts with ``api_name``."""
-    return next((k, d["inputs"]) for k, d in enumerate(config["dependencies"])
-                if str(d.get("api_name")).startswith(api_name))
+    return next(
+        (k, d["inputs"]) for k, d in enumerate(config["dependencies"]) if str(d.get("api_name")).startswith(api_name)
+    )
 
 
 def test_cancel_from_the_page_reaches_the_replica(server):
@@ -197,16 +201,16 @@ def test_cancel_from_the_page_reaches_the_replica(server):
     prompt = "a green triangle in the center, cancelled"
     steps_seen: list[dict[str, Any]] = []
 
-    def press_cancel_while_denoising(message: dict[str, Any], client: httpx.Client, config: dict[str, Any],
-                                     session: str) -> None:
+    def press_cancel_while_denoising(
+        message: dict[str, Any], client: httpx.Client, config: dict[str, Any], session: str
+    ) -> None:
         if message.get("msg") == "process_generating" and "Step " in json.dumps(message["output"]):
             steps_seen.append(message)
             if len(steps_seen) == 2:  # it is denoising on a replica: press Cancel (the page's own event)
                 cancel = {"fn_index": ui_event(config, "on_cancel")[0], "data": [], "session_hash": session}
                 assert client.post(f"{server.url}/gradio_api/run/predict", json=cancel).status_code == 200
 
-    final = page_event(server, "on_generate", {"prompt": prompt, "steps": 200, "seed": 5},
-                       press_cancel_while_denoising)
+    final = page_event(server, "on_generate", {"prompt": prompt, "steps": 200, "seed": 5}, press_cancel_while_denoising)
     assert len(steps_seen) >= 2 and final["success"], final
     assert any("data:image/png" in json.dumps(m["output"]) for m in steps_seen)  # a step preview from the replica
     assert "Cancelled" in json.dumps(final["output"]["data"][0])
@@ -233,7 +237,7 @@ def test_killed_replica_fails_its_request_and_is_replaced(server):
         wait_until(lambda: len(starts()) > seen, 60, "the first request to start")
         other = pool.submit(generate, server, "a yellow circle, survives", seed=12, steps=30)
         wait_until(lambda: len(starts()) > seen + 1, 60, "the second request to start")
-        (_, doomed_replica, doomed_pid), (_, other_replica, _) = starts()[seen:seen + 2]
+        (_, doomed_replica, doomed_pid), (_, other_replica, _) = starts()[seen : seen + 2]
         assert doomed_replica != other_replica  # the second request went to the idle replica
         time.sleep(1.0)
         os.kill(int(doomed_pid), signal.SIGKILL)  # the replica's worker process, mid-denoise
@@ -259,8 +263,12 @@ def test_without_replicas_ray_is_never_imported(tmp_path):
         "assert 'ray' not in sys.modules, sorted(m for m in sys.modules if m.startswith('ray'))\n"
         "print('no ray')\n"
     )
-    env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path), "STUDIO_MODEL": str(MODEL), "STUDIO_THREADS": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(tmp_path),
+        "STUDIO_MODEL": str(MODEL),
+        "STUDIO_THREADS": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "no ray" in out.stdout, out.stderr[-3000:]

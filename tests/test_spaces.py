@@ -68,8 +68,9 @@ def _worker(generate: Any, calls: Any, results: Any) -> None:
         results.put(item)
 
 
-def _forked(studio: Any, request: GenerationRequest, cancel: threading.Event | None = None,
-            cancel_at_step: int | None = None) -> tuple[Result, list[StepUpdate]]:
+def _forked(
+    studio: Any, request: GenerationRequest, cancel: threading.Event | None = None, cancel_at_step: int | None = None
+) -> tuple[Result, list[StepUpdate]]:
     """One GPU call in a forked process; returns the server-side result and the step updates that came back."""
     from spaces.utils import SimpleQueue  # the queue class spaces pickles GPU arguments and results through
 
@@ -113,7 +114,9 @@ def test_a_gpu_call_crosses_a_fork_with_a_control_a_region_and_a_lora(studio):
     edges = Image.new("RGB", (128, 128), "white")
     edges.paste((0, 0, 0), (40, 40, 90, 90))
     request = GenerationRequest(
-        prompt=PROMPT, seed=3, steps=2,
+        prompt=PROMPT,
+        seed=3,
+        steps=2,
         controls=(ControlSpec("canny", assets.put_image(edges), True, 0.7),),
         regions=(RegionSpec(assets.put_image(mask), "a blue square"),),
         loras=(LoraSpec("zwx-orange", "", 0.8),),
@@ -212,7 +215,7 @@ def test_zero_gpu_generation_crosses_into_spaces_forked_worker(zero_gpu):
     if has_gpu:
         assert made["status"] == "done" and Path(made["images"][0]).is_file()  # downloaded by the client
     else:
-        worker_failure = log[log.index("in worker_init"):]
+        worker_failure = log[log.index("in worker_init") :]
         assert "torch.init(nvidia_uuid)" in worker_failure and "NVIDIA driver" in worker_failure
 
 
@@ -226,11 +229,17 @@ def test_lora_training_is_refused_on_zero_gpu(studio, monkeypatch):
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("space-data")
-    env = {"SPACE_ID": "someone/flux-studio", "SPACE_HOST": "someone-flux-studio.hf.space",
-           "GRADIO_SERVER_NAME": "127.0.0.1", "SYSTEM": "spaces",
-           # what a Space with `hf_oauth: true` gets (the provider is only contacted when someone logs in)
-           "OAUTH_CLIENT_ID": "test-client", "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_SCOPES": "openid profile",
-           "OPENID_PROVIDER_URL": "https://huggingface.co"}
+    env = {
+        "SPACE_ID": "someone/flux-studio",
+        "SPACE_HOST": "someone-flux-studio.hf.space",
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "SYSTEM": "spaces",
+        # what a Space with `hf_oauth: true` gets (the provider is only contacted when someone logs in)
+        "OAUTH_CLIENT_ID": "test-client",
+        "OAUTH_CLIENT_SECRET": "test-secret",
+        "OAUTH_SCOPES": "openid profile",
+        "OPENID_PROVIDER_URL": "https://huggingface.co",
+    }
     srv = AppServer(data_dir, env=env)
     yield srv
     srv.close()
@@ -243,8 +252,10 @@ def test_app_serves_with_the_spaces_environment(space):
         assert resp.status == 200 and b"Flux Studio" in resp.read()
     with urllib.request.urlopen(space.url + "/config") as resp:
         config = json.load(resp)
-    assert any(c.get("props", {}).get("value", "").startswith("Sign in") or c.get("type") == "loginbutton"
-               for c in config["components"])  # multi-user on a Space with OAuth: a Hugging Face login button
+    assert any(
+        c.get("props", {}).get("value", "").startswith("Sign in") or c.get("type") == "loginbutton"
+        for c in config["components"]
+    )  # multi-user on a Space with OAuth: a Hugging Face login button
 
 
 def test_query_string_share_form_redirects_to_the_share_page(space):

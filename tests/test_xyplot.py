@@ -34,8 +34,12 @@ def test_presets_shape_the_models_default_guidance_when_none_is_given(studio):
 
 @pytest.mark.parametrize(
     "axis, text, fragment",
-    [("speed", "1", "unknown"), ("guidance", "", "separated by commas"), ("steps", "a, b", "int numbers"),
-     ("schedule preset", "turbo", "unknown preset")],
+    [
+        ("speed", "1", "unknown"),
+        ("guidance", "", "separated by commas"),
+        ("steps", "a, b", "int numbers"),
+        ("schedule preset", "turbo", "unknown preset"),
+    ],
 )
 def test_bad_axes_name_the_fix(axis, text, fragment):
     with pytest.raises(InvalidRequest, match=fragment):
@@ -51,10 +55,12 @@ def test_lora_weight_and_control_strength_axes_set_every_unit():
     from studio.core.request import ControlSpec, LoraSpec
 
     ref = "sha256:" + "a" * 64
-    base = GenerationRequest(prompt=PROMPT, loras=(LoraSpec("a"), LoraSpec("b", "", 0.5)),
-                             controls=(ControlSpec("canny", ref),))
-    cells = xyplot.cell_requests(base, xyplot.parse_axis("LoRA weight", "0, 0.8"),
-                                 xyplot.parse_axis("control strength", "0.3, 1"))
+    base = GenerationRequest(
+        prompt=PROMPT, loras=(LoraSpec("a"), LoraSpec("b", "", 0.5)), controls=(ControlSpec("canny", ref),)
+    )
+    cells = xyplot.cell_requests(
+        base, xyplot.parse_axis("LoRA weight", "0, 0.8"), xyplot.parse_axis("control strength", "0.3, 1")
+    )
     assert [[lo.weight for lo in c.loras] for c in cells[0]] == [[0.0, 0.0], [0.8, 0.8]]
     assert [c.controls[0].strength for c in (cells[0][0], cells[1][0])] == [0.3, 1.0]
     with pytest.raises(InvalidRequest, match="needs at least one LoRA"):

@@ -108,21 +108,34 @@ def make_tokenizer(spec: Flux2MiniSpec) -> Qwen2Tokenizer:
     """A Qwen2 byte-level BPE tokenizer trained on ``toy_corpus`` (special tokens get ids 0-4)."""
     bpe = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
     bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     bpe.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=spec.vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(toy_corpus(), trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=state["vocab"], merges=merges, model_max_length=512, eos_token=IM_END,
-                               pad_token=ENDOFTEXT, extra_special_tokens=[IM_START, IM_END])
-    tokenizer.add_tokens([AddedToken(THINK, special=False, normalized=False),
-                          AddedToken(END_THINK, special=False, normalized=False)])
+    tokenizer = Qwen2Tokenizer(
+        vocab=state["vocab"],
+        merges=merges,
+        model_max_length=512,
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
+        extra_special_tokens=[IM_START, IM_END],
+    )
+    tokenizer.add_tokens(
+        [AddedToken(THINK, special=False, normalized=False), AddedToken(END_THINK, special=False, normalized=False)]
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -130,12 +143,20 @@ def make_tokenizer(spec: Flux2MiniSpec) -> Qwen2Tokenizer:
 def make_text_encoder(spec: Flux2MiniSpec, tokenizer: Qwen2Tokenizer) -> Qwen3ForCausalLM:
     """A tiny Qwen3 causal LM (klein reads its hidden states; the LM head is tied to the embeddings)."""
     config = Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=spec.te_hidden, intermediate_size=spec.te_ffn,
-        num_hidden_layers=spec.te_layers, num_attention_heads=spec.te_heads, num_key_value_heads=spec.te_kv_heads,
-        head_dim=spec.te_head_dim, max_position_embeddings=512, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=spec.te_hidden,
+        intermediate_size=spec.te_ffn,
+        num_hidden_layers=spec.te_layers,
+        num_attention_heads=spec.te_heads,
+        num_key_value_heads=spec.te_kv_heads,
+        head_dim=spec.te_head_dim,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
         max_window_layers=spec.te_layers,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         dtype="float32",
     )
     return Qwen3ForCausalLM(config).eval()
@@ -145,18 +166,28 @@ def make_vae(spec: Flux2MiniSpec) -> AutoencoderKLFlux2:
     """The FLUX.2 VAE at toy widths: 32 latent channels, 8× downsampling, quant convs as in the real one."""
     blocks = len(spec.vae_channels)
     return AutoencoderKLFlux2(
-        down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
-        block_out_channels=spec.vae_channels, layers_per_block=1, latent_channels=spec.latent_channels,
-        norm_num_groups=8, sample_size=spec.size,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=spec.vae_channels,
+        layers_per_block=1,
+        latent_channels=spec.latent_channels,
+        norm_num_groups=8,
+        sample_size=spec.size,
     ).eval()
 
 
 def make_transformer(spec: Flux2MiniSpec) -> Flux2Transformer2DModel:
     """A Flux2Transformer2DModel at toy widths (klein: no guidance embedding), matrices re-drawn at unit gain."""
     model = Flux2Transformer2DModel(
-        patch_size=1, in_channels=spec.latent_channels * 4, num_layers=spec.double, num_single_layers=spec.single,
-        attention_head_dim=spec.head_dim, num_attention_heads=spec.heads,
-        joint_attention_dim=spec.joint_attention_dim, axes_dims_rope=spec.rope, guidance_embeds=False,
+        patch_size=1,
+        in_channels=spec.latent_channels * 4,
+        num_layers=spec.double,
+        num_single_layers=spec.single,
+        attention_head_dim=spec.head_dim,
+        num_attention_heads=spec.heads,
+        joint_attention_dim=spec.joint_attention_dim,
+        axes_dims_rope=spec.rope,
+        guidance_embeds=False,
     )
     unit_gain_(model)
     return model.eval()
@@ -174,8 +205,9 @@ def unit_gain_(model: torch.nn.Module) -> None:
 
 def make_scheduler() -> FlowMatchEulerDiscreteScheduler:
     """Flow-matching Euler with dynamic shifting (the FLUX.2 pipelines pass an empirical ``mu``)."""
-    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
-                                           time_shift_type="exponential")
+    return FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"
+    )
 
 
 def seeded(seed: int) -> None:
@@ -192,8 +224,14 @@ def build_pipeline(spec: Flux2MiniSpec, seed: int) -> Flux2KleinPipeline:
     vae = make_vae(spec)
     seeded(seed + 2)
     transformer = make_transformer(spec)
-    return Flux2KleinPipeline(scheduler=make_scheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                              transformer=transformer, is_distilled=True)
+    return Flux2KleinPipeline(
+        scheduler=make_scheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=True,
+    )
 
 
 def studio_defaults(spec: Flux2MiniSpec) -> dict:
@@ -216,13 +254,19 @@ def studio_defaults(spec: Flux2MiniSpec) -> dict:
 
 def model_card(spec: Flux2MiniSpec, pipe: Flux2KleinPipeline) -> str:
     """The folder's README: what is inside, and that it is untrained."""
+
     def count(module: torch.nn.Module) -> str:
         return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"
 
     fields = asdict(spec) | {
-        "width": spec.heads * spec.head_dim, "in_channels": spec.latent_channels * 4, "joint": spec.joint_attention_dim,
-        "transformer_params": count(pipe.transformer), "vae_params": count(pipe.vae),
-        "te_params": count(pipe.text_encoder), "vocab": len(pipe.tokenizer), "max_seq": spec.max_sequence_length,
+        "width": spec.heads * spec.head_dim,
+        "in_channels": spec.latent_channels * 4,
+        "joint": spec.joint_attention_dim,
+        "transformer_params": count(pipe.transformer),
+        "vae_params": count(pipe.vae),
+        "te_params": count(pipe.text_encoder),
+        "vocab": len(pipe.tokenizer),
+        "max_seq": spec.max_sequence_length,
     }
     return CARD.format(**fields)
 

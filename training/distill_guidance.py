@@ -83,16 +83,26 @@ def train(args: argparse.Namespace) -> None:
             pooled_u = teacher.clip(enc.empty_clip[None]).pooler_output.expand(b, -1)
             seq_u = teacher.t5(enc.empty_t5[None])[0].expand(b, -1, -1)
             v = teacher.transformer(
-                hidden_states=torch.cat([xt, xt]), timestep=torch.cat([sigma, sigma]),
-                guidance=torch.full((2 * b,), 1.0), pooled_projections=torch.cat([pooled_c, pooled_u]),
-                encoder_hidden_states=torch.cat([seq_c, seq_u]), txt_ids=enc.txt_ids, img_ids=enc.img_ids,
+                hidden_states=torch.cat([xt, xt]),
+                timestep=torch.cat([sigma, sigma]),
+                guidance=torch.full((2 * b,), 1.0),
+                pooled_projections=torch.cat([pooled_c, pooled_u]),
+                encoder_hidden_states=torch.cat([seq_c, seq_u]),
+                txt_ids=enc.txt_ids,
+                img_ids=enc.img_ids,
                 return_dict=False,
             )[0]
             v_c, v_u = v[:b], v[b:]
             target = v_u + g[:, None, None] * (v_c - v_u)
         pred = student.transformer(
-            hidden_states=xt, timestep=sigma, guidance=g, pooled_projections=pooled_c, encoder_hidden_states=seq_c,
-            txt_ids=enc.txt_ids, img_ids=enc.img_ids, return_dict=False,
+            hidden_states=xt,
+            timestep=sigma,
+            guidance=g,
+            pooled_projections=pooled_c,
+            encoder_hidden_states=seq_c,
+            txt_ids=enc.txt_ids,
+            img_ids=enc.img_ids,
+            return_dict=False,
         )[0]
         loss = F.mse_loss(pred, target)
         for group in opt.param_groups:
@@ -113,12 +123,24 @@ def train(args: argparse.Namespace) -> None:
         now = time.time()
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
-            torch.save({"student": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": float(best), "opt_start": opt_start}, run_dir / "ckpt.tmp")
+            torch.save(
+                {
+                    "student": student.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "best": float(best),
+                    "opt_start": opt_start,
+                },
+                run_dir / "ckpt.tmp",
+            )
             (run_dir / "ckpt.tmp").replace(ckpt)
             if args.keep is not None:
-                portable_checkpoint.save(args.keep, {"student": student, "ema": ema},
-                                         {"step": step, "best": best, "size": args.size, "seed": args.seed})
+                portable_checkpoint.save(
+                    args.keep,
+                    {"student": student, "ema": ema},
+                    {"step": step, "best": best, "size": args.size, "seed": args.seed},
+                )
             last_ckpt = now
         if now - last_eval >= args.eval_minutes * 60 or done:
             folder = run_dir / "eval_model"
@@ -142,11 +164,19 @@ def arg_parser() -> argparse.ArgumentParser:
     """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--teacher", type=Path, default=train_base.RUN_DIR / "ckpt.pt",
-                        help="the base's ckpt.pt or kept folder (its EMA), or a flux-mini model folder")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="a folder to commit: student + EMA as safetensors and the step, written with every "
-                             "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=train_base.RUN_DIR / "ckpt.pt",
+        help="the base's ckpt.pt or kept folder (its EMA), or a flux-mini model folder",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="a folder to commit: student + EMA as safetensors and the step, written with every "
+        "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt",
+    )
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -158,15 +188,27 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt-minutes", type=float, default=4.0)
     parser.add_argument("--eval-minutes", type=float, default=8.0)
     parser.add_argument("--n-eval", type=int, default=32)
-    parser.add_argument("--best-init", type=float, default=-1.0,
-                        help="export only when the held-out joint beats this (e.g. the base model's best)")
+    parser.add_argument(
+        "--best-init",
+        type=float,
+        default=-1.0,
+        help="export only when the held-out joint beats this (e.g. the base model's best)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="export the best student here (e.g. the model folder)")
     parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, log and eval folder")
-    parser.add_argument("--model-dir", type=Path, default=train_base.MODEL_DIR,
-                        help="model folder giving the VAE, tokenizers, scheduler and configs (and the export template)")
-    parser.add_argument("--latents-dir", type=Path, default=train_base.RUN_DIR,
-                        help="where the base run cached its encoded training set (e.g. runs/base128)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=train_base.MODEL_DIR,
+        help="model folder giving the VAE, tokenizers, scheduler and configs (and the export template)",
+    )
+    parser.add_argument(
+        "--latents-dir",
+        type=Path,
+        default=train_base.RUN_DIR,
+        help="where the base run cached its encoded training set (e.g. runs/base128)",
+    )
     return parser
 
 

@@ -19,8 +19,15 @@ from studio.toyworld import evaluate_many, prompt_set
 from training.train_base import SAMPLE_PROMPTS, generate, save_grid
 
 
-def evaluate(model: Path, n: int, true_cfgs: tuple[float, ...] = (1.0, 3.0), kinds: tuple[str, ...] = ("one", "two"),
-             steps: int = 4, guidance: float = 3.5, seed: int = 0) -> dict[str, dict]:
+def evaluate(
+    model: Path,
+    n: int,
+    true_cfgs: tuple[float, ...] = (1.0, 3.0),
+    kinds: tuple[str, ...] = ("one", "two"),
+    steps: int = 4,
+    guidance: float = 3.5,
+    seed: int = 0,
+) -> dict[str, dict]:
     """Scores keyed like ``one_cfg1`` / ``one_cfg3`` / ``two_cfg1``; prompt set ``seed``, sample seeds from it x 1000."""
     out = {}
     for kind in kinds:
@@ -46,8 +53,10 @@ def joint_by_shape(images: list, prompts: list[str]) -> dict[str, list[float]]:
     return {shape: [sum(v) / len(v), len(v)] for shape, v in sorted(hits.items())}
 
 
-SWEEP = {"two": ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 1.0), (3.5, 1.0), (5.0, 1.0), (2.0, 2.0)),
-         "one": ((1.0, 1.0), (1.0, 3.0), (5.0, 1.0))}  # (distilled guidance, true CFG) pairs of the model card
+SWEEP = {
+    "two": ((1.0, 1.0), (1.0, 2.0), (1.0, 3.0), (2.0, 1.0), (3.5, 1.0), (5.0, 1.0), (2.0, 2.0)),
+    "one": ((1.0, 1.0), (1.0, 3.0), (5.0, 1.0)),
+}  # (distilled guidance, true CFG) pairs of the model card
 
 
 def sweep(model: Path, n: int, steps: int = 4) -> dict[str, dict]:
@@ -67,13 +76,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--guidance", type=float, default=3.5)
-    parser.add_argument("--prompt-seed", type=int, default=0, help="which held-out prompt set (model card: 0; 1 to pick)")
+    parser.add_argument(
+        "--prompt-seed", type=int, default=0, help="which held-out prompt set (model card: 0; 1 to pick)"
+    )
     parser.add_argument("--grid", type=Path, default=None, help="also write a PNG grid of the sample prompts")
     parser.add_argument("--sweep", action="store_true", help="the model card's guidance × true-CFG sweep instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    scores = sweep(args.model, args.n, args.steps) if args.sweep else evaluate(
-        args.model, args.n, steps=args.steps, guidance=args.guidance, seed=args.prompt_seed)
+    scores = (
+        sweep(args.model, args.n, args.steps)
+        if args.sweep
+        else evaluate(args.model, args.n, steps=args.steps, guidance=args.guidance, seed=args.prompt_seed)
+    )
     print(json.dumps(scores, indent=1))
     if args.grid:
         save_grid(generate(args.model, list(SAMPLE_PROMPTS), steps=args.steps), args.grid, scale=3)

@@ -57,17 +57,31 @@ def export_controlnet(kept: Path, config_from: Path, out: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="kept base checkpoint folder (train_base --keep)")
-    parser.add_argument("--model-dir", type=Path, required=True,
-                        help="folder with the VAE, tokenizers, scheduler and studio.json to ship with it")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        required=True,
+        help="folder with the VAE, tokenizers, scheduler and studio.json to ship with it",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--controlnet", type=Path, help="kept ControlNet checkpoint (train_controlnet --keep)")
-    parser.add_argument("--controlnet-config", type=Path, default=Path("assets/models/flux-mini-controlnet-union"),
-                        help="a ControlNet folder of the same architecture (its config is reused)")
+    parser.add_argument(
+        "--controlnet-config",
+        type=Path,
+        default=Path("assets/models/flux-mini-controlnet-union"),
+        help="a ControlNet folder of the same architecture (its config is reused)",
+    )
     parser.add_argument("--controlnet-out", type=Path)
-    parser.add_argument("--controlnet-name", default="../flux-mini-controlnet-union",
-                        help="the studio.json 'controlnets.union' entry written into --out")
-    parser.add_argument("--undistilled", action="store_true",
-                        help="the base is not guidance-distilled: write guidance_distilled false into studio.json")
+    parser.add_argument(
+        "--controlnet-name",
+        default="../flux-mini-controlnet-union",
+        help="the studio.json 'controlnets.union' entry written into --out",
+    )
+    parser.add_argument(
+        "--undistilled",
+        action="store_true",
+        help="the base is not guidance-distilled: write guidance_distilled false into studio.json",
+    )
     args = parser.parse_args()
     step = export_base(args.base, args.model_dir, args.out, args.controlnet_name, distilled=not args.undistilled)
     print(f"base of step {step} written to {args.out}")

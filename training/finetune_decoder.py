@@ -80,8 +80,9 @@ class Denoiser:
         self.side = size
 
     @torch.no_grad()
-    def estimate(self, idx: np.ndarray, posterior_mean: torch.Tensor, vae: AutoencoderKL,
-                 gen: torch.Generator) -> torch.Tensor:
+    def estimate(
+        self, idx: np.ndarray, posterior_mean: torch.Tensor, vae: AutoencoderKL, gen: torch.Generator
+    ) -> torch.Tensor:
         """Unpacked, de-normalised x0-estimates (B, 16, h, w) for scenes ``idx`` (their posterior means given),
         ready for ``vae.decode``."""
         index = torch.as_tensor(idx, dtype=torch.long)
@@ -93,10 +94,14 @@ class Denoiser:
         sigma = sigma.clamp(min=0.02)
         xt = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * torch.randn(x0.shape, generator=gen)
         v = self.transformer(
-            hidden_states=xt, timestep=sigma, guidance=torch.full((b,), self.guidance),
+            hidden_states=xt,
+            timestep=sigma,
+            guidance=torch.full((b,), self.guidance),
             pooled_projections=self.clip(self.clip_ids[index]).pooler_output,
             encoder_hidden_states=self.t5(self.t5_ids[index])[0],
-            txt_ids=self.txt_ids, img_ids=self.img_ids, return_dict=False,
+            txt_ids=self.txt_ids,
+            img_ids=self.img_ids,
+            return_dict=False,
         )[0]
         estimate = FluxPipeline._unpack_latents(xt - sigma[:, None, None] * v, self.side, self.side, 8)
         return estimate / vae.config.scaling_factor + vae.config.shift_factor
@@ -104,12 +109,15 @@ class Denoiser:
 
 def patch_discriminator(width: int = 48) -> torch.nn.Sequential:
     """PatchGAN-style discriminator (taming-transformers' NLayerDiscriminator, GroupNorm instead of BatchNorm)."""
+
     def block(cin: int, cout: int, stride: int) -> list[torch.nn.Module]:
         return [torch.nn.Conv2d(cin, cout, 4, stride, 1), torch.nn.GroupNorm(8, cout), torch.nn.LeakyReLU(0.2)]
 
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, width, 4, 2, 1), torch.nn.LeakyReLU(0.2),
-        *block(width, 2 * width, 2), *block(2 * width, 4 * width, 1),
+        torch.nn.Conv2d(3, width, 4, 2, 1),
+        torch.nn.LeakyReLU(0.2),
+        *block(width, 2 * width, 2),
+        *block(2 * width, 4 * width, 1),
         torch.nn.Conv2d(4 * width, 1, 4, 1, 1),
     )
 
@@ -225,8 +233,14 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
             adv["d_loss"] = d_loss.item()
         step += 1
         if step % 20 == 0 or step == args.steps:
-            rec = {"step": step, "loss": loss.item(), "l1": l1.item(), "mse": mse.item(), **adv,
-                   "s_per_step": (time.time() - t0) / 20}
+            rec = {
+                "step": step,
+                "loss": loss.item(),
+                "l1": l1.item(),
+                "mse": mse.item(),
+                **adv,
+                "s_per_step": (time.time() - t0) / 20,
+            }
             t0 = time.time()
             log.write(json.dumps(rec) + "\n")
             log.flush()
@@ -248,28 +262,48 @@ def main() -> None:
     parser.add_argument("--vae", type=Path, default=Path("runs/vae/final"), help="the trained VAE to start from")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=64,
-                        help="scene size in pixels (the VAE is convolutional: 128 gives 16x16 latents)")
+    parser.add_argument(
+        "--size", type=int, default=64, help="scene size in pixels (the VAE is convolutional: 128 gives 16x16 latents)"
+    )
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--p-figure", type=float, default=0.6)
     parser.add_argument("--edge-boost", type=float, default=10.0)
     parser.add_argument("--ckpt-every", type=int, default=100)
-    parser.add_argument("--denoiser", type=Path, default=None,
-                        help="flux-mini folder whose transformer's last-step estimates the decoder also learns from")
+    parser.add_argument(
+        "--denoiser",
+        type=Path,
+        default=None,
+        help="flux-mini folder whose transformer's last-step estimates the decoder also learns from",
+    )
     parser.add_argument("--p-clean", type=float, default=0.3, help="with --denoiser: share of clean posterior samples")
     parser.add_argument("--guidance", type=float, default=3.5, help="with --denoiser: the guidance it is run at")
     parser.add_argument("--adversarial", type=float, default=0.0, help="patch-GAN weight (0: off; taming uses 0.5-0.8)")
-    parser.add_argument("--preserve", type=Path, default=None,
-                        help="a VAE folder whose decoder output is the target for every scene that is not outlined "
-                             "(learning without forgetting; the outlined scenes keep the true image as target)")
-    parser.add_argument("--disc-from", type=Path, default=None,
-                        help="a finished run's ckpt.pt whose trained discriminator to start from (not a fresh one)")
+    parser.add_argument(
+        "--preserve",
+        type=Path,
+        default=None,
+        help="a VAE folder whose decoder output is the target for every scene that is not outlined "
+        "(learning without forgetting; the outlined scenes keep the true image as target)",
+    )
+    parser.add_argument(
+        "--disc-from",
+        type=Path,
+        default=None,
+        help="a finished run's ckpt.pt whose trained discriminator to start from (not a fresh one)",
+    )
     parser.add_argument("--adv-start", type=int, default=200, help="step from which the decoder sees the GAN term")
-    parser.add_argument("--snapshots", action="store_true",
-                        help="also keep the weights of every checkpoint in RUN_DIR/snaps (for training.average_vae)")
-    parser.add_argument("--p-outlined", type=float, default=0.0,
-                        help="share of each batch drawn in the outlined style (TOYWORLD.md), decoded from clean latents")
+    parser.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also keep the weights of every checkpoint in RUN_DIR/snaps (for training.average_vae)",
+    )
+    parser.add_argument(
+        "--p-outlined",
+        type=float,
+        default=0.0,
+        help="share of each batch drawn in the outlined style (TOYWORLD.md), decoded from clean latents",
+    )
     parser.add_argument("--n-outlined", type=int, default=2048, help="how many outlined training scenes to draw")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/decoder"), help="checkpoint and log folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one per free core)")

@@ -22,12 +22,22 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-_KEY = re.compile(r"^transformer\.transformer_blocks\.(\d+)\.(attn\.(?:to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|"
-                  r"add_v_proj|to_add_out)|ff\.net\.(?:0\.proj|2)|ff_context\.net\.(?:0\.proj|2))\.lora_([AB])\.weight$")
-_FUSED = {"img_attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
-          "txt_attn_qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")}
-_SINGLE = {"img_attn_proj": "attn.to_out.0", "txt_attn_proj": "attn.to_add_out", "img_mlp_0": "ff.net.0.proj",
-           "img_mlp_2": "ff.net.2", "txt_mlp_0": "ff_context.net.0.proj", "txt_mlp_2": "ff_context.net.2"}
+_KEY = re.compile(
+    r"^transformer\.transformer_blocks\.(\d+)\.(attn\.(?:to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|"
+    r"add_v_proj|to_add_out)|ff\.net\.(?:0\.proj|2)|ff_context\.net\.(?:0\.proj|2))\.lora_([AB])\.weight$"
+)
+_FUSED = {
+    "img_attn_qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+    "txt_attn_qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+}
+_SINGLE = {
+    "img_attn_proj": "attn.to_out.0",
+    "txt_attn_proj": "attn.to_add_out",
+    "img_mlp_0": "ff.net.0.proj",
+    "img_mlp_2": "ff.net.2",
+    "txt_mlp_0": "ff_context.net.0.proj",
+    "txt_mlp_2": "ff_context.net.2",
+}
 
 
 def to_kohya(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -53,6 +53,8 @@ def resume(folder: Path | None, modules: dict[str, torch.nn.Module], warmup: int
     if folder is None or not exists(folder):
         return None
     state = load(folder, modules)
-    print(f"resumed at step {state['step']} from the kept checkpoint {folder}; fresh optimizer, {warmup} warmup "
-          "steps", flush=True)
+    print(
+        f"resumed at step {state['step']} from the kept checkpoint {folder}; fresh optimizer, {warmup} warmup steps",
+        flush=True,
+    )
     return state

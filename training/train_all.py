@@ -34,30 +34,70 @@ def _base_best() -> float:
 def vae_stage_args(args: argparse.Namespace) -> list[argparse.Namespace]:
     """The VAE's two phases (lr 1e-3 up to ``--vae-steps``, then 5e-4 up to ``--vae-steps-2``) as its own options."""
     return [
-        train_vae.arg_parser().parse_args([
-            "--seed", str(args.seed), "--steps", str(steps), "--batch", str(args.vae_batch), "--lr", str(lr),
-            "--out", str(args.out / "vae"),
-        ])
+        train_vae.arg_parser().parse_args(
+            [
+                "--seed",
+                str(args.seed),
+                "--steps",
+                str(steps),
+                "--batch",
+                str(args.vae_batch),
+                "--lr",
+                str(lr),
+                "--out",
+                str(args.out / "vae"),
+            ]
+        )
         for steps, lr in ((args.vae_steps, 1e-3), (args.vae_steps_2, 5e-4))
     ]
 
 
 def base_stage_args(args: argparse.Namespace) -> argparse.Namespace:
     """``training.train_base`` options for this build (its defaults for everything not set here)."""
-    return train_base.arg_parser().parse_args([
-        "--seed", str(args.seed), "--steps", str(args.base_steps), "--batch", str(args.base_batch),
-        "--max-minutes", str(args.base_minutes), "--out", str(args.out), "--model-dir", str(args.out),
-    ])
+    return train_base.arg_parser().parse_args(
+        [
+            "--seed",
+            str(args.seed),
+            "--steps",
+            str(args.base_steps),
+            "--batch",
+            str(args.base_batch),
+            "--max-minutes",
+            str(args.base_minutes),
+            "--out",
+            str(args.out),
+            "--model-dir",
+            str(args.out),
+        ]
+    )
 
 
 def distill_stage_args(args: argparse.Namespace, best_init: float) -> argparse.Namespace:
     """``training.distill_guidance`` options: teacher = the base stage's checkpoint, export only above its best."""
-    return distill_guidance.arg_parser().parse_args([
-        "--seed", str(args.seed), "--teacher", str(train_base.RUN_DIR / "ckpt.pt"),
-        "--steps", str(args.distill_steps), "--batch", str(args.base_batch), "--lr", "2e-4",
-        "--max-minutes", str(args.distill_minutes), "--eval-minutes", "6", "--best-init", str(best_init),
-        "--out", str(args.out), "--model-dir", str(args.out),
-    ])
+    return distill_guidance.arg_parser().parse_args(
+        [
+            "--seed",
+            str(args.seed),
+            "--teacher",
+            str(train_base.RUN_DIR / "ckpt.pt"),
+            "--steps",
+            str(args.distill_steps),
+            "--batch",
+            str(args.base_batch),
+            "--lr",
+            "2e-4",
+            "--max-minutes",
+            str(args.distill_minutes),
+            "--eval-minutes",
+            "6",
+            "--best-init",
+            str(best_init),
+            "--out",
+            str(args.out),
+            "--model-dir",
+            str(args.out),
+        ]
+    )
 
 
 def arg_parser() -> argparse.ArgumentParser:

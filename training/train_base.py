@@ -150,7 +150,9 @@ def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir:
     img_ids, txt_ids = position_ids(spec.native_size, spec.max_sequence_length)
     figures = torch.tensor([i for i, prompt in enumerate(data.prompts) if "stick figure" in prompt], dtype=torch.long)
     pairs = torch.from_numpy(data.n_objects == 2)
-    return Encoded(latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids, figures, figures[pairs[figures]])
+    return Encoded(
+        latents, t5_ids, clip_ids, empty_t5[0], empty_clip[0], img_ids, txt_ids, figures, figures[pairs[figures]]
+    )
 
 
 def position_ids(size: int, max_sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,9 +165,7 @@ def position_ids(size: int, max_sequence_length: int) -> tuple[torch.Tensor, tor
 def sampler_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, steps: int, image_seq_len: int) -> torch.Tensor:
     """The σ values FluxPipeline visits (before the final 0) at ``steps`` steps for this sequence length."""
     cfg = scheduler.config
-    mu = calculate_shift(
-        image_seq_len, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift
-    )
+    mu = calculate_shift(image_seq_len, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift)
     sched = copy.deepcopy(scheduler)
     sched.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
     return sched.sigmas[:-1].float().clone()
@@ -225,8 +225,9 @@ def export(models: Models, out: Path, model_dir: Path = MODEL_DIR, run_dir: Path
     """
     tmp = run_dir / "export_tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    pipe = FluxPipeline.from_pretrained(model_dir, transformer=models.transformer, text_encoder=models.clip,
-                                        text_encoder_2=models.t5)
+    pipe = FluxPipeline.from_pretrained(
+        model_dir, transformer=models.transformer, text_encoder=models.clip, text_encoder_2=models.t5
+    )
     for name in COMPONENTS:
         getattr(pipe, name).save_pretrained(tmp / name, safe_serialization=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,8 +253,15 @@ def native_size(folder: Path) -> int:
 
 
 @torch.no_grad()
-def generate(folder: Path, prompts: list[str], steps: int = 4, guidance: float = 3.5, seed: int = 0,
-             true_cfg: float = 1.0, size: int | None = None) -> list[np.ndarray]:
+def generate(
+    folder: Path,
+    prompts: list[str],
+    steps: int = 4,
+    guidance: float = 3.5,
+    seed: int = 0,
+    true_cfg: float = 1.0,
+    size: int | None = None,
+) -> list[np.ndarray]:
     """Sample ``prompts`` with the unchanged ``FluxPipeline.from_pretrained(folder)``; uint8 HxWx3 images, at
     ``size`` or else the folder's native size (its ``studio.json``)."""
     size = size or native_size(folder)
@@ -264,8 +272,17 @@ def generate(folder: Path, prompts: list[str], steps: int = 4, guidance: float =
         chunk = prompts[i : i + 16]
         gens = [torch.Generator().manual_seed(seed + i + k) for k in range(len(chunk))]
         extra = {"negative_prompt": [""] * len(chunk), "true_cfg_scale": true_cfg} if true_cfg > 1 else {}
-        out = pipe(prompt=chunk, num_inference_steps=steps, guidance_scale=guidance, height=size, width=size,
-                   generator=gens, output_type="np", max_sequence_length=32, **extra).images
+        out = pipe(
+            prompt=chunk,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=size,
+            width=size,
+            generator=gens,
+            output_type="np",
+            max_sequence_length=32,
+            **extra,
+        ).images
         images += [(img * 255).round().clip(0, 255).astype(np.uint8) for img in out]
     return images
 
@@ -276,16 +293,25 @@ def save_grid(images: list[np.ndarray], path: Path, scale: int = 2) -> None:
     Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def evaluate_folder(folder: Path, n: int = 32, kind: str = "one", true_cfg: float = 1.0,
-                    size: int | None = None) -> dict:
+def evaluate_folder(
+    folder: Path, n: int = 32, kind: str = "one", true_cfg: float = 1.0, size: int | None = None
+) -> dict:
     """ToyGenEval of ``n`` held-out prompts at 4 steps (prompt k gets seed k, like ``studio eval``)."""
     prompts = prompt_set(kind, n, seed=0, split="heldout")
     images = generate(folder, prompts, true_cfg=true_cfg, size=size)
     return evaluate_many(zip(images, prompts, strict=True))
 
 
-def periodic_eval(ema: Models, step: int, best: float, out: Path, n_eval: int, run_dir: Path = RUN_DIR,
-                  model_dir: Path = MODEL_DIR, size: int = 64) -> float:
+def periodic_eval(
+    ema: Models,
+    step: int,
+    best: float,
+    out: Path,
+    n_eval: int,
+    run_dir: Path = RUN_DIR,
+    model_dir: Path = MODEL_DIR,
+    size: int = 64,
+) -> float:
     """Export EMA to ``run_dir``/eval_model, sample grid, held-out eval; export to ``out`` when best."""
     folder = run_dir / "eval_model"
     export(ema, folder, model_dir, run_dir)
@@ -311,8 +337,11 @@ def init_weights(models: Models, source: Path) -> None:
         step = portable_checkpoint.load(source, {"ema": models})["step"]
         print(f"initialised from the EMA weights of the kept checkpoint {source} (step {step})", flush=True)
     elif (source / "model_index.json").is_file():
-        for name, module in (("transformer", models.transformer), ("text_encoder", models.clip),
-                             ("text_encoder_2", models.t5)):
+        for name, module in (
+            ("transformer", models.transformer),
+            ("text_encoder", models.clip),
+            ("text_encoder_2", models.t5),
+        ):
             module.load_state_dict(type(module).from_pretrained(source / name).state_dict())
         print(f"initialised from the model folder {source}", flush=True)
     else:
@@ -403,8 +432,13 @@ def train(args: argparse.Namespace) -> None:
         ema_update(ema, models, min(args.ema, (1 + step) / (10 + step)))
         losses.append(loss.item())
         if step % 50 == 0:
-            rec = {"step": step, "loss": float(np.mean(losses)), "gnorm": float(gnorm),
-                   "s_per_step": (time.time() - t_log) / len(losses), "min": (time.time() - start) / 60}
+            rec = {
+                "step": step,
+                "loss": float(np.mean(losses)),
+                "gnorm": float(gnorm),
+                "s_per_step": (time.time() - t_log) / len(losses),
+                "min": (time.time() - start) / 60,
+            }
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(rec, flush=True)
@@ -419,13 +453,25 @@ def train(args: argparse.Namespace) -> None:
             print(f"eval took {last_eval - t_eval:.1f}s", flush=True)
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
             tmp = run_dir / "ckpt.tmp"
-            torch.save({"models": models.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "best": float(best), "opt_start": opt_start,
-                        "args": torch_state.plain_args(args)}, tmp)
+            torch.save(
+                {
+                    "models": models.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "best": float(best),
+                    "opt_start": opt_start,
+                    "args": torch_state.plain_args(args),
+                },
+                tmp,
+            )
             tmp.replace(ckpt)
             if args.keep is not None:
-                portable_checkpoint.save(args.keep, {"models": models, "ema": ema},
-                                         {"step": step, "best": best, "size": args.size, "seed": args.seed})
+                portable_checkpoint.save(
+                    args.keep,
+                    {"models": models, "ema": ema},
+                    {"step": step, "best": best, "size": args.size, "seed": args.seed},
+                )
             last_ckpt = now
         if done:
             break
@@ -440,14 +486,22 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--text-lr-mult", type=float, default=0.5)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--decay-steps", type=int, default=0,
-                        help="cosine-decay the lr to 0.1x over this many steps from this run's (re)start (0: constant)")
+    parser.add_argument(
+        "--decay-steps",
+        type=int,
+        default=0,
+        help="cosine-decay the lr to 0.1x over this many steps from this run's (re)start (0: constant)",
+    )
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--p-uncond", type=float, default=0.1)
     parser.add_argument("--p-visited", type=float, default=0.3)
     parser.add_argument("--p-figure", type=float, default=0.0, help="extra share of stick-figure scenes per batch")
-    parser.add_argument("--figure-scenes", choices=("any", "two"), default="any",
-                        help="which stick-figure scenes --p-figure draws: any, or two-object scenes only")
+    parser.add_argument(
+        "--figure-scenes",
+        choices=("any", "two"),
+        default="any",
+        help="which stick-figure scenes --p-figure draws: any, or two-object scenes only",
+    )
     parser.add_argument("--max-minutes", type=float, default=1e9)
     parser.add_argument("--ckpt-minutes", type=float, default=4.0)
     parser.add_argument("--eval-minutes", type=float, default=10.0)
@@ -455,14 +509,26 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
     parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoints, latents cache, logs, samples")
-    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR,
-                        help="flux-mini folder giving the VAE, tokenizers and scheduler (and the export template)")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="weights that start a new run (ignored when resuming): a train_base ckpt.pt or kept "
-                             "folder (its EMA) or a flux-mini diffusers folder (its transformer and text encoders)")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="a folder to commit: models + EMA as safetensors and the step, written with every "
-                             "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODEL_DIR,
+        help="flux-mini folder giving the VAE, tokenizers and scheduler (and the export template)",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="weights that start a new run (ignored when resuming): a train_base ckpt.pt or kept "
+        "folder (its EMA) or a flux-mini diffusers folder (its transformer and text encoders)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="a folder to commit: models + EMA as safetensors and the step, written with every "
+        "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one per free core)")
     parser.add_argument("--limit-data", type=int, default=0, help="use only this many scenes (smoke tests)")
     return parser

@@ -83,8 +83,9 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
 
 
 @torch.no_grad()
-def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR,
-               run_dir: Path = RUN_DIR) -> ControlData:
+def build_data(
+    seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR, run_dir: Path = RUN_DIR
+) -> ControlData:
     """Render and VAE-encode the training scenes and their control maps (cached in ``run_dir`` per size and VAE
     encoder), then embed the prompts with ``model_dir``'s text encoders (seconds; they change as the base trains)."""
     scenes = scene_set("one", n_one, seed=seed * 2 + 101, split="train")
@@ -104,8 +105,12 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Pat
             kind = pick_kind(any(o.shape == STICK_FIGURE for o in scene.objects), rng)
             images[i], controls[i] = rendered.image, rendered.control(kind)
             modes.append(UNION_MODES[kind])
-        saved = {"latents": pack(vae, images), "controls": pack(vae, controls), "modes": torch.tensor(modes),
-                 "stamp": stamp}
+        saved = {
+            "latents": pack(vae, images),
+            "controls": pack(vae, controls),
+            "modes": torch.tensor(modes),
+            "stamp": stamp,
+        }
         run_dir.mkdir(parents=True, exist_ok=True)
         torch.save(saved, cache)
     pipe = FluxPipeline.from_pretrained(model_dir, transformer=None, vae=None)
@@ -116,16 +121,26 @@ def build_data(seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Pat
         seqs.append(seq)
         pools.append(pooled)
     empty_seq, empty_pooled, _ = pipe.encode_prompt([""], None, max_sequence_length=spec.max_sequence_length)
-    return ControlData(saved["latents"], saved["controls"], saved["modes"], torch.cat(seqs), torch.cat(pools),
-                       empty_seq[0], empty_pooled[0])
+    return ControlData(
+        saved["latents"],
+        saved["controls"],
+        saved["modes"],
+        torch.cat(seqs),
+        torch.cat(pools),
+        empty_seq[0],
+        empty_pooled[0],
+    )
 
 
 def make_controlnet(transformer: torch.nn.Module) -> FluxControlNetModel:
     """A union ControlNet as deep as the base, initialised from it (zero residual projections)."""
     cfg = transformer.config
     donor = FluxControlNetModel.from_transformer(
-        transformer, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
-        attention_head_dim=cfg.attention_head_dim, num_attention_heads=cfg.num_attention_heads,
+        transformer,
+        num_layers=cfg.num_layers,
+        num_single_layers=cfg.num_single_layers,
+        attention_head_dim=cfg.attention_head_dim,
+        num_attention_heads=cfg.num_attention_heads,
     )
     config = {k: v for k, v in donor.config.items() if not k.startswith("_")}
     net = FluxControlNetModel.from_config({**config, "num_mode": 10})
@@ -135,9 +150,16 @@ def make_controlnet(transformer: torch.nn.Module) -> FluxControlNetModel:
 
 
 @torch.no_grad()
-def distilled_target(base: torch.nn.Module, xt: torch.Tensor, sigma: torch.Tensor, guidance: torch.Tensor,
-                     conditional: torch.Tensor, data: ControlData, img_ids: torch.Tensor,
-                     txt_ids: torch.Tensor) -> torch.Tensor:
+def distilled_target(
+    base: torch.nn.Module,
+    xt: torch.Tensor,
+    sigma: torch.Tensor,
+    guidance: torch.Tensor,
+    conditional: torch.Tensor,
+    data: ControlData,
+    img_ids: torch.Tensor,
+    txt_ids: torch.Tensor,
+) -> torch.Tensor:
     """``v_u + g·(conditional − v_u)``, v_u the base's velocity for the empty prompt at g = 1 without control.
 
     A guidance-distilled base at guidance g predicts this blend, not the plain conditional velocity, so a
@@ -145,10 +167,16 @@ def distilled_target(base: torch.nn.Module, xt: torch.Tensor, sigma: torch.Tenso
     ``distilled_guidance_max``).
     """
     batch = xt.shape[0]
-    uncond = base(hidden_states=xt, timestep=sigma, guidance=torch.ones_like(guidance),
-                  pooled_projections=data.empty_pooled[None].expand(batch, -1),
-                  encoder_hidden_states=data.empty_seq[None].expand(batch, -1, -1),
-                  txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
+    uncond = base(
+        hidden_states=xt,
+        timestep=sigma,
+        guidance=torch.ones_like(guidance),
+        pooled_projections=data.empty_pooled[None].expand(batch, -1),
+        encoder_hidden_states=data.empty_seq[None].expand(batch, -1, -1),
+        txt_ids=txt_ids,
+        img_ids=img_ids,
+        return_dict=False,
+    )[0]
     return uncond + guidance[:, None, None] * (conditional - uncond)
 
 
@@ -160,8 +188,9 @@ def train(args: argparse.Namespace) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = build_data(args.seed, args.n_one, args.n_two, spec, args.model, run_dir)
     n = len(data.latents)
-    base = FluxPipeline.from_pretrained(args.model, text_encoder=None, text_encoder_2=None, vae=None,
-                                        tokenizer=None, tokenizer_2=None).transformer
+    base = FluxPipeline.from_pretrained(
+        args.model, text_encoder=None, text_encoder_2=None, vae=None, tokenizer=None, tokenizer_2=None
+    ).transformer
     base.requires_grad_(False).eval()
     ckpt = run_dir / "ckpt.pt"
     # --init: e.g. the 64-px net starting a 128-px run; a kept checkpoint (loaded below) overrides its weights
@@ -207,10 +236,22 @@ def train(args: argparse.Namespace) -> None:
         target = noise - x0
         if args.distilled_guidance_max:
             target = distilled_target(base, xt, sigma, guidance, target, data, img_ids, txt_ids)
-        common = {"hidden_states": xt, "timestep": sigma, "guidance": guidance, "pooled_projections": pooled,
-                  "encoder_hidden_states": seq, "txt_ids": txt_ids, "img_ids": img_ids, "return_dict": False}
-        blocks, singles = net(controlnet_cond=data.controls[idx], controlnet_mode=data.modes[idx][:, None],
-                              conditioning_scale=1.0, **common)
+        common = {
+            "hidden_states": xt,
+            "timestep": sigma,
+            "guidance": guidance,
+            "pooled_projections": pooled,
+            "encoder_hidden_states": seq,
+            "txt_ids": txt_ids,
+            "img_ids": img_ids,
+            "return_dict": False,
+        }
+        blocks, singles = net(
+            controlnet_cond=data.controls[idx],
+            controlnet_mode=data.modes[idx][:, None],
+            conditioning_scale=1.0,
+            **common,
+        )
         pred = base(controlnet_block_samples=blocks, controlnet_single_block_samples=singles, **common)[0]
         loss = F.mse_loss(pred, target)
         for group in opt.param_groups:
@@ -231,12 +272,22 @@ def train(args: argparse.Namespace) -> None:
         now = time.time()
         done = step >= args.steps or (now - start) / 60 >= args.max_minutes
         if now - last_ckpt >= args.ckpt_minutes * 60 or done:
-            torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "opt_start": opt_start, "args": torch_state.plain_args(args)}, run_dir / "ckpt.tmp")
+            torch.save(
+                {
+                    "net": net.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "opt_start": opt_start,
+                    "args": torch_state.plain_args(args),
+                },
+                run_dir / "ckpt.tmp",
+            )
             (run_dir / "ckpt.tmp").replace(ckpt)
             if args.keep is not None:
-                portable_checkpoint.save(args.keep, {"net": net, "ema": ema},
-                                         {"step": step, "size": args.size, "seed": args.seed})
+                portable_checkpoint.save(
+                    args.keep, {"net": net, "ema": ema}, {"step": step, "size": args.size, "seed": args.seed}
+                )
             ema.save_pretrained(args.out, safe_serialization=True)
             last_ckpt = now
             print(f"checkpoint at step {step}; exported EMA to {args.out}", flush=True)
@@ -260,16 +311,28 @@ def main() -> None:
     parser.add_argument("--ckpt-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
-    parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
-                        help="train at g ~ U[1, MAX] on guidance-distilled targets (for a distilled base; 0: plain "
-                             "velocity target at g ~ U[1, 6])")
+    parser.add_argument(
+        "--distilled-guidance-max",
+        type=float,
+        default=0.0,
+        help="train at g ~ U[1, MAX] on guidance-distilled targets (for a distilled base; 0: plain "
+        "velocity target at g ~ U[1, 6])",
+    )
     parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, data cache and log folder")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="a FluxControlNetModel folder to start a new run from (ignored when resuming)")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="a folder to commit: net + EMA as safetensors and the step, written with every "
-                             "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="a FluxControlNetModel folder to start a new run from (ignored when resuming)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="a folder to commit: net + EMA as safetensors and the step, written with every "
+        "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt",
+    )
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="the base model folder it trains against")
     train(parser.parse_args())
 

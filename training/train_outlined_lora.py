@@ -48,8 +48,14 @@ LORA_DIR = Path("assets/loras")
 KOHYA_PATH = LORA_DIR / "kohya" / "outlined-kohya.safetensors"
 
 
-def hollow_share(engine: Engine, scenes: list[Scene], loras: tuple[LoraSpec, ...], styled: bool,
-                 true_cfg: float = 1.0, steps: int | None = None) -> dict:
+def hollow_share(
+    engine: Engine,
+    scenes: list[Scene],
+    loras: tuple[LoraSpec, ...],
+    styled: bool,
+    true_cfg: float = 1.0,
+    steps: int | None = None,
+) -> dict:
     """Generate each scene's prompt (with or without the trigger word) and score hollowness and attributes."""
     hollow = correct = 0
     for k, scene in enumerate(scenes):
@@ -73,12 +79,21 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=40)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--n-train", type=int, default=2048, help="how many outlined training scenes")
-    parser.add_argument("--distilled-guidance-max", type=float, default=0.0,
-                        help="train at g ~ U[1, max] against guidance-distilled targets (0: plain loss at g = 1)")
+    parser.add_argument(
+        "--distilled-guidance-max",
+        type=float,
+        default=0.0,
+        help="train at g ~ U[1, max] against guidance-distilled targets (0: plain loss at g = 1)",
+    )
     parser.add_argument("--out-dir", type=Path, default=LORA_DIR)
     parser.add_argument("--skip-train", action="store_true", help="only measure the shipped files")
-    parser.add_argument("--true-cfg", type=float, nargs="+", default=[1.0],
-                        help="measure at each of these true-CFG scales (empty negative prompt)")
+    parser.add_argument(
+        "--true-cfg",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="measure at each of these true-CFG scales (empty negative prompt)",
+    )
     parser.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: the model's)")
     args = parser.parse_args()
     settings = settings_mod.from_env(threads=1, lora_dirs=(args.out_dir,))
@@ -89,20 +104,32 @@ def main() -> None:
         train_scenes = outlined_scenes(args.n_train, 1000 + args.seed, "train")
         size = engine.defaults().width  # the model's native size (studio.json), 64 for the shipped flux-mini
         images = render_images(train_scenes, size, OUTLINED_RENDER_SEED)
-        examples = [TrainingExample(Image.fromarray(image), scene_prompt(s))
-                    for image, s in zip(images, train_scenes, strict=True)]
-        config = TrainingConfig(name="outlined", trigger_word="outlined", rank=args.rank, steps=args.steps,
-                                learning_rate=args.lr, seed=args.seed, batch_size=args.batch,
-                                layers="double_blocks", guidance=1.0, sampler_sigma_share=0.3,
-                                distilled_guidance_max=args.distilled_guidance_max)
+        examples = [
+            TrainingExample(Image.fromarray(image), scene_prompt(s))
+            for image, s in zip(images, train_scenes, strict=True)
+        ]
+        config = TrainingConfig(
+            name="outlined",
+            trigger_word="outlined",
+            rank=args.rank,
+            steps=args.steps,
+            learning_rate=args.lr,
+            seed=args.seed,
+            batch_size=args.batch,
+            layers="double_blocks",
+            guidance=1.0,
+            sampler_sigma_share=0.3,
+            distilled_guidance_max=args.distilled_guidance_max,
+        )
         started = time.perf_counter()
 
         def progress(step: int, total: int, loss: float) -> None:
             if step % 50 == 0 or step == total:
                 print(f"step {step}/{total} loss {loss:.4f} ({time.perf_counter() - started:.0f}s)", flush=True)
 
-        path = train_lora(engine, config, examples, args.out_dir, on_progress=progress, overwrite=True,
-                          max_images=len(examples))
+        path = train_lora(
+            engine, config, examples, args.out_dir, on_progress=progress, overwrite=True, max_images=len(examples)
+        )
         report["train_seconds"] = round(time.perf_counter() - started, 1)
         export_kohya(path, args.out_dir / KOHYA_PATH.relative_to(LORA_DIR))
         print(f"wrote {path}", flush=True)
@@ -114,8 +141,9 @@ def main() -> None:
         report["off" + key] = hollow_share(engine, eval_scenes, (), styled=False, **sampling)
         report["on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("outlined"),), styled=True, **sampling)
         if kohya:
-            report["kohya_on" + key] = hollow_share(engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),),
-                                                    styled=True, **sampling)
+            report["kohya_on" + key] = hollow_share(
+                engine, eval_scenes, (LoraSpec("kohya/outlined-kohya"),), styled=True, **sampling
+            )
         report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, **sampling)
     print(json.dumps(report, indent=1))
     Path("runs").mkdir(exist_ok=True)

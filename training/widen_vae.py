@@ -45,8 +45,10 @@ def widen_tensor(narrow: torch.Tensor, wide_shape: torch.Size) -> tuple[torch.Te
         if n == w:
             continue
         if w % n or dim > 1:
-            raise ValueError(f"cannot widen {tuple(narrow.shape)} to {tuple(wide_shape)}: only whole multiples of "
-                             "the output and input channels")
+            raise ValueError(
+                f"cannot widen {tuple(narrow.shape)} to {tuple(wide_shape)}: only whole multiples of "
+                "the output and input channels"
+            )
         factor = w // n
         out = _tile(out, dim, factor)
         if dim == 1:
@@ -60,8 +62,11 @@ def widen_vae(narrow: AutoencoderKL, channels: tuple[int, ...], noise: float = 0
     decoder copies' symmetry without changing the output."""
     config = dict(narrow.config)
     old = tuple(config["block_out_channels"])
-    if len(channels) != len(old) or len({c / o for c, o in zip(channels, old, strict=True)}) != 1 \
-            or channels[0] % old[0]:
+    if (
+        len(channels) != len(old)
+        or len({c / o for c, o in zip(channels, old, strict=True)}) != 1
+        or channels[0] % old[0]
+    ):
         # one factor for all blocks: with mixed factors a block whose input and output widths become equal loses
         # its learned 1x1 shortcut (diffusers builds it only where they differ), which no tiling can reproduce
         raise ValueError(f"--channels must be one whole multiple of {old} for every block")
@@ -78,8 +83,9 @@ def widen_vae(narrow: AutoencoderKL, channels: tuple[int, ...], noise: float = 0
             tensor = tensor / math.sqrt(target.shape[0] // narrow_state[name].shape[0])
         if name.startswith("decoder.") and in_factor > 1 and noise > 0 and tensor.ndim > 1:
             scale = noise * float(narrow_state[name].std())
-            tensor = tensor + _zero_sum_noise(tensor.shape[:1] + (tensor.shape[1] // in_factor,) + tensor.shape[2:],
-                                              in_factor, scale, gen)
+            tensor = tensor + _zero_sum_noise(
+                tensor.shape[:1] + (tensor.shape[1] // in_factor,) + tensor.shape[2:], in_factor, scale, gen
+            )
         state[name] = tensor
     wide.load_state_dict(state)
     return wide.eval()
@@ -96,8 +102,10 @@ def main() -> None:
     narrow = AutoencoderKL.from_pretrained(args.vae)
     wide = widen_vae(narrow, tuple(args.channels), args.noise, args.seed)
     wide.save_pretrained(args.out, safe_serialization=True)
-    print(f"{sum(p.numel() for p in narrow.parameters())} -> {sum(p.numel() for p in wide.parameters())} parameters; "
-          f"written to {args.out}")
+    print(
+        f"{sum(p.numel() for p in narrow.parameters())} -> {sum(p.numel() for p in wide.parameters())} parameters; "
+        f"written to {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,11 +29,17 @@ def add_lora_parser(sub: Any, common: Any, parser_class: type[argparse.ArgumentP
     train.add_argument("--name", required=True, help="file name of the LoRA (written to STUDIO_DATA_DIR/loras)")
     train.add_argument("--trigger", required=True, help="trigger word put in front of every caption")
     train.add_argument("--images", required=True, type=Path, help="folder of 10–30 images")
-    train.add_argument("--captions", type=Path, default=None,
-                       help="file with one 'FILENAME<TAB>caption' (or 'FILENAME: caption') a line; default: a .txt "
-                            "next to each image")
-    train.add_argument("--captions-from-filenames", action="store_true",
-                       help="caption each image with its file name ('red_circle.png' → 'red circle')")
+    train.add_argument(
+        "--captions",
+        type=Path,
+        default=None,
+        help="file with one 'FILENAME<TAB>caption' (or 'FILENAME: caption') a line; default: a .txt next to each image",
+    )
+    train.add_argument(
+        "--captions-from-filenames",
+        action="store_true",
+        help="caption each image with its file name ('red_circle.png' → 'red circle')",
+    )
     train.add_argument("--steps", type=int, default=200)
     train.add_argument("--rank", type=int, default=8)
     train.add_argument("--lr", type=float, default=1e-3)
@@ -100,8 +106,10 @@ def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool
         elif from_filenames:
             caption = path.stem.replace("_", " ").replace("-", " ").strip()
         else:
-            raise InvalidRequest(f"no caption for {path.name} — add {side.name}, list it in --captions, or pass "
-                                 "--captions-from-filenames")
+            raise InvalidRequest(
+                f"no caption for {path.name} — add {side.name}, list it in --captions, or pass "
+                "--captions-from-filenames"
+            )
         try:
             examples.append(TrainingExample(open_image(path, path.name).convert("RGB"), caption))
         except OSError as exc:
@@ -114,8 +122,16 @@ def train_from_folder(args: argparse.Namespace, settings: Any) -> dict[str, Any]
     from studio.engine.engine import Engine
     from studio.lora.training import TrainingConfig, train_lora
 
-    config = TrainingConfig(args.name, args.trigger, rank=args.rank, steps=args.steps, learning_rate=args.lr,
-                            resolution=args.resolution, seed=args.seed, batch_size=args.batch_size)
+    config = TrainingConfig(
+        args.name,
+        args.trigger,
+        rank=args.rank,
+        steps=args.steps,
+        learning_rate=args.lr,
+        resolution=args.resolution,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     examples = load_examples(args.images, args.captions, args.captions_from_filenames)
     engine = Engine(settings)
     started = time.perf_counter()
@@ -126,8 +142,19 @@ def train_from_folder(args: argparse.Namespace, settings: Any) -> dict[str, Any]
         if step == total or step % 10 == 0:
             print(f"step {step}/{total} loss {loss:.4f}", file=sys.stderr)
 
-    path = train_lora(engine, config, examples, settings.data_dir / "loras", on_progress=progress,
-                      overwrite=args.overwrite, threads=args.threads)
+    path = train_lora(
+        engine,
+        config,
+        examples,
+        settings.data_dir / "loras",
+        on_progress=progress,
+        overwrite=args.overwrite,
+        threads=args.threads,
+    )
     tail = losses[-10:] or [float("nan")]
-    return {"path": str(path), "steps": args.steps, "final_loss": round(sum(tail) / len(tail), 6),
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "path": str(path),
+        "steps": args.steps,
+        "final_loss": round(sum(tail) / len(tail), 6),
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -31,8 +31,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    parser.add_argument("--verbose", action="store_true",  # taken out by __main__ before parsing (see quiet.py)
-                        help="keep the libraries' warnings, logs and progress bars on stderr")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",  # taken out by __main__ before parsing (see quiet.py)
+        help="keep the libraries' warnings, logs and progress bars on stderr",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--has-regions", default=None, choices=("yes", "no"))
     hist.add_argument("--has-controls", default=None, choices=("yes", "no"))
     hist.add_argument("--sort", default="newest", choices=("newest", "oldest"))
-    for name, helptext in (("show", "one record"), ("delete", "remove a record and its images"),
-                           ("share", "make a share link")):
+    for name, helptext in (
+        ("show", "one record"),
+        ("delete", "remove a record and its images"),
+        ("share", "make a share link"),
+    ):
         cmd = sub.add_parser(name, help=helptext)
         _common(cmd)
         cmd.add_argument("id")
@@ -106,12 +112,23 @@ def add_generate_options(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--lora", action="append", default=[], metavar="NAME_OR_PATH[:WEIGHT]")
     gen.add_argument("--control", action="append", default=[], metavar="KIND:IMAGE[:STRENGTH[:START:END]]")
     gen.add_argument("--region", action="append", default=[], metavar="MASK_PNG:PROMPT")
-    gen.add_argument("--region-base-ratio", type=float, default=0.0, metavar="R",
-                     help="mix this share of the main prompt into every region prompt (0..1)")
+    gen.add_argument(
+        "--region-base-ratio",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="mix this share of the main prompt into every region prompt (0..1)",
+    )
     gen.add_argument("--init-image", type=Path)
     gen.add_argument("--mask", type=Path)
-    gen.add_argument("--reference", action="append", default=[], type=Path, metavar="IMAGE",
-                     help="a reference image (FLUX.1 Kontext: one; other models refuse it)")
+    gen.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="IMAGE",
+        help="a reference image (FLUX.1 Kontext: one; other models refuse it)",
+    )
     gen.add_argument("--strength", type=float)
     gen.add_argument("--cache", metavar="KIND[:THRESHOLD]")
     gen.add_argument("--model")
@@ -135,8 +152,10 @@ def _store() -> Any:
     try:
         return Store(settings.db_url, settings.data_dir)
     except OSError as exc:
-        raise StudioError(f"cannot use {exc.filename or settings.data_dir} as the data folder ({exc.strerror}) — "
-                          "set STUDIO_DATA_DIR to a writable folder") from exc
+        raise StudioError(
+            f"cannot use {exc.filename or settings.data_dir} as the data folder ({exc.strerror}) — "
+            "set STUDIO_DATA_DIR to a writable folder"
+        ) from exc
 
 
 def _generate_output(record: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
@@ -147,7 +166,9 @@ def _generate_output(record: dict[str, Any], out: Path | None = None) -> dict[st
             for path in result["images"]:
                 shutil.copy2(path, out / Path(path).name)
         except OSError as exc:
-            raise StudioError(f"could not copy the images to {out} ({exc.strerror}) — choose a writable --out") from None
+            raise StudioError(
+                f"could not copy the images to {out} ({exc.strerror}) — choose a writable --out"
+            ) from None
     return result
 
 
@@ -174,8 +195,10 @@ def _read_prompt_file(path: Path) -> list[str]:
     if not prompts:
         raise InvalidRequest(f"--prompt-file {path} has no prompts — write one prompt a line")
     if len(prompts) > MAX_TEXT_FILE_LINES:
-        raise InvalidRequest(f"--prompt-file {path} has {len(prompts)} prompts — at most {MAX_TEXT_FILE_LINES} a run; "
-                             "split it into smaller files")
+        raise InvalidRequest(
+            f"--prompt-file {path} has {len(prompts)} prompts — at most {MAX_TEXT_FILE_LINES} a run; "
+            "split it into smaller files"
+        )
     return prompts
 
 

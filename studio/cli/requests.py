@@ -52,7 +52,9 @@ def parse_control(text: str, assets: AssetStore) -> ControlSpec:
     """``KIND:IMAGE[:STRENGTH[:START:END]]``; KIND-map means the image already is the map."""
     parts = text.split(":")
     if len(parts) not in (2, 3, 5):
-        raise InvalidRequest(f"--control {text!r} must look like KIND:IMAGE[:STRENGTH[:START:END]], e.g. canny:edges.png:0.8")
+        raise InvalidRequest(
+            f"--control {text!r} must look like KIND:IMAGE[:STRENGTH[:START:END]], e.g. canny:edges.png:0.8"
+        )
     kind, image = parts[0], parts[1]
     strength = _float(parts[2], "control strength") if len(parts) >= 3 else 1.0
     start, end = (_float(parts[3], "control start"), _float(parts[4], "control end")) if len(parts) == 5 else (0.0, 1.0)

@@ -140,9 +140,7 @@ def read_text_file(path: Path, what: str, max_bytes: int = MAX_TEXT_FILE_BYTES) 
     except OSError as exc:
         raise InvalidRequest(f"cannot read {what} {path} ({exc.strerror or exc}) — check the path") from None
     if len(data) > max_bytes:
-        raise InvalidRequest(
-            f"{what} {path} is over {max_bytes // 1024} KiB — split it into smaller files"
-        )
+        raise InvalidRequest(f"{what} {path} is over {max_bytes // 1024} KiB — split it into smaller files")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -157,9 +157,7 @@ class GenerationRequest:
         for control in self.controls:
             base = control.kind.removesuffix("-map")
             if base not in CONTROL_KINDS:
-                raise InvalidRequest(
-                    f"control kind {control.kind!r} is unknown — use canny, depth, pose (or KIND-map)"
-                )
+                raise InvalidRequest(f"control kind {control.kind!r} is unknown — use canny, depth, pose (or KIND-map)")
             _check_ref("control image", control.image, required=True)
             _check_float("control strength", control.strength, 0.0, 2.0, hint="1.0")
             _check_float("control start", control.start, 0.0, 1.0, hint="0")
@@ -211,7 +209,9 @@ class GenerationRequest:
                 raise TypeError("references must be a list of 'sha256:<hex>' image references")
             values["references"] = tuple(references)
         except TypeError as exc:
-            raise InvalidRequest(f"the request's controls/regions/loras/cache/references are malformed: {exc}") from None
+            raise InvalidRequest(
+                f"the request's controls/regions/loras/cache/references are malformed: {exc}"
+            ) from None
         return cls(**values)
 
 

@@ -53,9 +53,7 @@ def per_step(curve: Sequence[Sequence[float]] | None, steps: int, default: float
 def validate_curve(channel: str, curve: Any) -> Curve:
     """Check a curve and return it as a clean list of [p, value] floats; raises InvalidRequest."""
     if channel not in CHANNELS:
-        raise InvalidRequest(
-            f"unknown schedule channel {channel!r} — use one of {', '.join(CHANNELS)}"
-        )
+        raise InvalidRequest(f"unknown schedule channel {channel!r} — use one of {', '.join(CHANNELS)}")
     low, high = CHANNELS[channel]
     if not isinstance(curve, (list, tuple)) or not curve:
         raise InvalidRequest(
@@ -70,20 +68,14 @@ def validate_curve(channel: str, curve: Any) -> Curve:
             or len(point) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in point)
         ):
-            raise InvalidRequest(
-                f"schedule.{channel} point {point!r} is not a [p, value] pair of numbers"
-            )
+            raise InvalidRequest(f"schedule.{channel} point {point!r} is not a [p, value] pair of numbers")
         p, value = float(point[0]), float(point[1])
         if not (math.isfinite(p) and 0.0 <= p <= 1.0):
             raise InvalidRequest(f"schedule.{channel}: p={point[0]} must be between 0 and 1")
         if not math.isfinite(value) or not low <= value <= high:
-            raise InvalidRequest(
-                f"schedule.{channel}: value {point[1]} must be a number from {low:g} to {high:g}"
-            )
+            raise InvalidRequest(f"schedule.{channel}: value {point[1]} must be a number from {low:g} to {high:g}")
         if clean and p < clean[-1][0]:
-            raise InvalidRequest(
-                f"schedule.{channel}: points must be sorted by p (got {p:g} after {clean[-1][0]:g})"
-            )
+            raise InvalidRequest(f"schedule.{channel}: points must be sorted by p (got {p:g} after {clean[-1][0]:g})")
         clean.append([p, value])
     return clean
 
@@ -94,8 +86,7 @@ def validate_schedule(schedule: Any) -> dict[str, Curve] | None:
         return None
     if not isinstance(schedule, dict):
         raise InvalidRequest(
-            'schedule must be a JSON object like {"guidance": [[0, 4], [1, 2]]} — got '
-            f"{type(schedule).__name__}"
+            f'schedule must be a JSON object like {{"guidance": [[0, 4], [1, 2]]}} — got {type(schedule).__name__}'
         )
     clean = {name: validate_curve(name, curve) for name, curve in schedule.items() if curve is not None}
     return clean or None

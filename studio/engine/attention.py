@@ -37,8 +37,9 @@ def masked_attention(transformer: Any, backend: str) -> Iterator[None]:
     if not backend or backend in MASK_BACKENDS:
         yield
         return
-    log.warning("regions need attention masks, which the %s backend cannot take — this generation uses native SDPA",
-                backend)
+    log.warning(
+        "regions need attention masks, which the %s backend cannot take — this generation uses native SDPA", backend
+    )
     transformer.set_attention_backend("native")
     try:
         yield

@@ -47,8 +47,17 @@ def compatibility_key(request: GenerationRequest) -> CoalesceKey | None:
         return None
     schedule = json.dumps(request.schedule, sort_keys=True) if request.schedule else None
     loras = tuple((lora.name, lora.sha256, float(lora.weight)) for lora in request.loras)
-    return (request.model, request.quant, request.width, request.height, request.steps, request.guidance,
-            float(request.true_cfg), schedule, loras)
+    return (
+        request.model,
+        request.quant,
+        request.width,
+        request.height,
+        request.steps,
+        request.guidance,
+        float(request.true_cfg),
+        schedule,
+        loras,
+    )
 
 
 @dataclass(eq=False)
@@ -86,8 +95,13 @@ class Coalescer:
     finish every ticket of the group through ``finish``.
     """
 
-    def __init__(self, run: Callable[[Callable[[], list[Ticket]]], None], window_s: float,
-                 max_rows: int = MAX_BATCH, row_cap: Callable[[GenerationRequest], int] | None = None) -> None:
+    def __init__(
+        self,
+        run: Callable[[Callable[[], list[Ticket]]], None],
+        window_s: float,
+        max_rows: int = MAX_BATCH,
+        row_cap: Callable[[GenerationRequest], int] | None = None,
+    ) -> None:
         self.window_s = window_s
         self.max_rows = max_rows
         self._row_cap = row_cap  # rows of a request's size that fit in free memory at once (None: no limit)
@@ -98,8 +112,14 @@ class Coalescer:
         self.groups_run = 0
         self.last_group_size = 0
 
-    def submit(self, request: GenerationRequest, key: CoalesceKey, on_step: Callable[[StepUpdate], None] | None,
-               cancel: threading.Event, loras: LoraLibrary | None) -> Result:
+    def submit(
+        self,
+        request: GenerationRequest,
+        key: CoalesceKey,
+        on_step: Callable[[StepUpdate], None] | None,
+        cancel: threading.Event,
+        loras: LoraLibrary | None,
+    ) -> Result:
         """Queue a request and block until its result (or its exception) is ready."""
         now = time.monotonic()
         ticket = Ticket(request, on_step, cancel, loras, (key, id(loras)), now + self.window_s)
@@ -191,8 +211,9 @@ def run_group(engine: Engine, tickets: list[Ticket], finish: Callable[[Ticket, A
         for ticket in tickets:
             try:  # a request that fails here fails alone
                 resolved = engine.resolve(ticket.request).validate()
-                resolved = apply_request_loras(engine.pipe, resolved, ticket.loras or engine.lora_library,
-                                               engine.lora_adapters)
+                resolved = apply_request_loras(
+                    engine.pipe, resolved, ticket.loras or engine.lora_library, engine.lora_adapters
+                )
                 model_kinds.check_request(engine.pipe.transformer, resolved)  # after a Control LoRA widened it
             except Exception as exc:  # noqa: BLE001 - handed to that request's thread
                 finish(ticket, exc)
@@ -216,14 +237,19 @@ def run_group(engine: Engine, tickets: list[Ticket], finish: Callable[[Ticket, A
     for (ticket, resolved), imgs in zip(live, images):
         if imgs is None:
             continue
-        timings = {"load_s": round(load_s, 4), "denoise_s": round(denoise_s, 4),
-                   "total_s": round(time.perf_counter() - ticket.arrived, 4),
-                   "queue_s": round(started - ticket.arrived, 4), "coalesced": len(live)}
+        timings = {
+            "load_s": round(load_s, 4),
+            "denoise_s": round(denoise_s, 4),
+            "total_s": round(time.perf_counter() - ticket.arrived, 4),
+            "queue_s": round(started - ticket.arrived, 4),
+            "coalesced": len(live),
+        }
         finish(ticket, Result(resolved, imgs, resolved.seeds(), timings))
 
 
-def _denoise_rows(engine: Engine, live: list[tuple[Ticket, GenerationRequest]],
-                  finish: Callable[[Ticket, Any], None]) -> list[list[Any] | None]:
+def _denoise_rows(
+    engine: Engine, live: list[tuple[Ticket, GenerationRequest]], finish: Callable[[Ticket, Any], None]
+) -> list[list[Any] | None]:
     """One batched denoise over every live request's rows; each request's images (None if it was cancelled)."""
     pipe = engine.pipe
     req = live[0][1]
@@ -265,8 +291,9 @@ def _denoise_rows(engine: Engine, live: list[tuple[Ticket, GenerationRequest]],
             group_cancel.set()
 
     try:
-        latents = sampling.denoise(pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, on_step,
-                                   group_cancel)
+        latents = sampling.denoise(
+            pipe, latents, img_ids, cond, negative, plan, scheduler, timesteps, on_step, group_cancel
+        )
     except Cancelled:
         if any(active):
             raise

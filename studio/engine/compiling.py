@@ -31,8 +31,9 @@ def compile_wanted(device: torch.device, env: Mapping[str, str] | None = None) -
     if value not in ("1", "true", "on", "yes"):
         raise StudioError(f"STUDIO_COMPILE={value!r} is unknown — use 1 (CUDA only), force (any device) or 0")
     if device.type != "cuda":
-        log.info("STUDIO_COMPILE=1 is ignored on %s (compiling there rarely pays) — use force to compile anyway",
-                 device.type)
+        log.info(
+            "STUDIO_COMPILE=1 is ignored on %s (compiling there rarely pays) — use force to compile anyway", device.type
+        )
         return False
     return True
 

@@ -237,8 +237,11 @@ class Engine:
         partners while the engine is idle. 0 turns coalescing off (every request runs alone)."""
         if window_ms < 0:
             raise StudioError(f"the coalescing window must be ≥ 0 ms (got {window_ms:g}) — try 30, or 0 for off")
-        self._coalescer = (coalesce.Coalescer(self._run_group, window_ms / 1000, row_cap=self._rows_that_fit)
-                           if window_ms > 0 else None)
+        self._coalescer = (
+            coalesce.Coalescer(self._run_group, window_ms / 1000, row_cap=self._rows_that_fit)
+            if window_ms > 0
+            else None
+        )
 
     def _rows_that_fit(self, request: GenerationRequest) -> int:
         """How many images of ``request``'s size one batched denoise may hold in free memory (called with the lock
@@ -375,9 +378,7 @@ class Engine:
         return sampling.StepPlan(
             guidance=schedule_mod.per_step(curves.get("guidance"), steps, float(request.guidance or 0.0)),
             true_cfg=schedule_mod.per_step(curves.get("true_cfg"), steps, float(request.true_cfg)),
-            extras={
-                name: schedule_mod.per_step(curves.get(name), steps, 1.0) for name in ("control", "regions")
-            },
+            extras={name: schedule_mod.per_step(curves.get(name), steps, 1.0) for name in ("control", "regions")},
         )
 
     def _txt2img(
@@ -407,9 +408,7 @@ class Engine:
             raise Cancelled("generation cancelled before decoding")
         return sampling.decode(pipe, latents, req.height, req.width)
 
-    def _regions(
-        self, req: GenerationRequest, cond: sampling.TextConditioning, plan: sampling.StepPlan
-    ) -> Any | None:
+    def _regions(self, req: GenerationRequest, cond: sampling.TextConditioning, plan: sampling.StepPlan) -> Any | None:
         """Regional conditioning for the request's painted regions (None without regions or when all are empty)."""
         if not req.regions:
             return None
@@ -427,8 +426,16 @@ class Engine:
         region_conds = [self.encode(region.prompt, None) for region in req.regions]
         base = self.encode(req.prompt, req.prompt_2)
         assert req.width and req.height
-        return regions.build(base, region_conds, masks, req.height, req.width, plan.extras["regions"], req.batch_size,
-                             req.region_base_ratio)
+        return regions.build(
+            base,
+            region_conds,
+            masks,
+            req.height,
+            req.width,
+            plan.extras["regions"],
+            req.batch_size,
+            req.region_base_ratio,
+        )
 
     def _references(self, req: GenerationRequest) -> Any | None:
         """FLUX.1 Kontext reference tokens for the request's reference image (None without one)."""
@@ -450,8 +457,9 @@ class Engine:
         if model_kinds.transformer_kind(self._pipe.transformer) == "control":  # BFL Flux Control: concatenated
             spec = req.controls[0]
             mapped = self._control_map(spec, req.width, req.height)
-            return control.ChannelControl(control.encode_control(self._pipe, mapped, req.width, req.height,
-                                                                 req.batch_size))
+            return control.ChannelControl(
+                control.encode_control(self._pipe, mapped, req.width, req.height, req.batch_size)
+            )
         units = []
         for spec in req.controls:
             mapped = self._control_map(spec, req.width, req.height)
@@ -465,8 +473,10 @@ class Engine:
             scales = control.step_scales(spec.strength, spec.start, spec.end, plan.extras["control"])
             units.append(control.ControlUnit(net, cond, mode_tensor, scales, repeat_blocks=pixels))
         if len({unit.repeat_blocks for unit in units}) > 1:
-            raise StudioError("an XLabs-style ControlNet (with an input hint block) cannot be combined with an "
-                              "InstantX/Shakker-Labs one in one generation — configure ControlNets of one family")
+            raise StudioError(
+                "an XLabs-style ControlNet (with an input hint block) cannot be combined with an "
+                "InstantX/Shakker-Labs one in one generation — configure ControlNets of one family"
+            )
         return control.ControlExtension(units)
 
     def _control_map(self, spec: Any, width: int, height: int) -> Any:
@@ -535,8 +545,9 @@ class Engine:
         if req.mode == "inpaint":
             kwargs["mask_image"] = self._input_image(req.mask, "L", req.width, req.height)
         if not fill:  # FluxFillPipeline has no true CFG
-            kwargs.update(negative_prompt=req.negative_prompt if req.true_cfg > 1 else None,
-                          true_cfg_scale=req.true_cfg)
+            kwargs.update(
+                negative_prompt=req.negative_prompt if req.true_cfg > 1 else None, true_cfg_scale=req.true_cfg
+            )
         strength = req.strength if req.strength is not None else (1.0 if fill else 0.6)
 
         def callback(p: Any, i: int, t: Any, tensors: dict) -> dict:
@@ -564,7 +575,6 @@ class Engine:
         if cancel.is_set():
             raise Cancelled("generation cancelled")
         return list(out.images)
-
 
     def _input_image(self, ref: str | None, mode: str, width: int | None, height: int | None) -> Any:
         """A stored input in ``mode``, resized to the output size when it differs."""

@@ -41,8 +41,11 @@ def choose_auto_mode(pipe: Any, device: torch.device) -> str:
     free, _ = torch.cuda.mem_get_info(device)
     whole = model_bytes(pipe)
     largest = max(
-        (sum(p.numel() * p.element_size() for p in c.parameters()) for c in pipe.components.values()
-         if isinstance(c, torch.nn.Module)),
+        (
+            sum(p.numel() * p.element_size() for p in c.parameters())
+            for c in pipe.components.values()
+            if isinstance(c, torch.nn.Module)
+        ),
         default=0,
     )
     if whole * 1.25 < free:

@@ -71,8 +71,9 @@ def _dtype_bytes(module: Any) -> int:
     return 4 if dtype == torch.float32 or not dtype.is_floating_point else torch.finfo(dtype).bits // 8
 
 
-def denoise_bytes(shape: ModelShape, width: int, height: int, batch: int = 1, regions: int = 0,
-                  controls: int = 0, references: int = 0) -> int:
+def denoise_bytes(
+    shape: ModelShape, width: int, height: int, batch: int = 1, regions: int = 0, controls: int = 0, references: int = 0
+) -> int:
     """Transformer activations of one step (ControlNets, regional masks and Kontext reference tokens included)."""
     text = shape.text_tokens * (1 + regions)
     tokens = (height // 16) * (width // 16) * (1 + references) + text  # a reference: as many tokens as the image
@@ -96,16 +97,20 @@ def decode_bytes(shape: ModelShape, width: int, height: int, batch: int = 1) -> 
     return K_V * batch * largest * shape.vae_bytes + 2 * batch * width * height * 3 * 4
 
 
-def estimate_bytes(shape: ModelShape, width: int, height: int, batch: int = 1, regions: int = 0,
-                   controls: int = 0, references: int = 0) -> int:
+def estimate_bytes(
+    shape: ModelShape, width: int, height: int, batch: int = 1, regions: int = 0, controls: int = 0, references: int = 0
+) -> int:
     """Peak memory of a generation beyond the resident weights."""
-    peak = max(denoise_bytes(shape, width, height, batch, regions, controls, references),
-               decode_bytes(shape, width, height, batch))
+    peak = max(
+        denoise_bytes(shape, width, height, batch, regions, controls, references),
+        decode_bytes(shape, width, height, batch),
+    )
     return int(OVERHEAD + SAFETY * peak)
 
 
-def largest_square(shape: ModelShape, budget: int, batch: int = 1, regions: int = 0, controls: int = 0,
-                   references: int = 0) -> int:
+def largest_square(
+    shape: ModelShape, budget: int, batch: int = 1, regions: int = 0, controls: int = 0, references: int = 0
+) -> int:
     """The largest side (a multiple of 16, ≤ MAX_SIDE) whose square fits in ``budget``; 0 when none does."""
     low, high = 0, MAX_SIDE // 16
     while low < high:  # the estimate grows with the side: binary search on side / 16
@@ -173,8 +178,10 @@ def _host_available() -> int:
 
 
 def _cgroup_room() -> int | None:
-    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2, then v1
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),  # cgroup v2, then v1
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = (Path("/sys/fs/cgroup") / limit_file).read_text().strip()
             usage = int((Path("/sys/fs/cgroup") / usage_file).read_text().strip())
@@ -190,8 +197,17 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB" if n >= GIB else f"{max(1, round(n / MIB))} MiB"
 
 
-def check_fits(shape: ModelShape, budget: int, width: int, height: int, batch: int = 1, regions: int = 0,
-               controls: int = 0, hint: str = "", references: int = 0) -> int:
+def check_fits(
+    shape: ModelShape,
+    budget: int,
+    width: int,
+    height: int,
+    batch: int = 1,
+    regions: int = 0,
+    controls: int = 0,
+    hint: str = "",
+    references: int = 0,
+) -> int:
     """The estimate in bytes; InsufficientMemory naming the largest square size that fits when it exceeds ``budget``."""
     need = estimate_bytes(shape, width, height, batch, regions, controls, references)
     if need <= budget:

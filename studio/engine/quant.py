@@ -36,8 +36,10 @@ def transformer_config(quant: str, device: torch.device) -> Any | None:
         if device.type != "cuda":
             raise UnsupportedOnDevice("nf4 needs a CUDA GPU — use int8 on CPU")
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise UnsupportedOnDevice("nf4 needs the bitsandbytes package, which is not installed — `pip install "
-                                      "bitsandbytes` (Linux x86-64 wheels; see requirements.txt), or use int8")
+            raise UnsupportedOnDevice(
+                "nf4 needs the bitsandbytes package, which is not installed — `pip install "
+                "bitsandbytes` (Linux x86-64 wheels; see requirements.txt), or use int8"
+            )
         from diffusers import BitsAndBytesConfig
 
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)

@@ -117,8 +117,15 @@ def make_scheduler(
 
 
 def _transformer_pass(
-    pipe: Any, name: str, latents: torch.Tensor, timestep: torch.Tensor, guidance: torch.Tensor | None,
-    cond: TextConditioning, img_ids: torch.Tensor, step: int, extensions: Sequence[Extension],
+    pipe: Any,
+    name: str,
+    latents: torch.Tensor,
+    timestep: torch.Tensor,
+    guidance: torch.Tensor | None,
+    cond: TextConditioning,
+    img_ids: torch.Tensor,
+    step: int,
+    extensions: Sequence[Extension],
 ) -> torch.Tensor:
     kwargs: dict[str, Any] = {
         "hidden_states": latents,

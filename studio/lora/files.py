@@ -127,15 +127,22 @@ def _header_json(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 def parse_meta(header: SafetensorsHeader) -> LoraMeta:
     """Trigger words, base model, rank and training info from ours, kohya ``ss_*``, modelspec and diffusers keys."""
     meta = header.metadata
-    training = {k: v for k, v in meta.items() if len(v) < 2000 and k != "ss_tag_frequency" and (
-        k.startswith(("ss_", "modelspec.")) or k in ("lora_adapter_metadata", "training_info", "software"))}
+    training = {
+        k: v
+        for k, v in meta.items()
+        if len(v) < 2000
+        and k != "ss_tag_frequency"
+        and (k.startswith(("ss_", "modelspec.")) or k in ("lora_adapter_metadata", "training_info", "software"))
+    }
     base = (
         meta.get("flux_studio.base_model")
         or meta.get("modelspec.architecture")
         or meta.get("ss_base_model_version")
         or meta.get("ss_sd_model_name")
     )
-    title = meta.get("flux_studio.name") or meta.get("modelspec.title") or meta.get("ss_output_name") or meta.get("name")
+    title = (
+        meta.get("flux_studio.name") or meta.get("modelspec.title") or meta.get("ss_output_name") or meta.get("name")
+    )
     return LoraMeta(trigger_words(meta), base or None, title or None, rank_from_shapes(header.shapes), training)
 
 
@@ -176,8 +183,12 @@ def rank_from_shapes(shapes: dict[str, tuple[int, ...]]) -> int | None:
     ranks = [
         shape[0]
         for key, shape in shapes.items()
-        if shape and (".lora_A." in key or ".lora_down." in key or key.endswith((".down.weight", ".hada_w1_b",
-                                                                                 ".lokr_w1_b", ".lokr_w2_b")))
+        if shape
+        and (
+            ".lora_A." in key
+            or ".lora_down." in key
+            or key.endswith((".down.weight", ".hada_w1_b", ".lokr_w1_b", ".lokr_w2_b"))
+        )
     ]
     return max(ranks) if ranks else None
 
@@ -203,11 +214,15 @@ def detect_target(keys: Iterable[str], shapes: Mapping[str, tuple[int, ...]]) ->
     """The model family the keys were trained for: flux, sdxl, sd15, sd2, sd3 or unknown."""
     keys = [k.lower() for k in keys]
     if any(marker in k for k in keys for marker in UNET_MARKERS):
-        if any(k.startswith(("lora_te2_", "text_encoder_2.")) or "add_embedding" in k or "label_emb" in k
-               for k in keys):
+        if any(
+            k.startswith(("lora_te2_", "text_encoder_2.")) or "add_embedding" in k or "label_emb" in k for k in keys
+        ):
             return "sdxl"
-        cross = {shape[-1] for key, shape in shapes.items() if "attn2" in key and "to_k" in key and len(shape) == 2
-                 and ("down" in key or "lora_a" in key.lower())}
+        cross = {
+            shape[-1]
+            for key, shape in shapes.items()
+            if "attn2" in key and "to_k" in key and len(shape) == 2 and ("down" in key or "lora_a" in key.lower())
+        }
         return {2048: "sdxl", 1024: "sd2"}.get(max(cross, default=768), "sd15")
     if any("joint_blocks" in k or k.startswith(("transformer.pos_embed", "pos_embed")) for k in keys):
         return "sd3"
@@ -218,14 +233,38 @@ def detect_target(keys: Iterable[str], shapes: Mapping[str, tuple[int, ...]]) ->
 
 def is_control_lora(shapes: Mapping[str, tuple[int, ...]], image_channels: int = 64) -> bool:
     """A Flux Control LoRA: its input layer (``x_embedder`` / BFL ``img_in``) takes twice the image channels."""
-    return any(key.endswith(("x_embedder.lora_A.weight", "img_in.lora_A.weight")) and len(shape) == 2
-               and shape[1] == 2 * image_channels for key, shape in shapes.items())
+    return any(
+        key.endswith(("x_embedder.lora_A.weight", "img_in.lora_A.weight"))
+        and len(shape) == 2
+        and shape[1] == 2 * image_channels
+        for key, shape in shapes.items()
+    )
 
 
-BFL_MODULES = ("double_blocks.", "single_blocks.", "img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.",
-               "final_layer.")
-FORMATS = ("diffusers", "peft", "ai-toolkit", "kohya", "xlabs", "bfl-control", "bfl-peft", "fal-kontext",
-           "lycoris-lokr", "lycoris-loha", "dora", "unknown")
+BFL_MODULES = (
+    "double_blocks.",
+    "single_blocks.",
+    "img_in.",
+    "txt_in.",
+    "time_in.",
+    "vector_in.",
+    "guidance_in.",
+    "final_layer.",
+)
+FORMATS = (
+    "diffusers",
+    "peft",
+    "ai-toolkit",
+    "kohya",
+    "xlabs",
+    "bfl-control",
+    "bfl-peft",
+    "fal-kontext",
+    "lycoris-lokr",
+    "lycoris-loha",
+    "dora",
+    "unknown",
+)
 
 
 def detect_format(keys: Iterable[str], metadata: Mapping[str, str]) -> str:
@@ -244,15 +283,18 @@ def detect_format(keys: Iterable[str], metadata: Mapping[str, str]) -> str:
         return "dora"
     bare = [k.removeprefix("diffusion_model.") for k in keys]
     if any("query_norm.scale" in k for k in keys) or (
-            any(k.startswith("img_in.lora") for k in bare) and not any(k.startswith(BFL_MODULES[:2]) for k in bare)):
+        any(k.startswith("img_in.lora") for k in bare) and not any(k.startswith(BFL_MODULES[:2]) for k in bare)
+    ):
         return "bfl-control"
     if any(".lora_down.weight" in k for k in keys):
         return "kohya"
     if any(".processor." in k for k in keys):
         return "xlabs"
     if any(".lora_A." in k for k in keys):
-        if any(k.startswith("base_model.model.") and k.removeprefix("base_model.model.").startswith(BFL_MODULES)
-               for k in keys):
+        if any(
+            k.startswith("base_model.model.") and k.removeprefix("base_model.model.").startswith(BFL_MODULES)
+            for k in keys
+        ):
             return "fal-kontext"
         if any(k.removeprefix("diffusion_model.").startswith(BFL_MODULES) for k in keys):
             return "bfl-peft"
@@ -386,8 +428,12 @@ class LoraLibrary:
 
     def describe(self, file: LoraFile) -> dict[str, Any]:
         """The picker's and ``lora list``'s view of one file (header only; no tensors are loaded)."""
-        entry: dict[str, Any] = {"name": file.name, "path": str(file.path), "size": file.size,
-                                 "preview": str(file.preview) if file.preview else None}
+        entry: dict[str, Any] = {
+            "name": file.name,
+            "path": str(file.path),
+            "size": file.size,
+            "preview": str(file.preview) if file.preview else None,
+        }
         if file.problem:
             return {**entry, "sha256": None, "trigger_words": [], "rank": None, "error": file.problem}
         try:
@@ -395,10 +441,18 @@ class LoraLibrary:
         except StudioError as exc:
             return {**entry, "sha256": None, "trigger_words": [], "rank": None, "error": str(exc)}
         meta = parse_meta(header)
-        return {**entry, "sha256": self.sha256(file), "trigger_words": list(meta.trigger_words), "rank": meta.rank,
-                "base_model": meta.base_model, "title": meta.title, "format": detect_format(header.shapes, header.metadata),
-                "target": detect_target(header.shapes, header.shapes), "control": is_control_lora(header.shapes),
-                "error": None}
+        return {
+            **entry,
+            "sha256": self.sha256(file),
+            "trigger_words": list(meta.trigger_words),
+            "rank": meta.rank,
+            "base_model": meta.base_model,
+            "title": meta.title,
+            "format": detect_format(header.shapes, header.metadata),
+            "target": detect_target(header.shapes, header.shapes),
+            "control": is_control_lora(header.shapes),
+            "error": None,
+        }
 
     def _dirs_text(self) -> str:
         return ", ".join(str(d) for d in self.dirs) or "(none: set STUDIO_LORA_DIRS)"

@@ -22,8 +22,11 @@ CLIP_PREFIXES = ("lora_te1_", "lora_te_", "text_encoders.clip_l.transformer.", T
 T5_PREFIXES = ("lora_te2_", "lora_te3_", "text_encoders.t5xxl.", "text_encoder_2.")
 PEFT_FORMATS = ("peft", "ai-toolkit", "diffusers", "dora")
 # (down, up) suffixes a text-encoder LoRA module may use: kohya/ComfyUI, peft, and diffusers' legacy names
-_TE_SUFFIXES = ((".lora_down.weight", ".lora_up.weight"), (".lora_A.weight", ".lora_B.weight"),
-                (".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"))
+_TE_SUFFIXES = (
+    (".lora_down.weight", ".lora_up.weight"),
+    (".lora_A.weight", ".lora_B.weight"),
+    (".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"),
+)
 
 
 # ---- which part is which ---------------------------------------------------------------------------
@@ -59,15 +62,21 @@ def modules_by_name(model: torch.nn.Module) -> dict[str, str]:
         if not hasattr(module, "in_features") or not name:
             continue
         bare = name.removeprefix("text_model.")
-        for spelling in {name, name.replace(".", "_"), bare, bare.replace(".", "_"), "text_model." + bare,
-                         ("text_model." + bare).replace(".", "_")}:
+        for spelling in {
+            name,
+            name.replace(".", "_"),
+            bare,
+            bare.replace(".", "_"),
+            "text_model." + bare,
+            ("text_model." + bare).replace(".", "_"),
+        }:
             spellings.setdefault(spelling, set()).add(name)
     return {spelling: next(iter(names)) for spelling, names in spellings.items() if len(names) == 1}
 
 
 def strip_prefix(name: str, prefixes: tuple[str, ...]) -> str:
     """``name`` without the first of ``prefixes`` it starts with."""
-    return next((name[len(p):] for p in prefixes if name.startswith(p)), name)
+    return next((name[len(p) :] for p in prefixes if name.startswith(p)), name)
 
 
 # ---- the CLIP text encoder -----------------------------------------------------------------------------

@@ -34,8 +34,18 @@ from studio.lora.files import (
 from studio.lora.formats import CLIP_PREFIXES, TE_PREFIX, TR_PREFIX, clip_lora, split_text_encoders, to_diffusers
 from studio.models.kinds import image_channels
 
-__all__ = ["FORMATS", "Fit", "LoraInfo", "PreparedLora", "check_fit", "inspect", "load_tensors", "prepare",
-           "to_diffusers", "transformer_skeleton"]
+__all__ = [
+    "FORMATS",
+    "Fit",
+    "LoraInfo",
+    "PreparedLora",
+    "check_fit",
+    "inspect",
+    "load_tensors",
+    "prepare",
+    "to_diffusers",
+    "transformer_skeleton",
+]
 log = logging.getLogger(__name__)
 _MODULE_KEY = re.compile(r"^(.+)\.(lora_A\.weight|lora_B\.weight|lora_magnitude_vector|hada_w[12]_[ab])$")
 _TARGET_NAMES = {"sdxl": "an SDXL", "sd15": "a Stable Diffusion 1.5", "sd2": "a Stable Diffusion 2", "sd3": "an SD3"}
@@ -65,8 +75,15 @@ class LoraInfo:
 
     def to_json(self) -> dict[str, Any]:
         """Exactly the keys of docs/cli.md's ``lora inspect``."""
-        return {"format": self.format, "target": self.target, "matched": self.matched, "total": self.total,
-                "rank": self.rank, "trigger_words": list(self.trigger_words), "sha256": self.sha256}
+        return {
+            "format": self.format,
+            "target": self.target,
+            "matched": self.matched,
+            "total": self.total,
+            "rank": self.rank,
+            "trigger_words": list(self.trigger_words),
+            "sha256": self.sha256,
+        }
 
     @property
     def summary(self) -> str:
@@ -76,8 +93,9 @@ class LoraInfo:
             applied += f" ({self.text_encoder} on the CLIP text encoder)"
         parts = [applied, *self.notes]
         if self.is_control:
-            parts.insert(0, f"Flux Control LoRA (input widened to {self.control_channels} channels; needs one control "
-                            "image)")
+            parts.insert(
+                0, f"Flux Control LoRA (input widened to {self.control_channels} channels; needs one control image)"
+            )
         return "; ".join(parts)
 
 
@@ -203,14 +221,17 @@ def _modules(state_dict: Mapping[str, torch.Tensor], prefix: str) -> tuple[list[
     for key in state_dict:
         match = _MODULE_KEY.match(key)
         if match and key.startswith(prefix):
-            modules.add(match.group(1)[len(prefix):])
+            modules.add(match.group(1)[len(prefix) :])
         else:
             others.append(key)
     return sorted(modules), others
 
 
 def _shape_problem(
-    module_name: str, sd: Mapping[str, torch.Tensor], model: torch.nn.Module, prefix: str = TR_PREFIX,
+    module_name: str,
+    sd: Mapping[str, torch.Tensor],
+    model: torch.nn.Module,
+    prefix: str = TR_PREFIX,
     control: int | None = None,
 ) -> str | None:
     try:
@@ -225,8 +246,9 @@ def _shape_problem(
         in_features = control  # diffusers widens the layer to the Control LoRA's input when loading it
     key = f"{prefix}{module_name}."
     if f"{key}hada_w1_a" in sd:
-        return _loha_problem(module_name, [sd.get(f"{key}hada_w{i}_{ab}") for i in (1, 2) for ab in "ab"],
-                             in_features, out_features)
+        return _loha_problem(
+            module_name, [sd.get(f"{key}hada_w{i}_{ab}") for i in (1, 2) for ab in "ab"], in_features, out_features
+        )
     lora_a, lora_b = sd.get(f"{key}lora_A.weight"), sd.get(f"{key}lora_B.weight")
     if lora_a is None or lora_b is None or lora_a.ndim != 2 or lora_b.ndim != 2:
         return f"{module_name} lacks a 2-D lora_A/lora_B pair"
@@ -291,7 +313,10 @@ class Converted:
 
 
 def convert(
-    tensors: dict[str, torch.Tensor], fmt: str, transformer: torch.nn.Module, text_encoder: torch.nn.Module | None,
+    tensors: dict[str, torch.Tensor],
+    fmt: str,
+    transformer: torch.nn.Module,
+    text_encoder: torch.nn.Module | None,
     name: str,
 ) -> Converted:
     """The file's transformer and CLIP parts in peft keys (LyCORIS as LoHa, everything else as LoRA)."""
@@ -303,9 +328,15 @@ def convert(
         unresolved = tuple(m for m in done.unresolved if m not in te_unresolved)
         unchecked = tuple(te_unresolved) if text_encoder is None else ()
         unresolved += () if text_encoder is None else tuple(te_unresolved)
-        return Converted({k: v for k, v in done.state_dict.items() if k.startswith(TR_PREFIX)},
-                         {k: v for k, v in done.state_dict.items() if k.startswith(TE_PREFIX)}, None, "loha",
-                         unresolved, unchecked, done.t5)
+        return Converted(
+            {k: v for k, v in done.state_dict.items() if k.startswith(TR_PREFIX)},
+            {k: v for k, v in done.state_dict.items() if k.startswith(TE_PREFIX)},
+            None,
+            "loha",
+            unresolved,
+            unchecked,
+            done.t5,
+        )
     rest, clip, t5 = split_text_encoders(tensors)
     state_dict, alphas = to_diffusers(rest, fmt, transformer, name)
     te_state, te_unresolved = clip_lora(clip, text_encoder)
@@ -329,27 +360,47 @@ def prepare(
     label = f"{path.name} ({fmt} format)"
     parts = convert(tensors, fmt, transformer, text_encoder, path.name)
     fit = check_fit({k: v for k, v in parts.transformer.items() if not k.startswith(TE_PREFIX)}, transformer)
-    fit = Fit(fit.matched, fit.missing + tuple(m for m in parts.unresolved if not m.startswith(CLIP_PREFIXES)),
-              fit.wrong, fit.norms, fit.control_channels)
+    fit = Fit(
+        fit.matched,
+        fit.missing + tuple(m for m in parts.unresolved if not m.startswith(CLIP_PREFIXES)),
+        fit.wrong,
+        fit.norms,
+        fit.control_channels,
+    )
     _refuse_misfit(fit, label, transformer)
     te_matched = _check_text_encoder(parts, text_encoder, label)
     notes = []
     if parts.unchecked:
         notes.append(f"{len(parts.unchecked)} CLIP text-encoder modules not checked (no text encoder to check against)")
     if parts.t5:
-        notes.append(f"{len(parts.t5)} T5 text-encoder modules not applied (the studio applies LoRAs to the "
-                     "transformer and the CLIP text encoder)")
+        notes.append(
+            f"{len(parts.t5)} T5 text-encoder modules not applied (the studio applies LoRAs to the "
+            "transformer and the CLIP text encoder)"
+        )
     meta = parse_meta(SafetensorsHeader(shapes, metadata))
     matched = len(fit.matched) + te_matched
     info = LoraInfo(
-        format=fmt, target=target, matched=matched, total=matched + len(parts.unchecked) + len(parts.t5),
-        rank=meta.rank, trigger_words=meta.trigger_words, sha256=sha256 or sha256_file(path),
-        base_model=meta.base_model, notes=tuple(notes), control_channels=fit.control_channels, kind=parts.kind,
+        format=fmt,
+        target=target,
+        matched=matched,
+        total=matched + len(parts.unchecked) + len(parts.t5),
+        rank=meta.rank,
+        trigger_words=meta.trigger_words,
+        sha256=sha256 or sha256_file(path),
+        base_model=meta.base_model,
+        notes=tuple(notes),
+        control_channels=fit.control_channels,
+        kind=parts.kind,
         text_encoder=te_matched,
     )
     adapter_meta = _adapter_metadata(metadata)
-    return PreparedLora(info, parts.transformer, None if adapter_meta else _transformer_alphas(parts.alphas),
-                        adapter_meta, parts.text_encoder)
+    return PreparedLora(
+        info,
+        parts.transformer,
+        None if adapter_meta else _transformer_alphas(parts.alphas),
+        adapter_meta,
+        parts.text_encoder,
+    )
 
 
 def _check_text_encoder(parts: Converted, text_encoder: torch.nn.Module | None, name: str) -> int:
@@ -359,13 +410,17 @@ def _check_text_encoder(parts: Converted, text_encoder: torch.nn.Module | None, 
     fit = check_fit(parts.text_encoder, text_encoder, TE_PREFIX)
     missing = fit.missing + tuple(m for m in parts.unresolved if m.startswith(CLIP_PREFIXES))
     if fit.wrong:
-        raise StudioError(f"{name}: {len(fit.wrong)} CLIP text-encoder modules have wrong shapes: e.g. "
-                          f"{fit.wrong[0][1]} — it was trained for another text encoder; use a LoRA for this model")
+        raise StudioError(
+            f"{name}: {len(fit.wrong)} CLIP text-encoder modules have wrong shapes: e.g. "
+            f"{fit.wrong[0][1]} — it was trained for another text encoder; use a LoRA for this model"
+        )
     if missing:
         layers = getattr(getattr(text_encoder, "config", None), "num_hidden_layers", "?")
-        raise StudioError(f"{name}: {len(missing)} CLIP text-encoder modules are not in this model's text encoder "
-                          f"(e.g. {missing[0]}; it has {layers} layers) — it was trained for another model; use a "
-                          "LoRA trained for this one")
+        raise StudioError(
+            f"{name}: {len(missing)} CLIP text-encoder modules are not in this model's text encoder "
+            f"(e.g. {missing[0]}; it has {layers} layers) — it was trained for another model; use a "
+            "LoRA trained for this one"
+        )
     return len(fit.matched)
 
 

@@ -30,8 +30,21 @@ from studio.lora.files import LoraFile, LoraFileError, LoraLibrary, LoraMeta, fi
 from studio.lora.inspection import LoraInfo, PreparedLora, inspect, is_control_file, prepare
 
 __all__ = [
-    "AppliedLora", "LoraAdapters", "LoraFile", "LoraFileError", "LoraInfo", "LoraLibrary", "LoraMeta", "PreparedLora",
-    "apply_request_loras", "find_preview", "inspect", "parse_meta", "prepare", "read_header", "resolve_specs",
+    "AppliedLora",
+    "LoraAdapters",
+    "LoraFile",
+    "LoraFileError",
+    "LoraInfo",
+    "LoraLibrary",
+    "LoraMeta",
+    "PreparedLora",
+    "apply_request_loras",
+    "find_preview",
+    "inspect",
+    "parse_meta",
+    "prepare",
+    "read_header",
+    "resolve_specs",
 ]
 log = logging.getLogger(__name__)
 MAX_LOADED = 8
@@ -122,9 +135,7 @@ class LoraAdapters:
                 transformer.disable_lora()
             self._switch_text_encoder(pipe, [(self._loaded[w.sha256], w.weight) for w in wanted])
             self._state = state
-        self.active = tuple(
-            AppliedLora(w.name, w.sha256, w.weight, *self._loaded[w.sha256]) for w in wanted
-        )
+        self.active = tuple(AppliedLora(w.name, w.sha256, w.weight, *self._loaded[w.sha256]) for w in wanted)
         self.last_switch_s = time.perf_counter() - started
         for applied in self.active:
             log.info("LoRA %s", applied.summary)
@@ -150,8 +161,10 @@ class LoraAdapters:
         """The sha256 of the request's Flux Control LoRA (at most one), else None — told from loaded info or header."""
         controls = [lora for lora in wanted if self._is_control(pipe, lora)]
         if len(controls) > 1:
-            raise StudioError(f"{controls[0].name} and {controls[1].name} are both Flux Control LoRAs — the model "
-                              "takes one control input; keep one of them")
+            raise StudioError(
+                f"{controls[0].name} and {controls[1].name} are both Flux Control LoRAs — the model "
+                "takes one control input; keep one of them"
+            )
         return controls[0].sha256 if controls else None
 
     def _is_control(self, pipe: Any, lora: WantedLora) -> bool:
@@ -173,8 +186,10 @@ class LoraAdapters:
                 load_prepared(pipe, prepared, adapter)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             _delete(pipe, adapter)
-            raise StudioError(f"LoRA {lora.name} could not be applied ({exc}) — check the file with "
-                              f"`python -m studio lora inspect {lora.path}`") from None
+            raise StudioError(
+                f"LoRA {lora.name} could not be applied ({exc}) — check the file with "
+                f"`python -m studio lora inspect {lora.path}`"
+            ) from None
         applied = count_applied(pipe.transformer, adapter) + count_applied(text_encoder, adapter)
         if applied != prepared.info.matched:
             _delete(pipe, adapter)
@@ -182,8 +197,13 @@ class LoraAdapters:
                 f"LoRA {lora.name}: only {applied} of {prepared.info.matched} checked modules took the weights — it "
                 "was removed again; report this file"
             )
-        log.info("loaded LoRA %s (%s, rank %s): %s", lora.name, prepared.info.format, prepared.info.rank,
-                 prepared.info.summary)
+        log.info(
+            "loaded LoRA %s (%s, rank %s): %s",
+            lora.name,
+            prepared.info.format,
+            prepared.info.rank,
+            prepared.info.summary,
+        )
         return adapter, prepared.info
 
     def _victim(self, keep: set[str]) -> str | None:
@@ -201,8 +221,13 @@ class LoraAdapters:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
                 pipe.load_lora_into_transformer(
-                    dict(prepared.state_dict), network_alphas=prepared.network_alphas, transformer=pipe.transformer,
-                    adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe, hotswap=True,
+                    dict(prepared.state_dict),
+                    network_alphas=prepared.network_alphas,
+                    transformer=pipe.transformer,
+                    adapter_name=adapter,
+                    metadata=prepared.metadata,
+                    _pipeline=pipe,
+                    hotswap=True,
                 )
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             log.info("LoRA %s cannot be hot-swapped into %s (%s); loading it fresh", lora.name, adapter, exc)
@@ -210,8 +235,10 @@ class LoraAdapters:
             return None
         if count_applied(pipe.transformer, adapter) < prepared.info.matched:
             pipe.transformer.delete_adapters([adapter])
-            raise StudioError(f"LoRA {lora.name}: hot-swapping left layers without its weights — it was removed "
-                              "again; report this file")
+            raise StudioError(
+                f"LoRA {lora.name}: hot-swapping left layers without its weights — it was removed "
+                "again; report this file"
+            )
         self.hotswaps += 1
         log.info("hot-swapped LoRA %s into %s (%s)", lora.name, adapter, prepared.info.summary)
         return adapter, prepared.info
@@ -253,14 +280,23 @@ def load_prepared(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
         load_control_lora(pipe, prepared, adapter)
     else:
         pipe.load_lora_into_transformer(
-            dict(prepared.state_dict), network_alphas=prepared.network_alphas, transformer=pipe.transformer,
-            adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe,
+            dict(prepared.state_dict),
+            network_alphas=prepared.network_alphas,
+            transformer=pipe.transformer,
+            adapter_name=adapter,
+            metadata=prepared.metadata,
+            _pipeline=pipe,
         )
     if prepared.text_encoder_state_dict:
         metadata = prepared.metadata if any(k.startswith("text_encoder.") for k in prepared.metadata or {}) else None
         pipe.load_lora_into_text_encoder(
-            dict(prepared.text_encoder_state_dict), network_alphas=None, text_encoder=pipe.text_encoder,
-            prefix="text_encoder", adapter_name=adapter, metadata=metadata, _pipeline=pipe,
+            dict(prepared.text_encoder_state_dict),
+            network_alphas=None,
+            text_encoder=pipe.text_encoder,
+            prefix="text_encoder",
+            adapter_name=adapter,
+            metadata=metadata,
+            _pipeline=pipe,
         )
 
 
@@ -286,11 +322,18 @@ def load_control_lora(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
     norm_sd = {k: v for k, v in prepared.state_dict.items() if ".lora_" not in k}
     pipe._maybe_expand_transformer_param_shape_or_error_(transformer, lora_sd, dict(norm_sd))
     lora_sd = pipe._maybe_expand_lora_state_dict(transformer=transformer, lora_state_dict=lora_sd)
-    pipe.load_lora_into_transformer(lora_sd, network_alphas=prepared.network_alphas, transformer=transformer,
-                                    adapter_name=adapter, metadata=prepared.metadata, _pipeline=pipe)
+    pipe.load_lora_into_transformer(
+        lora_sd,
+        network_alphas=prepared.network_alphas,
+        transformer=transformer,
+        adapter_name=adapter,
+        metadata=prepared.metadata,
+        _pipeline=pipe,
+    )
     if norm_sd:
         transformer._transformer_norm_layers = pipe._load_norm_into_transformer(
-            dict(norm_sd), transformer=transformer, discard_original_layers=False)
+            dict(norm_sd), transformer=transformer, discard_original_layers=False
+        )
 
 
 def count_applied(model: Any, adapter: str) -> int:
@@ -299,8 +342,12 @@ def count_applied(model: Any, adapter: str) -> int:
 
     if model is None:
         return 0
-    return sum(1 for module in model.modules() if isinstance(module, BaseTunerLayer)
-               and any(adapter in getattr(module, name, {}) for name in module.adapter_layer_names[:1]))
+    return sum(
+        1
+        for module in model.modules()
+        if isinstance(module, BaseTunerLayer)
+        and any(adapter in getattr(module, name, {}) for name in module.adapter_layer_names[:1])
+    )
 
 
 def apply_request_loras(

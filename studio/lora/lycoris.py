@@ -36,8 +36,15 @@ if TYPE_CHECKING:
 
 LOKR = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
 LOHA = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
-TRANSFORMER_PREFIXES = ("base_model.model.", "model.diffusion_model.", "diffusion_model.", TR_PREFIX, "lycoris_",
-                        "lora_transformer_", "lora_unet_")
+TRANSFORMER_PREFIXES = (
+    "base_model.model.",
+    "model.diffusion_model.",
+    "diffusion_model.",
+    TR_PREFIX,
+    "lycoris_",
+    "lora_transformer_",
+    "lora_unet_",
+)
 _KEY = re.compile(r"^(.+)\.(lokr_w[12](?:_[ab])?|hada_w[12]_[ab]|alpha|[a-z_0-9]+)$")
 Factor = tuple[torch.Tensor, torch.Tensor]  # (a, b): the factor is a @ b
 
@@ -96,8 +103,10 @@ def read_modules(tensors: Mapping[str, torch.Tensor], name: str) -> list[Module]
     for module, parts in sorted(groups.items()):
         kind = "lokr" if any(k.startswith("lokr") for k in parts) else "loha"
         if kind == "loha" and not all(k in parts for k in LOHA) or kind == "lokr" and not _lokr_complete(parts):
-            raise StudioError(f"{name}: the LyCORIS module {module} lacks some of its factors ({sorted(parts)}) — "
-                              "the file is incomplete; download it again")
+            raise StudioError(
+                f"{name}: the LyCORIS module {module} lacks some of its factors ({sorted(parts)}) — "
+                "the file is incomplete; download it again"
+            )
         modules.append(Module(module, kind, parts))
     return modules
 
@@ -128,8 +137,11 @@ def resolve(
             t5.append(module.name)
         elif module.name.startswith(CLIP_PREFIXES):
             layer = clip.get(strip_prefix(module.name, CLIP_PREFIXES))
-            (targets.setdefault(module.name, []).append(Target("text_encoder", layer)) if layer
-             else unresolved.append(module.name))
+            (
+                targets.setdefault(module.name, []).append(Target("text_encoder", layer))
+                if layer
+                else unresolved.append(module.name)
+            )
         else:
             bare = strip_prefix(module.name, TRANSFORMER_PREFIXES)
             layer = layers.get(bare)
@@ -258,13 +270,15 @@ def loha_config(state_dict: Mapping[str, torch.Tensor]) -> LoHaConfig:
     rank from its factors, ``alpha`` equal to it (the scale is baked in, so a set_adapters weight is the scale)."""
     from peft import LoHaConfig
 
-    ranks = {key[: -len(".hada_w1_a")]: value.shape[1] for key, value in state_dict.items()
-             if key.endswith(".hada_w1_a")}
+    ranks = {
+        key[: -len(".hada_w1_a")]: value.shape[1] for key, value in state_dict.items() if key.endswith(".hada_w1_a")
+    }
     common = Counter(ranks.values()).most_common(1)[0][0]
     pattern = {f"^{re.escape(layer)}": rank for layer, rank in ranks.items() if rank != common}
     exact = "|".join(re.escape(layer) for layer in sorted(ranks))  # a list would also hit nested same-named layers
-    return LoHaConfig(r=common, alpha=common, target_modules=f"^(?:{exact})$", rank_pattern=pattern,
-                      alpha_pattern=dict(pattern))
+    return LoHaConfig(
+        r=common, alpha=common, target_modules=f"^(?:{exact})$", rank_pattern=pattern, alpha_pattern=dict(pattern)
+    )
 
 
 def load_loha(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], adapter: str) -> None:

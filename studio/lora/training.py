@@ -50,7 +50,7 @@ LAYER_SETS: dict[str, list[str] | str] = {
     "attention": ["to_q", "to_k", "to_v", "to_out.0"],
     "double_attention": r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0)",
     "double_blocks": r"transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
-                     r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2))",
+    r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2))",
 }
 MIN_IMAGES, MAX_IMAGES = 4, 64
 CHECKPOINT_EVERY = 50
@@ -96,13 +96,13 @@ def validate(config: TrainingConfig, examples: Sequence[TrainingExample], max_im
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name or name.lower().endswith(".safetensors"):
         raise InvalidRequest(
             f"LoRA name {name!r} is not a safe file name — use letters, digits, spaces, '-', '_' or '.' "
-            "(no folders, no extension), e.g. 'my-style'")
+            "(no folders, no extension), e.g. 'my-style'"
+        )
     trigger = (config.trigger_word or "").strip()
     if not trigger or "," in trigger or len(trigger) > 64:
         raise InvalidRequest("the trigger word must be a short word or phrase without commas, e.g. 'zwx style'")
     if len(examples) < MIN_IMAGES:
-        raise InvalidRequest(f"{len(examples)} training images are too few — use 10–30 images "
-                             f"(at least {MIN_IMAGES})")
+        raise InvalidRequest(f"{len(examples)} training images are too few — use 10–30 images (at least {MIN_IMAGES})")
     if len(examples) > max_images:
         raise InvalidRequest(f"{len(examples)} training images are too many — use 10–30 (at most {max_images})")
     for i, example in enumerate(examples):
@@ -126,8 +126,10 @@ def validate(config: TrainingConfig, examples: Sequence[TrainingExample], max_im
     if not 0 <= config.sampler_sigma_share <= 1:
         raise InvalidRequest(f"sampler σ share {config.sampler_sigma_share} is out of range — use 0 to 1")
     if config.distilled_guidance_max and not 1 < config.distilled_guidance_max <= 20:
-        raise InvalidRequest(f"distilled guidance max {config.distilled_guidance_max} is out of range — use 0 (off) "
-                             "or a value in (1, 20], e.g. 4")
+        raise InvalidRequest(
+            f"distilled guidance max {config.distilled_guidance_max} is out of range — use 0 (off) "
+            "or a value in (1, 20], e.g. 4"
+        )
     if config.resolution is not None and (config.resolution < 16 or config.resolution % 16):
         raise InvalidRequest(f"resolution {config.resolution} must be a multiple of 16 (at least 16)")
     if not 1 <= config.batch_size <= 64:
@@ -155,12 +157,14 @@ def square_crop(image: Any, size: int) -> Any:
 
 
 @torch.no_grad()
-def encode_images(pipe: Any, images: Sequence[Any], size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_images(
+    pipe: Any, images: Sequence[Any], size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed, shifted and scaled VAE latents (the mean) of the images, and their position ids."""
     vae = pipe.vae
     pixels = np.stack([np.asarray(square_crop(im, size), dtype=np.float32) for im in images]) / 127.5 - 1.0
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(device=device, dtype=vae.dtype)
-    chunks = [vae.encode(x[i:i + 8]).latent_dist.mean for i in range(0, len(x), 8)]
+    chunks = [vae.encode(x[i : i + 8]).latent_dist.mean for i in range(0, len(x), 8)]
     latents = (torch.cat(chunks) - vae.config.shift_factor) * vae.config.scaling_factor
     b, c, h, w = latents.shape
     packed = pipe._pack_latents(latents, b, c, h, w)
@@ -183,15 +187,25 @@ def checkpoint_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir).parent / ".lora-training" / f"{name}.pt"
 
 
-def _sigmas(gen: torch.Generator, batch: int, seq_len: int, scheduler_config: Any,
-            visited: torch.Tensor | None = None, visited_share: float = 0.0) -> torch.Tensor:
+def _sigmas(
+    gen: torch.Generator,
+    batch: int,
+    seq_len: int,
+    scheduler_config: Any,
+    visited: torch.Tensor | None = None,
+    visited_share: float = 0.0,
+) -> torch.Tensor:
     """σ ~ logit-normal(0, 1), shifted like the FLUX scheduler for this image size; with ``visited_share`` > 0 that
     share is drawn from ``visited`` (the σ the sampler steps through) instead."""
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
     mu = calculate_shift(
-        seq_len, scheduler_config.get("base_image_seq_len", 256), scheduler_config.get("max_image_seq_len", 4096),
-        scheduler_config.get("base_shift", 0.5), scheduler_config.get("max_shift", 1.15))
+        seq_len,
+        scheduler_config.get("base_image_seq_len", 256),
+        scheduler_config.get("max_image_seq_len", 4096),
+        scheduler_config.get("base_shift", 0.5),
+        scheduler_config.get("max_shift", 1.15),
+    )
     u = torch.sigmoid(torch.randn(batch, generator=gen))
     sigma = math.exp(mu) / (math.exp(mu) + (1 / u - 1))
     if visited is None or visited_share <= 0:
@@ -201,17 +215,28 @@ def _sigmas(gen: torch.Generator, batch: int, seq_len: int, scheduler_config: An
 
 
 @torch.no_grad()
-def _distilled_target(transformer: Any, x_t: torch.Tensor, sigma: torch.Tensor, guidance: torch.Tensor,
-                      conditional: torch.Tensor, empty: Any, img_ids: torch.Tensor) -> torch.Tensor:
+def _distilled_target(
+    transformer: Any,
+    x_t: torch.Tensor,
+    sigma: torch.Tensor,
+    guidance: torch.Tensor,
+    conditional: torch.Tensor,
+    empty: Any,
+    img_ids: torch.Tensor,
+) -> torch.Tensor:
     """``v_u + g·(conditional − v_u)``: v_u the base model's (adapter off) velocity for the empty prompt at g = 1."""
     batch = x_t.shape[0]
     transformer.disable_adapters()
     try:
         uncond = transformer(
-            hidden_states=x_t, timestep=sigma, guidance=torch.ones_like(guidance),
+            hidden_states=x_t,
+            timestep=sigma,
+            guidance=torch.ones_like(guidance),
             pooled_projections=empty.pooled_embeds.to(x_t.dtype).expand(batch, -1),
             encoder_hidden_states=empty.prompt_embeds.to(x_t.dtype).expand(batch, -1, -1),
-            txt_ids=empty.text_ids, img_ids=img_ids, return_dict=False,
+            txt_ids=empty.text_ids,
+            img_ids=img_ids,
+            return_dict=False,
         )[0]
     finally:
         transformer.enable_adapters()
@@ -257,8 +282,13 @@ def train_lora(
 
 
 def _train_locked(
-    engine: Any, config: TrainingConfig, examples: Sequence[TrainingExample], final: Path,
-    on_progress: Callable[[int, int, float], None] | None, cancel: threading.Event, checkpoint_every: int,
+    engine: Any,
+    config: TrainingConfig,
+    examples: Sequence[TrainingExample],
+    final: Path,
+    on_progress: Callable[[int, int, float], None] | None,
+    cancel: threading.Event,
+    checkpoint_every: int,
 ) -> Path:
     from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -282,9 +312,14 @@ def _train_locked(
     torch.manual_seed(config.seed)
     grad_flags = {n: p.requires_grad for n, p in transformer.named_parameters()}
     transformer.add_adapter(
-        LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
-                   target_modules=LAYER_SETS[config.layers]),
-        adapter_name=ADAPTER)
+        LoraConfig(
+            r=config.rank,
+            lora_alpha=config.rank,
+            init_lora_weights="gaussian",
+            target_modules=LAYER_SETS[config.layers],
+        ),
+        adapter_name=ADAPTER,
+    )
     try:
         transformer.requires_grad_(False)
         params = []
@@ -308,8 +343,10 @@ def _train_locked(
         if transformer.config.guidance_embeds:
             guidance_value = defaults.guidance if config.guidance is None else config.guidance
         elif config.distilled_guidance_max:
-            raise InvalidRequest("distilled-guidance training needs a guidance-distilled model (FLUX.1-dev-like); "
-                                 "this one has no guidance input — set distilled_guidance_max to 0")
+            raise InvalidRequest(
+                "distilled-guidance training needs a guidance-distilled model (FLUX.1-dev-like); "
+                "this one has no guidance input — set distilled_guidance_max to 0"
+            )
         empty = engine.encode("", None) if config.distilled_guidance_max else None
         visited = None
         if config.sampler_sigma_share > 0:
@@ -321,8 +358,10 @@ def _train_locked(
         with torch.enable_grad():
             for step in range(start_step, config.steps):
                 if cancel.is_set():
-                    raise Cancelled(f"training cancelled at step {step} of {config.steps} — nothing was written "
-                                    "to the LoRA folder; run it again with the same settings to resume")
+                    raise Cancelled(
+                        f"training cancelled at step {step} of {config.steps} — nothing was written "
+                        "to the LoRA folder; run it again with the same settings to resume"
+                    )
                 while len(order) < batch:
                     order += torch.randperm(n, generator=gen).tolist()
                 idx, order = order[:batch], order[batch:]
@@ -340,8 +379,14 @@ def _train_locked(
                 elif guidance_value is not None:
                     guidance = torch.full((batch,), float(guidance_value), device=device, dtype=torch.float32)
                 pred = transformer(
-                    hidden_states=x_t, timestep=sigma, guidance=guidance, pooled_projections=pooled[idx],
-                    encoder_hidden_states=embeds[idx], txt_ids=text_ids, img_ids=img_ids, return_dict=False,
+                    hidden_states=x_t,
+                    timestep=sigma,
+                    guidance=guidance,
+                    pooled_projections=pooled[idx],
+                    encoder_hidden_states=embeds[idx],
+                    txt_ids=text_ids,
+                    img_ids=img_ids,
+                    return_dict=False,
                 )[0]
                 loss = torch.nn.functional.mse_loss(pred.float(), target.float())
                 optimizer.zero_grad(set_to_none=True)
@@ -356,13 +401,21 @@ def _train_locked(
                     _save_checkpoint(ckpt, transformer, optimizer, gen, done, losses, fingerprint)
         lora = get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
         tensors = {f"transformer.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in lora.items()}
-        tail = losses[-min(10, len(losses)):]
+        tail = losses[-min(10, len(losses)) :]
         summary = {
-            "steps": config.steps, "rank": config.rank, "learning_rate": config.learning_rate, "seed": config.seed,
-            "images": len(examples), "resolution": size, "batch_size": batch, "layers": config.layers,
-            "guidance": None if empty is not None else guidance_value, "sampler_sigma_share": config.sampler_sigma_share,
+            "steps": config.steps,
+            "rank": config.rank,
+            "learning_rate": config.learning_rate,
+            "seed": config.seed,
+            "images": len(examples),
+            "resolution": size,
+            "batch_size": batch,
+            "layers": config.layers,
+            "guidance": None if empty is not None else guidance_value,
+            "sampler_sigma_share": config.sampler_sigma_share,
             "distilled_guidance_max": config.distilled_guidance_max,
-            "first_loss": round(losses[0], 6), "final_loss": round(sum(tail) / len(tail), 6),
+            "first_loss": round(losses[0], 6),
+            "final_loss": round(sum(tail) / len(tail), 6),
             "seconds": round(time.perf_counter() - started, 2),
         }
         metadata = {
@@ -390,24 +443,41 @@ def load_checkpoint(path: Path, fingerprint: str, steps: int) -> dict[str, Any] 
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        usable = (isinstance(state, dict) and state.get("fingerprint") == fingerprint
-                  and isinstance(state.get("step"), int) and 0 <= state["step"] < steps)
+        usable = (
+            isinstance(state, dict)
+            and state.get("fingerprint") == fingerprint
+            and isinstance(state.get("step"), int)
+            and 0 <= state["step"] < steps
+        )
     except Exception as exc:  # noqa: BLE001 - any unreadable/unsafe file: start fresh (and say so)
         reason = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        log.warning("ignoring the training checkpoint %s: it cannot be loaded safely (%s: %s) — training starts fresh",
-                    path, type(exc).__name__, reason)
+        log.warning(
+            "ignoring the training checkpoint %s: it cannot be loaded safely (%s: %s) — training starts fresh",
+            path,
+            type(exc).__name__,
+            reason,
+        )
         return None
     return state if usable else None
 
 
-def _save_checkpoint(path: Path, transformer: Any, optimizer: Any, gen: torch.Generator, step: int,
-                     losses: list[float], fingerprint: str) -> None:
+def _save_checkpoint(
+    path: Path, transformer: Any, optimizer: Any, gen: torch.Generator, step: int, losses: list[float], fingerprint: str
+) -> None:
     from peft import get_peft_model_state_dict
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lora = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(transformer, adapter_name=ADAPTER).items()}
-    state = {"fingerprint": fingerprint, "step": step, "lora": lora, "optimizer": optimizer.state_dict(),
-             "generator": gen.get_state(), "losses": torch.tensor(losses, dtype=torch.float64)}
+    lora = {
+        k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(transformer, adapter_name=ADAPTER).items()
+    }
+    state = {
+        "fingerprint": fingerprint,
+        "step": step,
+        "lora": lora,
+        "optimizer": optimizer.state_dict(),
+        "generator": gen.get_state(),
+        "losses": torch.tensor(losses, dtype=torch.float64),
+    }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)

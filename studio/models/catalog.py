@@ -70,9 +70,14 @@ def locate(name: str, settings: Settings) -> ModelLocation:
     if (path / "model_index.json").is_file():
         return ModelLocation(name, str(path), False)
     if not path.exists():
-        fix = "rebuild the embedded one with `python -m training.build`" if name == DEFAULT_MODEL else (
-            f"set STUDIO_MODEL to a diffusers folder, a FLUX.1 .safetensors or .gguf file, a folder of ComfyUI split "
-            f"files (transformer, ae, clip_l, t5xxl) or a hub id such as {HUB_MODELS[0]}")
+        fix = (
+            "rebuild the embedded one with `python -m training.build`"
+            if name == DEFAULT_MODEL
+            else (
+                f"set STUDIO_MODEL to a diffusers folder, a FLUX.1 .safetensors or .gguf file, a folder of ComfyUI split "
+                f"files (transformer, ae, clip_l, t5xxl) or a hub id such as {HUB_MODELS[0]}"
+            )
+        )
         raise ModelMissing(f"no model at {path} — {fix}")
     return ModelLocation(name, str(path), False, resolve(path))  # ModelMissing naming what to add
 
@@ -90,8 +95,12 @@ def defaults_for(location: ModelLocation, guidance_embeds: bool) -> ModelDefault
         if card.is_file():
             data = json.loads(card.read_text())
             return ModelDefaults(
-                int(data["width"]), int(data["height"]), int(data["steps"]), float(data["guidance"]),
-                int(data.get("max_sequence_length", 512)), bool(data.get("guidance_distilled", True)),
+                int(data["width"]),
+                int(data["height"]),
+                int(data["steps"]),
+                float(data["guidance"]),
+                int(data.get("max_sequence_length", 512)),
+                bool(data.get("guidance_distilled", True)),
             )
     return DEV if guidance_embeds else SCHNELL
 

@@ -89,8 +89,10 @@ def resolve(path: Path) -> ModelFiles:
         search = _file_search_dirs(path)
         fmt = "gguf" if header.container == "gguf" else "single-file"
     else:
-        raise ModelMissing(f"no model at {path} — set STUDIO_MODEL to a diffusers folder, a FLUX.1 .safetensors or "
-                           ".gguf file, or a folder of ComfyUI split files")
+        raise ModelMissing(
+            f"no model at {path} — set STUDIO_MODEL to a diffusers folder, a FLUX.1 .safetensors or "
+            ".gguf file, or a folder of ComfyUI split files"
+        )
     _check_transformer(header, piece)
     facts = dict(piece.facts)
     donors = _diffusers_folders(search)
@@ -106,8 +108,17 @@ def resolve(path: Path) -> ModelFiles:
     for tokenizer, encoder in TOKENIZERS.items():
         parts[tokenizer] = _tokenizer(tokenizer, encoder, header.path, donors, config_dir)
     ratio = facts["in_channels"] // max(1, facts["out_channels"])
-    return ModelFiles(path, fmt, piece.family, KINDS_BY_WIDTH.get(ratio, "unknown"),
-                      "dev" if facts["guidance_embeds"] else "schnell", piece.dtype, config_dir, parts, overrides)
+    return ModelFiles(
+        path,
+        fmt,
+        piece.family,
+        KINDS_BY_WIDTH.get(ratio, "unknown"),
+        "dev" if facts["guidance_embeds"] else "schnell",
+        piece.dtype,
+        config_dir,
+        parts,
+        overrides,
+    )
 
 
 # ---- the transformer ---------------------------------------------------------------------------------
@@ -119,10 +130,14 @@ def _transformer_piece(header: Header) -> Piece:
     name = header.path.name
     roles = {"vae": "FLUX's autoencoder (a VAE)", "clip": "a CLIP text encoder", "t5": "a T5 text encoder"}
     if found:
-        raise ModelMissing(f"{name} is {roles[found[0].role]}, not a model — point STUDIO_MODEL at the transformer "
-                           "file (flux1-dev.safetensors or a .gguf) or at the folder holding all the parts")
-    raise ModelMissing(f"{name} holds no FLUX transformer the studio knows (no double_blocks/transformer_blocks "
-                       "tensors) — use a FLUX.1 .safetensors or .gguf file, or a diffusers folder")
+        raise ModelMissing(
+            f"{name} is {roles[found[0].role]}, not a model — point STUDIO_MODEL at the transformer "
+            "file (flux1-dev.safetensors or a .gguf) or at the folder holding all the parts"
+        )
+    raise ModelMissing(
+        f"{name} holds no FLUX transformer the studio knows (no double_blocks/transformer_blocks "
+        "tensors) — use a FLUX.1 .safetensors or .gguf file, or a diffusers folder"
+    )
 
 
 def _check_transformer(header: Header, piece: Piece) -> None:
@@ -136,16 +151,22 @@ def _check_transformer(header: Header, piece: Piece) -> None:
         )
     if piece.family != "flux1":
         label = {"flux2": "FLUX.2", "chroma": "Chroma"}.get(piece.family, piece.family)
-        raise ModelMissing(f"{name} is a {label} transformer — the studio runs FLUX.1 models (dev, schnell, Fill, "
-                           "Canny/Depth); use a FLUX.1 file")
+        raise ModelMissing(
+            f"{name} is a {label} transformer — the studio runs FLUX.1 models (dev, schnell, Fill, "
+            "Canny/Depth); use a FLUX.1 file"
+        )
     bad = unsupported_gguf_types(header) if header.container == "gguf" else []
     if bad:
-        raise ModelMissing(f"{name} uses GGUF types diffusers cannot dequantize ({', '.join(bad)}) — use a Q8_0, "
-                           "Q6_K, Q5_K, Q4_K or Q4_0 file")
+        raise ModelMissing(
+            f"{name} uses GGUF types diffusers cannot dequantize ({', '.join(bad)}) — use a Q8_0, "
+            "Q6_K, Q5_K, Q4_K or Q4_0 file"
+        )
     ratio, rest = divmod(int(piece.facts["in_channels"]), max(1, int(piece.facts["out_channels"])))
     if rest or ratio not in KINDS_BY_WIDTH:
-        raise ModelMissing(f"{name} has {piece.facts['in_channels']} input channels: no FLUX.1 kind the studio knows "
-                           "(base, Control or Fill)")
+        raise ModelMissing(
+            f"{name} has {piece.facts['in_channels']} input channels: no FLUX.1 kind the studio knows "
+            "(base, Control or Fill)"
+        )
 
 
 def find_transformer(folder: Path) -> tuple[Header, Piece]:
@@ -156,9 +177,11 @@ def find_transformer(folder: Path) -> tuple[Header, Piece]:
 def _only_transformer(folder: Path, search: list[Path]) -> tuple[Header, Piece]:
     found = [(h, p) for h, p in _weight_pieces(search, None) if p.role == "transformer"]
     if not found:
-        raise ModelMissing(f"no FLUX transformer in {folder} (no model_index.json and no .safetensors/.gguf "
-                           "transformer file) — add flux1-dev.safetensors or a .gguf beside ae/clip_l/t5xxl, or set "
-                           "STUDIO_MODEL to a diffusers folder")
+        raise ModelMissing(
+            f"no FLUX transformer in {folder} (no model_index.json and no .safetensors/.gguf "
+            "transformer file) — add flux1-dev.safetensors or a .gguf beside ae/clip_l/t5xxl, or set "
+            "STUDIO_MODEL to a diffusers folder"
+        )
     if len(found) > 1:
         names = ", ".join(sorted(h.path.name for h, _ in found))
         raise ModelMissing(f"{folder} holds several transformers ({names}) — set STUDIO_MODEL to one of the files")
@@ -235,8 +258,15 @@ def _same_shapes(config: Mapping[str, Any], facts: Mapping[str, Any]) -> bool:
     return all(config[key] == facts[key] for key in keys)
 
 
-def _component(role: str, component: str, path: Path, bundled: Piece | None,
-               weights: list[tuple[Header, Piece]], donors: list[Path], config_dir: Path) -> Part:
+def _component(
+    role: str,
+    component: str,
+    path: Path,
+    bundled: Piece | None,
+    weights: list[tuple[Header, Piece]],
+    donors: list[Path],
+    config_dir: Path,
+) -> Part:
     """Where the VAE or a text encoder comes from: the file itself, a split file beside it, or a diffusers folder."""
     config = read_json(config_dir / component / "config.json")
     if bundled is not None and _fits(role, bundled, config):
@@ -247,10 +277,14 @@ def _component(role: str, component: str, path: Path, bundled: Piece | None,
         header, piece = split[0]
         return Part("file", header.path, "", piece.layout, piece.dtype)
     for folder in [config_dir, *donors]:
-        if has_weights(folder / component) and _same_config(role, read_json(folder / component / "config.json"), config):
+        if has_weights(folder / component) and _same_config(
+            role, read_json(folder / component / "config.json"), config
+        ):
             return Part("folder", folder)
-    raise ModelMissing(f"{path.name} needs {component} ({_what(role, config)}) and none fits beside it — add "
-                       f"{ADD[role]} next to it, or a diffusers folder of the same model with {component}/")
+    raise ModelMissing(
+        f"{path.name} needs {component} ({_what(role, config)}) and none fits beside it — add "
+        f"{ADD[role]} next to it, or a diffusers folder of the same model with {component}/"
+    )
 
 
 def _tokenizer(tokenizer: str, encoder: str, path: Path, donors: list[Path], config_dir: Path) -> Part:
@@ -269,8 +303,10 @@ def _fits(role: str, piece: Piece, config: Mapping[str, Any]) -> bool:
     """Whether a VAE/CLIP/T5 piece has the shapes the config's component has."""
     if role == "vae":
         first = (config.get("block_out_channels") or [None])[0]
-        return (piece.facts.get("latent_channels"), piece.facts.get("first_channels")) == (config.get("latent_channels"),
-                                                                                            first)
+        return (piece.facts.get("latent_channels"), piece.facts.get("first_channels")) == (
+            config.get("latent_channels"),
+            first,
+        )
     if role == "clip":
         return piece.facts.get("hidden") == config.get("hidden_size")
     return piece.facts.get("d_model") == config.get("d_model")

@@ -75,8 +75,10 @@ def read_header(path: Path) -> Header:
     """The header of a .safetensors/.sft or .gguf file (cached by path, size and modification time)."""
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UnreadableModel(f"{path.name} is a pickled checkpoint: loading it could run arbitrary code, so the "
-                              "studio never opens it — use the .safetensors or .gguf version of the model")
+        raise UnreadableModel(
+            f"{path.name} is a pickled checkpoint: loading it could run arbitrary code, so the "
+            "studio never opens it — use the .safetensors or .gguf version of the model"
+        )
     try:
         stat = path.stat()
     except OSError as exc:
@@ -102,8 +104,9 @@ def _safetensors_header(path: Path, size: int) -> Header:
     except OSError as exc:
         raise UnreadableModel(f"cannot read {path} ({exc.strerror}) — check the file and its permissions") from None
     if not raw:
-        raise UnreadableModel(f"{path.name} is not a safetensors file or is truncated (bad header length) — "
-                              "download it again")
+        raise UnreadableModel(
+            f"{path.name} is not a safetensors file or is truncated (bad header length) — download it again"
+        )
     try:
         header = loads_json(raw, MAX_HEADER_DEPTH)
         metadata = header.pop("__metadata__", None) or {}
@@ -112,11 +115,15 @@ def _safetensors_header(path: Path, size: int) -> Header:
                    for name, info in header.items()}  # fmt: skip
         end = max((int(info["data_offsets"][1]) for info in header.values()), default=0)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise UnreadableModel(f"{path.name} has a corrupt safetensors header ({str(exc)[:120] or type(exc).__name__})"
-                              " — download the file again") from None
+        raise UnreadableModel(
+            f"{path.name} has a corrupt safetensors header ({str(exc)[:120] or type(exc).__name__})"
+            " — download the file again"
+        ) from None
     if 8 + length + end > size:
-        raise UnreadableModel(f"{path.name} is truncated: its header promises {8 + length + end} bytes but the file "
-                              f"has {size} — the download did not finish; get the file again")
+        raise UnreadableModel(
+            f"{path.name} is truncated: its header promises {8 + length + end} bytes but the file "
+            f"has {size} — the download did not finish; get the file again"
+        )
     return Header(path, "safetensors", tensors, {str(k): str(v) for k, v in dict(metadata).items()})
 
 
@@ -134,8 +141,9 @@ def _gguf_header(path: Path) -> Header:
         }  # fmt: skip
         metadata = {name: _gguf_text(f) for name, f in reader.fields.items() if name.startswith("general.")}
     except Exception as exc:  # noqa: BLE001 - gguf raises bare ValueErrors and more for broken files
-        raise UnreadableModel(f"{path.name} is not a readable GGUF file ({str(exc)[:120] or type(exc).__name__}) — "
-                              "download it again") from None
+        raise UnreadableModel(
+            f"{path.name} is not a readable GGUF file ({str(exc)[:120] or type(exc).__name__}) — download it again"
+        ) from None
     return Header(path, "gguf", tensors, {k: v for k, v in metadata.items() if v})
 
 
@@ -159,8 +167,10 @@ def _vae(header: Header) -> Piece | None:
     for prefix in ("", *VAE_PREFIXES):
         if f"{prefix}decoder.conv_in.weight" in keys and f"{prefix}encoder.conv_in.weight" in keys:
             layout = "ldm" if f"{prefix}encoder.down.0.block.0.conv1.weight" in keys else "diffusers"
-            facts = {"latent_channels": keys[f"{prefix}decoder.conv_in.weight"].shape[1],
-                     "first_channels": keys[f"{prefix}encoder.conv_in.weight"].shape[0]}
+            facts = {
+                "latent_channels": keys[f"{prefix}decoder.conv_in.weight"].shape[1],
+                "first_channels": keys[f"{prefix}encoder.conv_in.weight"].shape[0],
+            }
             return Piece("vae", prefix, layout, main_dtype(header, prefix), facts=facts)
     return None
 
@@ -181,7 +191,9 @@ def _t5(header: Header) -> Piece | None:
     for prefix in ("", *T5_PREFIXES):
         name = f"{prefix}encoder.block.0.layer.0.SelfAttention.q.weight"
         if name in keys:
-            return Piece("t5", prefix, "transformers", main_dtype(header, prefix), facts={"d_model": keys[name].shape[1]})
+            return Piece(
+                "t5", prefix, "transformers", main_dtype(header, prefix), facts={"d_model": keys[name].shape[1]}
+            )
     return None
 
 
@@ -224,11 +236,17 @@ def _diffusers_facts(header: Header) -> dict[str, Any]:
     t = header.tensors
     blocks = {int(k.split(".")[1]) for k in t if k.startswith("transformer_blocks.")}
     singles = {int(k.split(".")[1]) for k in t if k.startswith("single_transformer_blocks.")}
-    return {"width": t["x_embedder.weight"].shape[0], "in_channels": t["x_embedder.weight"].shape[1],
-            "out_channels": t["proj_out.weight"].shape[0], "joint_attention_dim": t["context_embedder.weight"].shape[1],
-            "pooled_projection_dim": t["time_text_embed.text_embedder.linear_1.weight"].shape[1],
-            "num_layers": len(blocks), "num_single_layers": len(singles),
-            "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in t, "scaled_fp8": False}
+    return {
+        "width": t["x_embedder.weight"].shape[0],
+        "in_channels": t["x_embedder.weight"].shape[1],
+        "out_channels": t["proj_out.weight"].shape[0],
+        "joint_attention_dim": t["context_embedder.weight"].shape[1],
+        "pooled_projection_dim": t["time_text_embed.text_embedder.linear_1.weight"].shape[1],
+        "num_layers": len(blocks),
+        "num_single_layers": len(singles),
+        "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in t,
+        "scaled_fp8": False,
+    }
 
 
 def main_dtype(header: Header, prefix: str = "") -> str:

@@ -26,8 +26,10 @@ def report(path: Path | str) -> dict[str, Any]:
     """The inspection report of a model file or folder; UnreadableModel (exit 2) for a missing or unreadable path."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise UnreadableModel(f"no such file or folder: {path} — give the path of a model file or folder (hub ids "
-                              "load with STUDIO_MODEL=org/name and need no inspecting)")
+        raise UnreadableModel(
+            f"no such file or folder: {path} — give the path of a model file or folder (hub ids "
+            "load with STUDIO_MODEL=org/name and need no inspecting)"
+        )
     if path.is_dir() and (path / "model_index.json").is_file():
         return diffusers_report(path)
     described = _describe_file(read_header(path)) if path.is_file() else _describe_folder(path)
@@ -47,8 +49,13 @@ def _describe_file(header: Header, split: bool = False) -> dict[str, Any]:
     transformer = next((p for p in found if p.role == "transformer"), None)
     if transformer is None:
         piece = found[0] if found else None
-        return {"format": "component" if piece else "unknown", "family": "unknown",
-                "kind": piece.role if piece else "unknown", "variant": "", "dtype": piece.dtype if piece else "unknown"}
+        return {
+            "format": "component" if piece else "unknown",
+            "family": "unknown",
+            "kind": piece.role if piece else "unknown",
+            "variant": "",
+            "dtype": piece.dtype if piece else "unknown",
+        }
     if transformer.layout == "nf4":
         fmt = "nf4"
     else:
@@ -58,8 +65,13 @@ def _describe_file(header: Header, split: bool = False) -> dict[str, Any]:
     if facts:
         kind = KINDS_BY_WIDTH.get(int(facts["in_channels"]) // max(1, int(facts["out_channels"])), "unknown")
     variant = ("dev" if facts["guidance_embeds"] else "schnell") if facts else ""
-    return {"format": fmt, "family": _family(transformer.family, header.path), "kind": kind, "variant": variant,
-            "dtype": transformer.dtype}
+    return {
+        "format": fmt,
+        "family": _family(transformer.family, header.path),
+        "kind": kind,
+        "variant": variant,
+        "dtype": transformer.dtype,
+    }
 
 
 def _describe_folder(folder: Path) -> dict[str, Any]:
@@ -88,19 +100,35 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
     try:
         facts = transformer_config_facts(config)
     except (KeyError, TypeError, ValueError):
-        return {**base, "loadable": False, "reason": f"{folder / 'transformer' / 'config.json'} is missing or no FLUX "
-                "transformer config — re-download the model"}
-    base.update(kind=KINDS_BY_WIDTH.get(facts["in_channels"] // max(1, facts["out_channels"]), "unknown"),
-                variant="dev" if facts["guidance_embeds"] else "schnell",
-                parts={name: str(folder / name) for name, value in index.items()
-                       if not name.startswith("_") and isinstance(value, list) and value and value[0]})
+        return {
+            **base,
+            "loadable": False,
+            "reason": f"{folder / 'transformer' / 'config.json'} is missing or no FLUX "
+            "transformer config — re-download the model",
+        }
+    base.update(
+        kind=KINDS_BY_WIDTH.get(facts["in_channels"] // max(1, facts["out_channels"]), "unknown"),
+        variant="dev" if facts["guidance_embeds"] else "schnell",
+        parts={
+            name: str(folder / name)
+            for name, value in index.items()
+            if not name.startswith("_") and isinstance(value, list) and value and value[0]
+        },
+    )
     missing = [name for name in WEIGHTED if name in index and not has_weights(folder / name)]
     missing += [name for name in ("tokenizer", "tokenizer_2") if name in index and not (folder / name).is_dir()]
     if missing:
-        return {**base, "loadable": False, "reason": f"{', '.join(missing)} missing in {folder} (no weights or no "
-                "folder) — re-download the model, or put the parts beside a single transformer file instead"}
-    note = "loads; a reference image (--reference) conditions it as FluxKontextPipeline does" if family != "flux1" \
+        return {
+            **base,
+            "loadable": False,
+            "reason": f"{', '.join(missing)} missing in {folder} (no weights or no "
+            "folder) — re-download the model, or put the parts beside a single transformer file instead",
+        }
+    note = (
+        "loads; a reference image (--reference) conditions it as FluxKontextPipeline does"
+        if family != "flux1"
         else None
+    )
     return {**base, "loadable": True, "reason": note}
 
 

@@ -31,8 +31,10 @@ def transformer_kind(transformer: Any) -> str:
     out_channels = image_channels(transformer)
     ratio, rest = divmod(int(cfg.in_channels), out_channels)
     if rest or ratio not in KINDS_BY_WIDTH:
-        raise StudioError(f"a transformer with {cfg.in_channels} input and {out_channels} output channels is no "
-                          "FLUX kind the studio knows (base, Control or Fill) — load FLUX.1-dev or -schnell")
+        raise StudioError(
+            f"a transformer with {cfg.in_channels} input and {out_channels} output channels is no "
+            "FLUX kind the studio knows (base, Control or Fill) — load FLUX.1-dev or -schnell"
+        )
     return KINDS_BY_WIDTH[ratio]
 
 
@@ -52,8 +54,10 @@ def check_family(card_dir: Path | None) -> None:
     pipeline = str(_json(card_dir / "model_index.json").get("_class_name", ""))
     transformer = str(_json(card_dir / "transformer" / "config.json").get("_class_name", ""))
     if pipeline.startswith("Flux2") or transformer.startswith("Flux2"):
-        raise StudioError(f"{card_dir.name} is a FLUX.2 model ({pipeline or transformer}) — the studio's engine runs "
-                          "FLUX.1 models (FLUX.2 support is coming); load a FLUX.1 model such as flux-mini")
+        raise StudioError(
+            f"{card_dir.name} is a FLUX.2 model ({pipeline or transformer}) — the studio's engine runs "
+            "FLUX.1 models (FLUX.2 support is coming); load a FLUX.1 model such as flux-mini"
+        )
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -69,14 +73,20 @@ def check_references(request: Any, model: str, kontext: bool) -> None:
     if not request.references:
         return
     if not kontext:
-        raise InvalidRequest(f"{Path(model).name} cannot use reference images — load a FLUX.1 Kontext or FLUX.2 "
-                             "model, or remove reference images")
+        raise InvalidRequest(
+            f"{Path(model).name} cannot use reference images — load a FLUX.1 Kontext or FLUX.2 "
+            "model, or remove reference images"
+        )
     if len(request.references) > 1:
-        raise InvalidRequest(f"a FLUX.1 Kontext model takes one reference image (got {len(request.references)}) — "
-                             "keep one, or load a FLUX.2 model for several")
+        raise InvalidRequest(
+            f"a FLUX.1 Kontext model takes one reference image (got {len(request.references)}) — "
+            "keep one, or load a FLUX.2 model for several"
+        )
     if request.mode != "txt2img" or request.controls or request.regions:
-        raise InvalidRequest("a reference image does not combine with img2img/inpaint, controls or regions yet — "
-                             "remove them, or the reference")
+        raise InvalidRequest(
+            "a reference image does not combine with img2img/inpaint, controls or regions yet — "
+            "remove them, or the reference"
+        )
 
 
 def check_request(transformer: Any, request: Any) -> None:
@@ -90,22 +100,30 @@ def check_request(transformer: Any, request: Any) -> None:
 
 def _check_control(request: Any) -> None:
     if request.mode != "txt2img":
-        raise StudioError("a Flux Control model or LoRA (Canny/Depth-dev) does text-to-image with a control only — "
-                          "load FLUX.1-dev (or drop the Control LoRA) for img2img / inpaint")
+        raise StudioError(
+            "a Flux Control model or LoRA (Canny/Depth-dev) does text-to-image with a control only — "
+            "load FLUX.1-dev (or drop the Control LoRA) for img2img / inpaint"
+        )
     if len(request.controls) != 1:
-        raise StudioError(f"a Flux Control model or LoRA needs exactly one control image (got "
-                          f"{len(request.controls)}) — add its canny or depth map in the Structure tab (CLI: "
-                          "--control canny:IMAGE)")
+        raise StudioError(
+            f"a Flux Control model or LoRA needs exactly one control image (got "
+            f"{len(request.controls)}) — add its canny or depth map in the Structure tab (CLI: "
+            "--control canny:IMAGE)"
+        )
     spec = request.controls[0]
     if (spec.strength, spec.start, spec.end) != (1.0, 0.0, 1.0) or (request.schedule or {}).get("control"):
-        raise StudioError("a Flux Control model or LoRA has no control strength or window — set strength 1, start "
-                          "0, end 1 and no control curve, or use a ControlNet with FLUX.1-dev for those")
+        raise StudioError(
+            "a Flux Control model or LoRA has no control strength or window — set strength 1, start "
+            "0, end 1 and no control curve, or use a ControlNet with FLUX.1-dev for those"
+        )
 
 
 def _check_fill(request: Any) -> None:
     if request.mode != "inpaint":
-        raise StudioError("a Flux Fill model only inpaints — give an init image and a mask (Edit tab, or "
-                          "--init-image and --mask), or load FLUX.1-dev for text-to-image")
+        raise StudioError(
+            "a Flux Fill model only inpaints — give an init image and a mask (Edit tab, or "
+            "--init-image and --mask), or load FLUX.1-dev for text-to-image"
+        )
     if request.true_cfg > 1:
         raise StudioError("FluxFillPipeline has no true CFG — set true CFG to 1 (the distilled guidance applies)")
     if request.controls or request.regions:

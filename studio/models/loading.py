@@ -67,14 +67,18 @@ def check_quantization(part: Part, quantization: Any | None, gguf: bool) -> None
     if quantization is None:
         return
     if gguf:
-        raise InvalidRequest(f"{part.path.name} is GGUF ({part.dtype}): it is quantized already — set STUDIO_QUANT=none "
-                             "(or leave the request's quant empty) for it")
+        raise InvalidRequest(
+            f"{part.path.name} is GGUF ({part.dtype}): it is quantized already — set STUDIO_QUANT=none "
+            "(or leave the request's quant empty) for it"
+        )
     from diffusers import TorchAoConfig
 
     if not isinstance(quantization, TorchAoConfig):
-        raise UnsupportedOnDevice(f"nf4 (bitsandbytes) quantizes diffusers folders and hub ids, not a single file "
-                                  f"like {part.path.name} — use its GGUF Q4 version (e.g. flux1-dev-Q4_K_S.gguf) or "
-                                  "STUDIO_QUANT=int8 (fp8 on Ada/Hopper GPUs)")
+        raise UnsupportedOnDevice(
+            f"nf4 (bitsandbytes) quantizes diffusers folders and hub ids, not a single file "
+            f"like {part.path.name} — use its GGUF Q4 version (e.g. flux1-dev-Q4_K_S.gguf) or "
+            "STUDIO_QUANT=int8 (fp8 on Ada/Hopper GPUs)"
+        )
 
 
 def read_vae(files: ModelFiles, dtype: torch.dtype) -> Any:
@@ -98,8 +102,14 @@ def read_clip(files: ModelFiles, dtype: torch.dtype) -> Any:
         return CLIPTextModel.from_pretrained(part.path, subfolder="text_encoder", dtype=dtype)
     state = {CLIP_PREFIX + (k if k.startswith("text_model.") else "text_model." + k): v
              for k, v in upcast_fp8(load_state(part), dtype).items()}  # fmt: skip
-    return create_diffusers_clip_model_from_ldm(CLIPTextModel, state, subfolder="text_encoder",
-                                                config=str(files.config_dir), torch_dtype=dtype, local_files_only=True)
+    return create_diffusers_clip_model_from_ldm(
+        CLIPTextModel,
+        state,
+        subfolder="text_encoder",
+        config=str(files.config_dir),
+        torch_dtype=dtype,
+        local_files_only=True,
+    )
 
 
 def read_t5(files: ModelFiles, dtype: torch.dtype) -> Any:
@@ -111,7 +121,10 @@ def read_t5(files: ModelFiles, dtype: torch.dtype) -> Any:
     if part.kind == "folder":
         return T5EncoderModel.from_pretrained(part.path, subfolder="text_encoder_2", dtype=dtype)
     state = upcast_fp8(load_state(part), dtype)
-    for name, tied in (("encoder.embed_tokens.weight", "shared.weight"), ("shared.weight", "encoder.embed_tokens.weight")):
+    for name, tied in (
+        ("encoder.embed_tokens.weight", "shared.weight"),
+        ("shared.weight", "encoder.embed_tokens.weight"),
+    ):
         if name not in state and tied in state:  # transformers 5 ties these after loading, diffusers' T5 loader not
             state[name] = state[tied]
     state = {T5_PREFIX + k: v for k, v in state.items()}
@@ -141,7 +154,7 @@ def load_state(part: Part) -> dict[str, Any]:
     from safetensors import safe_open
 
     with safe_open(str(part.path), framework="pt", device="cpu") as handle:  # only this part's tensors are read
-        return {key[len(part.prefix):]: handle.get_tensor(key) for key in handle.keys() if key.startswith(part.prefix)}
+        return {key[len(part.prefix) :]: handle.get_tensor(key) for key in handle.keys() if key.startswith(part.prefix)}
 
 
 def unscale_fp8(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:

@@ -46,8 +46,9 @@ def plan(settings: Settings, replicas: int, gpus: float) -> Plan:
     slots = COALESCING_SLOTS if _coalesce_ms(settings) > 0 else 1
     env = {**QUIET_REPLICAS, **{k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}}
     if gpus >= 1 and settings.device != "cpu":
-        return Plan(replicas, settings.threads or 1, slots,
-                    {"num_gpus": 1, "num_cpus": 1, "runtime_env": {"env_vars": env}})
+        return Plan(
+            replicas, settings.threads or 1, slots, {"num_gpus": 1, "num_cpus": 1, "runtime_env": {"env_vars": env}}
+        )
     threads = settings.threads or max(1, (os.cpu_count() or 1) // replicas)
     env["STUDIO_THREADS"] = str(threads)
     return Plan(replicas, threads, slots, {"num_cpus": threads, "runtime_env": {"env_vars": env}})
@@ -73,13 +74,21 @@ class Cluster:
         if self.joined:  # an existing cluster (its own resources, logs, dashboard)
             ray.init(namespace=NAMESPACE, logging_level=logging.WARNING)
         else:  # a private local cluster: never another one that happens to run on this machine
-            ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING,
-                     num_cpus=max(os.cpu_count() or 1, most * threads),
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+            ray.init(
+                address="local",
+                namespace=NAMESPACE,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                num_cpus=max(os.cpu_count() or 1, most * threads),
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            )
         atexit.register(self.close)
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
-        self.board = ray.remote(CancelBoard).options(
-            name=f"{APP}-cancel-board", namespace=NAMESPACE, get_if_exists=True, num_cpus=0).remote()
+        self.board = (
+            ray.remote(CancelBoard)
+            .options(name=f"{APP}-cancel-board", namespace=NAMESPACE, get_if_exists=True, num_cpus=0)
+            .remote()
+        )
         self.deploy(settings, replicas)
 
     def deploy(self, settings: Settings, replicas: int) -> None:
@@ -91,8 +100,12 @@ class Cluster:
 
         self.settings, self.plan = settings, plan(settings, replicas, ray.cluster_resources().get("GPU", 0))
         deployment = serve.deployment(
-            EngineReplica, name=DEPLOYMENT, num_replicas=replicas, max_ongoing_requests=self.plan.slots,
-            ray_actor_options=self.plan.actor_options, health_check_period_s=HEALTH_CHECK_PERIOD_S,
+            EngineReplica,
+            name=DEPLOYMENT,
+            num_replicas=replicas,
+            max_ongoing_requests=self.plan.slots,
+            ray_actor_options=self.plan.actor_options,
+            health_check_period_s=HEALTH_CHECK_PERIOD_S,
             logging_config={"log_level": "WARNING", "enable_access_log": False},
         )
         each = "1 GPU" if "num_gpus" in self.plan.actor_options else f"{self.plan.threads} CPU threads"

@@ -44,8 +44,9 @@ class Backend:
         self.cluster = cluster
         self._watch = CancelWatch(cluster.board)
 
-    def run(self, job: dict[str, Any], on_step: Callable[[StepUpdate], None] | None,
-            cancel: threading.Event) -> tuple[str, Any, dict[str, Any]]:
+    def run(
+        self, job: dict[str, Any], on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
+    ) -> tuple[str, Any, dict[str, Any]]:
         """Stream ``job`` from a replica: (final kind, its payload, the replica's ``{"replica", "pid"}``).
 
         ReplicaLost when the replica died before the job's last event.
@@ -59,8 +60,9 @@ class Backend:
             for kind, payload in self.cluster.handle.options(stream=True).run.remote(job):
                 if kind == "start":
                     replica = payload
-                    log.info("%s %s runs on replica %s (pid %s)", job["kind"], job["id"], payload["replica"],
-                             payload["pid"])
+                    log.info(
+                        "%s %s runs on replica %s (pid %s)", job["kind"], job["id"], payload["replica"], payload["pid"]
+                    )
                 elif kind == "step":
                     if on_step is not None:
                         on_step(wire.step_update(payload))
@@ -81,8 +83,10 @@ class Backend:
 
 def _lost(replica: dict[str, Any], why: str) -> str:
     name = replica.get("replica") or "(not yet known)"
-    return (f"the engine replica {name} running this generation stopped ({why}) — the studio replaces it; "
-            "replay the record or generate again")
+    return (
+        f"the engine replica {name} running this generation stopped ({why}) — the studio replaces it; "
+        "replay the record or generate again"
+    )
 
 
 def _job(kind: str, request: GenerationRequest, **extra: Any) -> dict[str, Any]:
@@ -115,8 +119,13 @@ class RemoteEngine:
             self._info[model] = self._backend.info(model)
         return ModelDefaults(**self._info[model]["defaults"])
 
-    def generate(self, request: GenerationRequest, on_step: Callable[[StepUpdate], None] | None = None,
-                 cancel: threading.Event | None = None, **_unused: Any) -> Result:
+    def generate(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[StepUpdate], None] | None = None,
+        cancel: threading.Event | None = None,
+        **_unused: Any,
+    ) -> Result:
         """A preview run on a replica; Cancelled when a newer request cancelled it."""
         kind, payload, _ = self._backend.run(_job("preview", request), on_step, cancel or threading.Event())
         if kind == "result":
@@ -179,8 +188,15 @@ class RemoteStudio(Studio):
             log.warning("record %s is not in this front end's history — check STUDIO_DB_URL", payload["id"])
         return record
 
-    def _lost(self, request: GenerationRequest, why: str, started: float, replay_of: str | None,
-              owner: str | None, replica: str | None) -> None:
+    def _lost(
+        self,
+        request: GenerationRequest,
+        why: str,
+        started: float,
+        replay_of: str | None,
+        owner: str | None,
+        replica: str | None,
+    ) -> None:
         """Keep a request whose replica died as a ``failed`` record naming the replica."""
         timings = {"total_s": round(time.perf_counter() - started, 4), "replica": replica}
         try:
@@ -190,8 +206,10 @@ class RemoteStudio(Studio):
 
     def train_lora(self, *args: Any, **kwargs: Any) -> Any:
         """Not with replicas: training needs the resident model in this process."""
-        raise UnsupportedOnDevice("LoRA training runs in the one-process studio — start it without --replicas, "
-                                  "train, then restart with --replicas (the LoRA folders are shared)")
+        raise UnsupportedOnDevice(
+            "LoRA training runs in the one-process studio — start it without --replicas, "
+            "train, then restart with --replicas (the LoRA folders are shared)"
+        )
 
 
 def start_remote_studio(settings: Settings, replicas: int) -> RemoteStudio:

@@ -33,8 +33,15 @@ class ReplicaStore(Store):
         super().__init__(url, data_dir)
         self.replica = replica
 
-    def add(self, request: dict[str, Any], images: list[Any], seeds: list[int], timings: dict[str, Any],
-            *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def add(
+        self,
+        request: dict[str, Any],
+        images: list[Any],
+        seeds: list[int],
+        timings: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """``Store.add`` with ``timings["replica"]`` set."""
         return super().add(request, images, seeds, {**timings, "replica": self.replica}, *args, **kwargs)
 
@@ -109,13 +116,19 @@ class EngineReplica:
             request = GenerationRequest.from_dict(job["request"])
             if job.get("kind") == "preview":
                 result = self.studio.preview(request, cancel)
-                put(("cancelled", "cancelled by a newer request") if result is None
-                    else wire.result_event(result, self.name))
+                put(
+                    ("cancelled", "cancelled by a newer request")
+                    if result is None
+                    else wire.result_event(result, self.name)
+                )
                 return
             on_step = (lambda update: put(wire.step_event(update))) if job.get("progress", True) else None
             record = self.studio.generate(
-                request, on_step, cancel,
-                replay_of=job.get("replay_of"), owner=job.get("owner"),
+                request,
+                on_step,
+                cancel,
+                replay_of=job.get("replay_of"),
+                owner=job.get("owner"),
             )
             put(("done", record))
         except BaseException as exc:  # noqa: BLE001 - handed to the front end

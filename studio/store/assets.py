@@ -21,8 +21,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from studio.core.errors import InvalidRequest, NotFound, StudioError
 from studio.core.limits import IMAGE_FORMATS, MAX_IMAGE_BYTES, MAX_PIXELS, check_image, check_pixels, too_large
 
-__all__ = ["MAX_PIXELS", "MAX_UPLOAD_BYTES", "UPLOAD_FORMATS", "AssetStore", "canonical_png", "open_upload", "parse_ref",
-           "write_atomic"]
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_UPLOAD_BYTES",
+    "UPLOAD_FORMATS",
+    "AssetStore",
+    "canonical_png",
+    "open_upload",
+    "parse_ref",
+    "write_atomic",
+]
 MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES
 UPLOAD_FORMATS = IMAGE_FORMATS
 _KEPT_MODES = ("L", "RGB", "RGBA")
@@ -121,9 +129,7 @@ class AssetStore:
             name = f"image {path.name!r}"
             try:
                 if path.stat().st_size > MAX_UPLOAD_BYTES:
-                    raise InvalidRequest(
-                        f"{name} is too large — upload an image under {MAX_UPLOAD_BYTES // 2**20} MiB"
-                    )
+                    raise InvalidRequest(f"{name} is too large — upload an image under {MAX_UPLOAD_BYTES // 2**20} MiB")
                 data = path.read_bytes()
             except FileNotFoundError:
                 raise NotFound(f"{path} does not exist — check the path") from None

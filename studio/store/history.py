@@ -115,21 +115,26 @@ def _migration_2(conn: sa.Connection) -> None:
 def _migration_3(conn: sa.Connection) -> None:
     """Gallery filters: LoRA names and region/control counts as columns (filled from each request), covering
     indexes for pages and filters, and on SQLite an FTS5 trigram index of the prompts kept in step by triggers."""
-    for column in ("lora_names TEXT NOT NULL DEFAULT ''", "n_regions INTEGER NOT NULL DEFAULT 0",
-                   "n_controls INTEGER NOT NULL DEFAULT 0"):
+    for column in (
+        "lora_names TEXT NOT NULL DEFAULT ''",
+        "n_regions INTEGER NOT NULL DEFAULT 0",
+        "n_controls INTEGER NOT NULL DEFAULT 0",
+    ):
         conn.execute(sa.text(f"ALTER TABLE generation ADD COLUMN {column}"))
     conn.execute(sa.text("CREATE INDEX ix_generation_created_at_id ON generation (created_at, id)"))  # pages
     # every filter column too: a filtered page or count reads this index, never the wide rows (request JSON)
     filters = "status, favourite, n_regions, n_controls, lora_names, tags"
     conn.execute(sa.text(f"CREATE INDEX ix_generation_filters ON generation (created_at, id, model, {filters})"))
     conn.execute(sa.text(f"CREATE INDEX ix_generation_model ON generation (model, created_at, id, {filters})"))
-    update = sa.text("UPDATE generation SET lora_names = :loras, n_regions = :regions, n_controls = :controls "
-                     "WHERE id = :id")
+    update = sa.text(
+        "UPDATE generation SET lora_names = :loras, n_regions = :regions, n_controls = :controls WHERE id = :id"
+    )
     for gen_id, request_json in conn.execute(sa.text("SELECT id, request FROM generation")).all():
         request = json.loads(request_json)
         regions, controls = counts(request)
-        conn.execute(update, {"id": gen_id, "loras": lora_names_text(request), "regions": regions,
-                              "controls": controls})
+        conn.execute(
+            update, {"id": gen_id, "loras": lora_names_text(request), "regions": regions, "controls": controls}
+        )
     if conn.dialect.name == "sqlite" and _sqlite_has_trigram(conn):
         for statement in _FTS_SCHEMA:
             conn.execute(sa.text(statement))
@@ -434,9 +439,7 @@ class Store:
         if row is not None and owner is not None and row.owner != owner:
             row = None
         if row is None:
-            raise NotFound(
-                f"no generation with id {str(gen_id)[:80]!r} — list them with `python -m studio history`"
-            )
+            raise NotFound(f"no generation with id {str(gen_id)[:80]!r} — list them with `python -m studio history`")
         return row
 
     def _remove_files(self, files: list[dict[str, Any]]) -> None:
@@ -523,8 +526,14 @@ class Store:
             return self._record(self._row(session, gen_id, owner))
 
     def list(
-        self, search: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None,
-        status: str | None = None, favourite: bool | None = None, **filters: Any,
+        self,
+        search: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        owner: str | None = None,
+        status: str | None = None,
+        favourite: bool | None = None,
+        **filters: Any,
     ) -> tuple[builtins.list[dict[str, Any]], int]:
         """(records newest first, total matching); ``search`` is a case-insensitive substring of the prompts.
 
@@ -621,9 +630,7 @@ class Store:
         with self._session(write=True) as session:
             row = self._row(session, gen_id, owner)
             if row.status != "done" or row.images == "[]":
-                raise InvalidRequest(
-                    f"generation {row.id} is {row.status} and has no image — share a finished one"
-                )
+                raise InvalidRequest(f"generation {row.id} is {row.status} and has no image — share a finished one")
             active = select(Share).where(col(Share.generation_id) == row.id, col(Share.revoked_at).is_(None))
             existing = session.exec(active.order_by(col(Share.created_at))).first()
             if existing is not None:

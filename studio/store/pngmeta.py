@@ -117,7 +117,9 @@ def _png_text(source: Path | bytes, name: str) -> dict[str, str]:
     """The PNG's text chunks; over-cap files and images are refused before any pixel is decoded."""
     if isinstance(source, (bytes, bytearray)):
         if len(source) > MAX_IMAGE_BYTES:
-            raise InvalidRequest(f"{name} is {len(source) // 2**20} MiB — use a PNG under {MAX_IMAGE_BYTES // 2**20} MiB")
+            raise InvalidRequest(
+                f"{name} is {len(source) // 2**20} MiB — use a PNG under {MAX_IMAGE_BYTES // 2**20} MiB"
+            )
     else:
         try:
             check_file_size(Path(source), name)
@@ -264,9 +266,7 @@ def _from_comfy(raw: str) -> dict[str, Any] | None:
         return None
     cfg = float(found["cfg"]) if "cfg" in found else None
     guidance, true_cfg = (flux_guidance, cfg or 1.0) if flux_guidance is not None else (cfg, 1.0)
-    ints = {
-        k: int(found[k]) for k in ("seed", "steps", "width", "height") if isinstance(found.get(k), (int, float))
-    }
+    ints = {k: int(found[k]) for k in ("seed", "steps", "width", "height") if isinstance(found.get(k), (int, float))}
     return GenerationRequest(
         prompt=found["prompt"],
         negative_prompt=found.get("negative_prompt") or None,

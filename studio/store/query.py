@@ -44,7 +44,9 @@ def parse_day(text: str, end: bool = False) -> datetime:
     try:
         day = date.fromisoformat(text.strip())
     except (AttributeError, ValueError):
-        raise InvalidRequest(f"date {str(text)[:40]!r} is not a day — write it as YYYY-MM-DD, e.g. 2025-01-31") from None
+        raise InvalidRequest(
+            f"date {str(text)[:40]!r} is not a day — write it as YYYY-MM-DD, e.g. 2025-01-31"
+        ) from None
     moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return moment + timedelta(days=1) if end else moment
 

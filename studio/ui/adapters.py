@@ -128,8 +128,16 @@ def control_specs(units: list[dict[str, Any]], put_image: Any) -> tuple[ControlS
         if unit["image"] is None:
             raise InvalidRequest(f"control {k + 1} ({unit['kind']}) has no image — upload one or set it to off")
         ref = put_image(unit["image"])
-        specs.append(ControlSpec(unit["kind"], ref, not unit["kind"].endswith("-map"), float(unit["strength"]),
-                                 float(unit["start"]), float(unit["end"])))
+        specs.append(
+            ControlSpec(
+                unit["kind"],
+                ref,
+                not unit["kind"].endswith("-map"),
+                float(unit["strength"]),
+                float(unit["start"]),
+                float(unit["end"]),
+            )
+        )
     return tuple(specs)
 
 

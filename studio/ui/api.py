@@ -141,9 +141,7 @@ def register_api(studio: Studio, multi_user: bool, gpu_slots: int = 1) -> None:
         except StudioError as exc:
             raise gr.Error(str(exc)) from None
 
-    def history(
-        search: str | None = None, limit: int = 50, offset: int = 0, request: gr.Request | None = None
-    ) -> dict:
+    def history(search: str | None = None, limit: int = 50, offset: int = 0, request: gr.Request | None = None) -> dict:
         """Your records, newest first: {"records": [...], "total"}; each image as an owner-checked gallery URL.
 
         Args:
@@ -198,7 +196,9 @@ def describe(blocks: gr.Blocks, fn: Callable[..., Any], dependency: dict[str, An
     for component_id in dependency["outputs"]:
         schema = blocks.blocks[component_id].api_info()
         schema.clear()
-        schema.update(python_type_to_json_schema(get_type_hints(fn)["return"]), additional_description=" ".join(returns))
+        schema.update(
+            python_type_to_json_schema(get_type_hints(fn)["return"]), additional_description=" ".join(returns)
+        )
 
 
 def api_request(studio: Studio, args: dict[str, Any]) -> GenerationRequest:
@@ -208,8 +208,9 @@ def api_request(studio: Studio, args: dict[str, Any]) -> GenerationRequest:
     _check_texts(args)
     if args["control"] or args["region"]:
         if args["init_image"] is not None or args["mask"] is not None:
-            raise InvalidRequest("control and region apply to text-to-image only — drop init_image and mask, or "
-                                 "drop control and region")
+            raise InvalidRequest(
+                "control and region apply to text-to-image only — drop init_image and mask, or drop control and region"
+            )
     if args["strength"] is not None and args["init_image"] is None:
         raise InvalidRequest("strength applies to img2img and inpaint — pass init_image, or drop strength")
     assets = studio.store.assets
@@ -217,16 +218,28 @@ def api_request(studio: Studio, args: dict[str, Any]) -> GenerationRequest:
     init_image = store_upload(assets, args["init_image"], "init_image") if args["init_image"] is not None else None
     mask = store_upload(assets, args["mask"], "mask") if args["mask"] is not None else None
     return GenerationRequest(
-        prompt=args["prompt"], model=args["model"] or "", mode=edit_mode(init_image, mask),
-        prompt_2=args["prompt_2"] or None, negative_prompt=args["negative_prompt"] or None,
-        width=args["width"], height=args["height"], steps=args["steps"], seed=args["seed"],
-        batch_size=batch_size(args["batch"]), guidance=args["guidance"],
+        prompt=args["prompt"],
+        model=args["model"] or "",
+        mode=edit_mode(init_image, mask),
+        prompt_2=args["prompt_2"] or None,
+        negative_prompt=args["negative_prompt"] or None,
+        width=args["width"],
+        height=args["height"],
+        steps=args["steps"],
+        seed=args["seed"],
+        batch_size=batch_size(args["batch"]),
+        guidance=args["guidance"],
         true_cfg=1.0 if args["true_cfg"] is None else args["true_cfg"],
-        schedule=adapters.parse_schedule_json(args["schedule"] or ""), cache=parse_cache(args["cache"]),
+        schedule=adapters.parse_schedule_json(args["schedule"] or ""),
+        cache=parse_cache(args["cache"]),
         loras=tuple(parse_lora(x) for x in args["lora"] or []),
-        init_image=init_image, mask=mask, strength=args["strength"],
-        controls=api_controls(args["control"], assets), regions=api_regions(args["region"], assets),
-        region_base_ratio=0.0 if args["region_base_ratio"] is None else args["region_base_ratio"], **references,
+        init_image=init_image,
+        mask=mask,
+        strength=args["strength"],
+        controls=api_controls(args["control"], assets),
+        regions=api_regions(args["region"], assets),
+        region_base_ratio=0.0 if args["region_base_ratio"] is None else args["region_base_ratio"],
+        **references,
     ).validate()
 
 

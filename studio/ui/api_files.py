@@ -122,8 +122,10 @@ def api_controls(value: Any, assets: AssetStore) -> tuple[ControlSpec, ...]:
         kind = item.get("kind")
         if not isinstance(kind, str) or not kind:
             raise InvalidRequest(f"control {k} needs a kind — canny, depth, pose (or KIND-map for a ready map)")
-        numbers = [_number(item, key, default, f"control {k}") for key, default in
-                   (("strength", 1.0), ("start", 0.0), ("end", 1.0))]
+        numbers = [
+            _number(item, key, default, f"control {k}")
+            for key, default in (("strength", 1.0), ("start", 0.0), ("end", 1.0))
+        ]
         specs.append(control_spec(kind, store_upload(assets, item.get("image"), f"control {k} image"), *numbers))
     return tuple(specs)
 
@@ -161,8 +163,10 @@ def file_data(path: str | Path) -> dict[str, Any]:
 
 def api_record(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` for an API client: each image's server path replaced by its owner-checked gallery URL."""
-    images = [{"sha256": img.get("sha256"), "seed": img.get("seed"), "url": f"/gallery/image/{record['id']}/{k}"}
-              for k, img in enumerate(record.get("images") or [])]
+    images = [
+        {"sha256": img.get("sha256"), "seed": img.get("seed"), "url": f"/gallery/image/{record['id']}/{k}"}
+        for k, img in enumerate(record.get("images") or [])
+    ]
     return {**record, "images": images}
 
 

@@ -35,8 +35,10 @@ def build(preview_map: Any, size: tuple[Any, Any] | None = None) -> ControlWidge
 
     ``size`` (the prompt panel's width and height boxes) sets the pose editor's map size.
     """
-    gr.Markdown("Edges, depth or pose. `KIND-map` means the image already is the map (no preprocessing). The "
-                "schedule's control curve multiplies every unit's strength per step.")
+    gr.Markdown(
+        "Edges, depth or pose. `KIND-map` means the image already is the map (no preprocessing). The "
+        "schedule's control curve multiplies every unit's strength per step."
+    )
     units = ControlWidgets()
     for k in range(UNITS):
         with gr.Accordion(f"Control {k + 1}", open=k == 0):
@@ -48,10 +50,22 @@ def build(preview_map: Any, size: tuple[Any, Any] | None = None) -> ControlWidge
                 u["start"] = gr.Slider(0, 1, value=0.0, step=0.05, label="Start", elem_id=f"control_{k}_start")
                 u["end"] = gr.Slider(0, 1, value=1.0, step=0.05, label="End", elem_id=f"control_{k}_end")
             with gr.Row():
-                u["image"] = gr.Image(label="Image or map", type="pil", image_mode="RGB", format="png", height=160,
-                                      elem_id=f"control_{k}_image")
-                u["map"] = gr.Image(label="Map used", type="pil", format="png", interactive=False, height=160,
-                                    elem_id=f"control_{k}_map")
+                u["image"] = gr.Image(
+                    label="Image or map",
+                    type="pil",
+                    image_mode="RGB",
+                    format="png",
+                    height=160,
+                    elem_id=f"control_{k}_image",
+                )
+                u["map"] = gr.Image(
+                    label="Map used",
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    height=160,
+                    elem_id=f"control_{k}_map",
+                )
 
             def show(kind: str, image: Any) -> Any:
                 if kind == "off" or image is None:
@@ -70,8 +84,14 @@ def build(preview_map: Any, size: tuple[Any, Any] | None = None) -> ControlWidge
     with gr.Accordion("Control maps on the result", open=True):
         units.overlay = {
             "mode": gr.Radio(OVERLAY_MODES, value="blend", label="Show the maps", elem_id="control_overlay_mode"),
-            "image": gr.Image(label="Result with its control maps", type="pil", format="png", interactive=False,
-                              height=256, elem_id="control_overlay"),
+            "image": gr.Image(
+                label="Result with its control maps",
+                type="pil",
+                format="png",
+                interactive=False,
+                height=256,
+                elem_id="control_overlay",
+            ),
         }
     return units
 
@@ -96,8 +116,11 @@ def record_overlay(record: dict[str, Any] | None, mode: str, studio: Studio) -> 
     return overlay_maps(result, maps, mode)
 
 
-def wire_overlay(units: ControlWidgets, selected_id: Any, studio: Studio, owner_of: Callable[[Any], str | None]) -> None:
+def wire_overlay(
+    units: ControlWidgets, selected_id: Any, studio: Studio, owner_of: Callable[[Any], str | None]
+) -> None:
     """Redraw the overlay whenever the shown record (the server-side ``selected_id`` state) or the mode changes."""
+
     def show(record_id: str | None, mode: str, request: gr.Request) -> Any:
         if not record_id or mode == "off":
             return None

@@ -23,14 +23,22 @@ DEFAULT_STRENGTH = 0.6
 def build() -> dict[str, Any]:
     """Mode, editor (init image + painted mask) and strength."""
     w: dict[str, Any] = {}
-    gr.Markdown("Start from an image: **img2img** redraws all of it, **inpaint** only where you paint (white). "
-                "Strength 0 keeps the image, 1 ignores it. Press **Edit** under the image to start from the shown "
-                "result.")
+    gr.Markdown(
+        "Start from an image: **img2img** redraws all of it, **inpaint** only where you paint (white). "
+        "Strength 0 keeps the image, 1 ignores it. Press **Edit** under the image to start from the shown "
+        "result."
+    )
     w["mode"] = gr.Radio(list(MODES), value="off", label="Mode", elem_id="edit_mode")
     w["editor"] = gr.ImageEditor(
-        label="Init image (paint the area to repaint for inpaint)", type="numpy", image_mode="RGBA",
-        canvas_size=(256, 256), brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=14),
-        layers=False, transforms=(), sources=("upload",), elem_id="edit_editor",
+        label="Init image (paint the area to repaint for inpaint)",
+        type="numpy",
+        image_mode="RGBA",
+        canvas_size=(256, 256),
+        brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=14),
+        layers=False,
+        transforms=(),
+        sources=("upload",),
+        elem_id="edit_editor",
     )
     w["strength"] = gr.Slider(0.05, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength", elem_id="edit_strength")
     return w
@@ -59,8 +67,11 @@ def edit_fields(mode: str, value: Any, strength: float | None, put_image: Any) -
     for layer in value.get("layers") or []:  # every size is checked before anything is stored
         check_image(layer, "the painted layer")
     init = Image.fromarray(background[..., :3].astype(np.uint8), "RGB")
-    fields: dict[str, Any] = {"mode": mode, "init_image": put_image(init),
-                              "strength": DEFAULT_STRENGTH if strength is None else float(strength)}
+    fields: dict[str, Any] = {
+        "mode": mode,
+        "init_image": put_image(init),
+        "strength": DEFAULT_STRENGTH if strength is None else float(strength),
+    }
     if mode == "inpaint":
         layer = painted_layer({"layers": value.get("layers") or []})
         if layer is None:

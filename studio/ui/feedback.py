@@ -21,5 +21,6 @@ def user_error(message: str) -> gr.Error:
 def internal_error(exc: BaseException) -> gr.Error:
     """The error to raise for a real fault: the traceback goes to the log once, the user gets a short notice."""
     log.error("internal error", exc_info=exc)
-    return gr.Error(f"internal error ({type(exc).__name__}) — the studio keeps running; see the server log",
-                    print_exception=False)
+    return gr.Error(
+        f"internal error ({type(exc).__name__}) — the studio keeps running; see the server log", print_exception=False
+    )

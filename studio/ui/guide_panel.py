@@ -32,27 +32,40 @@ def build(page: Page) -> None:
     with gr.Row(elem_id="examples", equal_height=True):
         gr.Markdown("Examples:", elem_classes=["fs-examples-label"])
         for k, example in enumerate(examples):
-            w["chips"].append(gr.Button(example.label, size="sm", min_width=60, elem_id=f"example_{k}",
-                                        elem_classes=["fs-chip"]))
+            w["chips"].append(
+                gr.Button(example.label, size="sm", min_width=60, elem_id=f"example_{k}", elem_classes=["fs-chip"])
+            )
     if toy:
-        with gr.Accordion("Prompt builder: flux-mini only understands its toy grammar", open=False,
-                          elem_id="prompt_builder"):
+        with gr.Accordion(
+            "Prompt builder: flux-mini only understands its toy grammar", open=False, elem_id="prompt_builder"
+        ):
             gr.Markdown(prompt_guide.grammar_help(), elem_id="grammar_help")
             with gr.Row():
                 w["colour"] = gr.Dropdown(list(COLOUR_NAMES), value="red", label="Colour", elem_id="builder_colour")
                 w["shape"] = gr.Dropdown(list(SHAPES), value="circle", label="Shape", elem_id="builder_shape")
-                w["position"] = gr.Dropdown(list(POSITION_NAMES), value="top left", label="Position",
-                                            elem_id="builder_position")
-                w["background"] = gr.Dropdown(list(COLOUR_NAMES), value="white", label="Background",
-                                              elem_id="builder_background")
+                w["position"] = gr.Dropdown(
+                    list(POSITION_NAMES), value="top left", label="Position", elem_id="builder_position"
+                )
+                w["background"] = gr.Dropdown(
+                    list(COLOUR_NAMES), value="white", label="Background", elem_id="builder_background"
+                )
             with gr.Row():
-                w["colour_2"] = gr.Dropdown([prompt_guide.NO_SECOND, *COLOUR_NAMES], value=prompt_guide.NO_SECOND,
-                                            label="2nd object colour", elem_id="builder_colour_2")
+                w["colour_2"] = gr.Dropdown(
+                    [prompt_guide.NO_SECOND, *COLOUR_NAMES],
+                    value=prompt_guide.NO_SECOND,
+                    label="2nd object colour",
+                    elem_id="builder_colour_2",
+                )
                 w["shape_2"] = gr.Dropdown(list(SHAPES), value="square", label="2nd shape", elem_id="builder_shape_2")
-                w["position_2"] = gr.Dropdown(list(CORNERS), value="bottom right", label="2nd position (a corner)",
-                                              elem_id="builder_position_2")
-                w["style"] = gr.Dropdown([prompt_guide.NO_STYLE, *STYLES], value=prompt_guide.NO_STYLE,
-                                         label="Style (needs its LoRA)", elem_id="builder_style")
+                w["position_2"] = gr.Dropdown(
+                    list(CORNERS), value="bottom right", label="2nd position (a corner)", elem_id="builder_position_2"
+                )
+                w["style"] = gr.Dropdown(
+                    [prompt_guide.NO_STYLE, *STYLES],
+                    value=prompt_guide.NO_STYLE,
+                    label="Style (needs its LoRA)",
+                    elem_id="builder_style",
+                )
     page.guide = w
 
 
@@ -61,9 +74,19 @@ def _example_outputs(page: Page) -> list[Any]:
     control = page.ext["controls"][0]
     slot = loras["slots"][0]
     # the region prompts come before the editor: the editor's change event (the overlay) reads them
-    return [panel["prompt"], panel["true_cfg"], panel["steps"], panel["settings_note"],
-            *(regions[n] for n in region_prompt_names()), regions["editor"], control["kind"], control["image"],
-            slot["name"], slot["weight"], regions["overlay"]]
+    return [
+        panel["prompt"],
+        panel["true_cfg"],
+        panel["steps"],
+        panel["settings_note"],
+        *(regions[n] for n in region_prompt_names()),
+        regions["editor"],
+        control["kind"],
+        control["image"],
+        slot["name"],
+        slot["weight"],
+        regions["overlay"],
+    ]
 
 
 def example_values(page: Page, example: Example, entries: list[dict[str, Any]], width: Any, height: Any) -> list[Any]:
@@ -91,8 +114,10 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
         recommended = (entry.get("recommended") or {}).get("settings") or {}
         lora_name, lora_weight = example.lora, recommended.get("weight", 1.0)
         steps, true_cfg = recommended.get("steps", steps), recommended.get("true_cfg", true_cfg)
-        note = f"LoRA example: “{example.lora}” in LoRA slot 1 at its recommended settings " \
-               f"({describe_recommendation(recommended) or 'weight 1'})."
+        note = (
+            f"LoRA example: “{example.lora}” in LoRA slot 1 at its recommended settings "
+            f"({describe_recommendation(recommended) or 'weight 1'})."
+        )
     if true_cfg != 1.0 and not note:
         note = f"True CFG {true_cfg:g}: two objects come out more reliably with a negative pass."
     overlay = None
@@ -100,8 +125,19 @@ def example_values(page: Page, example: Example, entries: list[dict[str, Any]], 
         w, h = int(width or ctx.width), int(height or ctx.height)
         texts = {colour: text for colour, (text, _) in example.regions.items()}
         overlay = region_masks.overlay(region_masks.painted_regions(editor, texts, w, h), w, h)
-    return [example.prompt, true_cfg, steps, note, *prompts.values(), editor, kind, image, lora_name, lora_weight,
-            overlay]
+    return [
+        example.prompt,
+        true_cfg,
+        steps,
+        note,
+        *prompts.values(),
+        editor,
+        kind,
+        image,
+        lora_name,
+        lora_weight,
+        overlay,
+    ]
 
 
 def wire(page: Page) -> None:
@@ -110,6 +146,7 @@ def wire(page: Page) -> None:
     outputs = _example_outputs(page)
     inputs = [page.ext["loras"]["entries"], page.panel["width"], page.panel["height"]]
     for chip, example in zip(w["chips"], w["examples"], strict=True):
+
         def fill(entries: list[dict[str, Any]] | None, width: Any, height: Any, example: Example = example) -> Any:
             try:
                 return example_values(page, example, entries if isinstance(entries, list) else [], width, height)
@@ -117,11 +154,11 @@ def wire(page: Page) -> None:
                 raise user_error(f"this example cannot be set up: {exc}") from None
 
         chip.click(fill, inputs, outputs, queue=False, api_visibility="private").success(
-            run["fn"], run["inputs"], run["outputs"], **run["options"])
+            run["fn"], run["inputs"], run["outputs"], **run["options"]
+        )
     if not w["toy"]:
         return
-    fields = [w[k] for k in ("colour", "shape", "position", "background", "colour_2", "shape_2", "position_2",
-                             "style")]
+    fields = [w[k] for k in ("colour", "shape", "position", "background", "colour_2", "shape_2", "position_2", "style")]
 
     def write(*choices: str) -> Any:
         try:
@@ -133,5 +170,6 @@ def wire(page: Page) -> None:
         return prompt, prompt_guide.TWO_OBJECT_TRUE_CFG if two else gr.skip()
 
     for field in fields:
-        field.input(write, fields, [page.panel["prompt"], page.panel["true_cfg"]], queue=False,
-                    api_visibility="private")
+        field.input(
+            write, fields, [page.panel["prompt"], page.panel["true_cfg"]], queue=False, api_visibility="private"
+        )

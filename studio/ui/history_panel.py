@@ -24,8 +24,17 @@ def build(page: Page) -> None:
     """The strip of recent images (click one to make it the current record) and the record's details."""
     w = page.history
     with gr.Row(elem_id="history_row"):
-        w["strip"] = gr.Gallery(label="History (click to show)", show_label=False, columns=12, rows=1, height=120,
-                                allow_preview=False, object_fit="contain", elem_id="history", scale=12)
+        w["strip"] = gr.Gallery(
+            label="History (click to show)",
+            show_label=False,
+            columns=12,
+            rows=1,
+            height=120,
+            allow_preview=False,
+            object_fit="contain",
+            elem_id="history",
+            scale=12,
+        )
         w["refresh"] = gr.Button("↻ History", size="sm", min_width=90, scale=0, elem_id="history_refresh")
     with gr.Accordion("Record details", open=False, elem_id="record_details"):
         w["record"] = gr.JSON(label="record", elem_id="record_json")
@@ -125,8 +134,9 @@ def wire(page: Page) -> None:
     page.panel["reuse_seed"].click(on_reuse_seed, [selected], page.panel["seed"], **private)
     r["favourite"].click(on_favourite, [selected], [w["record"], r["status"]], **private)
     r["share"].click(on_share, [selected], r["share_link"], **private)
-    r["delete"].click(on_delete, [selected], [w["strip"], w["ids"], selected, w["record"], r["result"], r["status"]],
-                      **private)
+    r["delete"].click(
+        on_delete, [selected], [w["strip"], w["ids"], selected, w["record"], r["result"], r["status"]], **private
+    )
     edit = page.ext["edit"]
     r["send_to_edit"].click(on_send_to_edit, [selected], [edit["editor"], edit["mode"], page.ext["tabs"]], **private)
     page.demo_load(on_load, None, [w["strip"], w["ids"], selected, w["record"], r["result"], r["status"]])

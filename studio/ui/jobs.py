@@ -73,8 +73,9 @@ class WaitLine:
             self._active.discard(ticket)
 
 
-def stream_job(run: Callable[[Callable[[Any], None]], Any], cancel: threading.Event,
-               idle_s: float | None = None) -> Iterator[JobEvent]:
+def stream_job(
+    run: Callable[[Callable[[Any], None]], Any], cancel: threading.Event, idle_s: float | None = None
+) -> Iterator[JobEvent]:
     """Run ``run(on_step)`` in a thread; yield its step updates as they come, then ``done`` or ``error``.
 
     With ``idle_s``, an ``idle`` event comes whenever nothing else did for that long (e.g. while it waits for the

@@ -79,9 +79,13 @@ def header(model: str, toy: bool) -> None:
     """The title with the model's name and a link to the gallery (opens in a new tab)."""
     name = html.escape(Path(model).name or model)
     marker = ' class="fs-header fs-toy-model"' if toy else ' class="fs-header"'
-    gr.HTML(f'<div{marker}><h1>Flux Studio · <code>{name}</code></h1>'
-            '<a id="gallery_link" href="gallery" target="_blank" rel="noopener">Gallery ↗</a></div>',
-            elem_id="header", container=False, padding=False)
+    gr.HTML(
+        f"<div{marker}><h1>Flux Studio · <code>{name}</code></h1>"
+        '<a id="gallery_link" href="gallery" target="_blank" rel="noopener">Gallery ↗</a></div>',
+        elem_id="header",
+        container=False,
+        padding=False,
+    )
 
 
 def install_scripts(demo: Any) -> None:

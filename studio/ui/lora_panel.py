@@ -49,8 +49,10 @@ def usable(entry: dict[str, Any]) -> bool:
 
 def table_rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
     """The library table: name, trigger words, rank, base model, status."""
-    return [[e["name"], ", ".join(e.get("trigger_words") or []), e.get("rank"), e.get("base_model") or "", status(e)]
-            for e in entries]
+    return [
+        [e["name"], ", ".join(e.get("trigger_words") or []), e.get("rank"), e.get("base_model") or "", status(e)]
+        for e in entries
+    ]
 
 
 def choices(entries: list[dict[str, Any]]) -> list[str]:
@@ -78,8 +80,9 @@ def selection(values: list[tuple[str | None, float | None]], entries: list[dict[
         if any(p["name"] == name for p in picked):
             raise gr.Error(f"LoRA {name} is picked twice — pick it once with the weights added up")
         entry = by_name.get(name, {})
-        picked.append({"name": name, "sha256": entry.get("sha256") or "",
-                       "weight": 1.0 if weight is None else float(weight)})
+        picked.append(
+            {"name": name, "sha256": entry.get("sha256") or "", "weight": 1.0 if weight is None else float(weight)}
+        )
     return picked
 
 
@@ -147,8 +150,9 @@ def _preview(path: str | None) -> Any:
 
 
 # ---- widgets ---------------------------------------------------------------------------------------------
-def build(list_entries: Callable[[], list[dict[str, Any]]], prompt: Any,
-          settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def build(
+    list_entries: Callable[[], list[dict[str, Any]]], prompt: Any, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The LoRA tab: search + library table, ``SLOTS`` picks (name, weight, trigger words, preview), and an
     "Insert trigger words" button that edits ``prompt``. Returns the widgets; ``slots`` holds each slot's.
 
@@ -157,13 +161,22 @@ def build(list_entries: Callable[[], list[dict[str, Any]]], prompt: Any,
     """
     entries = list_entries()
     w: dict[str, Any] = {"entries": gr.State(entries), "initial": entries}
-    gr.Markdown("LoRAs from the LoRA folders (`STUDIO_LORA_DIRS`). Pick up to four with a weight each; a file "
-                "that does not fit the model is refused with the reason when you generate.")
+    gr.Markdown(
+        "LoRAs from the LoRA folders (`STUDIO_LORA_DIRS`). Pick up to four with a weight each; a file "
+        "that does not fit the model is refused with the reason when you generate."
+    )
     with gr.Row():
         w["search"] = gr.Textbox(label="Search (name, trigger word, base model)", elem_id="lora_search", scale=4)
         w["refresh"] = gr.Button("Rescan folders", size="sm", elem_id="lora_refresh", scale=1)
-    w["table"] = gr.Dataframe(table_rows(entries), headers=TABLE_HEADERS, interactive=False, elem_id="lora_table",
-                              wrap=True, max_height=260, column_widths=["30%", "22%", "10%", "22%", "16%"])
+    w["table"] = gr.Dataframe(
+        table_rows(entries),
+        headers=TABLE_HEADERS,
+        interactive=False,
+        elem_id="lora_table",
+        wrap=True,
+        max_height=260,
+        column_widths=["30%", "22%", "10%", "22%", "16%"],
+    )
     slots = [_slot(0, entries, w["entries"], settings)]
     with gr.Accordion(f"More LoRAs (up to {SLOTS} in all)", open=False, elem_id="lora_more"):
         slots += [_slot(k, entries, w["entries"], settings) for k in range(1, SLOTS)]
@@ -179,13 +192,28 @@ def _slot(k: int, entries: list[dict[str, Any]], known: Any, settings: dict[str,
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             with gr.Row():
-                s["name"] = gr.Dropdown(choices(entries), value=NONE, label=f"LoRA {k + 1}", filterable=True,
-                                        elem_id=f"lora_{k}_name", scale=3, min_width=160)
-                s["weight"] = gr.Slider(-2, 2, value=1.0, step=0.05, label="Weight", elem_id=f"lora_{k}_weight",
-                                        scale=2, min_width=140)
+                s["name"] = gr.Dropdown(
+                    choices(entries),
+                    value=NONE,
+                    label=f"LoRA {k + 1}",
+                    filterable=True,
+                    elem_id=f"lora_{k}_name",
+                    scale=3,
+                    min_width=160,
+                )
+                s["weight"] = gr.Slider(
+                    -2, 2, value=1.0, step=0.05, label="Weight", elem_id=f"lora_{k}_weight", scale=2, min_width=140
+                )
             s["info"] = gr.Markdown("", elem_id=f"lora_{k}_info")
-        s["preview"] = gr.Image(label="Preview", interactive=False, height=96, scale=1, visible=False,
-                                elem_id=f"lora_{k}_preview", min_width=96)
+        s["preview"] = gr.Image(
+            label="Preview",
+            interactive=False,
+            height=96,
+            scale=1,
+            visible=False,
+            elem_id=f"lora_{k}_preview",
+            min_width=96,
+        )
     s["name"].change(details, [s["name"], known], [s["info"], s["preview"]], api_visibility="private")
     if settings:
         _wire_recommendation(s, known, settings)
@@ -198,11 +226,14 @@ def _wire_recommendation(slot: dict[str, Any], entries: Any, settings: dict[str,
 
     def apply(name: str | None, known: list[dict[str, Any]]) -> list[Any]:
         recommended, note = recommendation(name, known)
-        return [recommended.get("weight", gr.skip()), *(recommended.get(k, gr.skip()) for k in keys),
-                note or gr.skip()]
+        return [recommended.get("weight", gr.skip()), *(recommended.get(k, gr.skip()) for k in keys), note or gr.skip()]
 
-    slot["name"].input(apply, [slot["name"], entries], [slot["weight"], *(settings[k] for k in keys), settings["note"]],
-                       api_visibility="private")
+    slot["name"].input(
+        apply,
+        [slot["name"], entries],
+        [slot["weight"], *(settings[k] for k in keys), settings["note"]],
+        api_visibility="private",
+    )
 
 
 def _wire(w: dict[str, Any], list_entries: Callable[[], list[dict[str, Any]]], prompt: Any) -> None:

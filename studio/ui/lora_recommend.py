@@ -20,7 +20,10 @@ METADATA_KEYS = ("studio_recommended", "flux_studio.recommended")
 SIDECAR_MAX_BYTES = 64 * 1024
 # key → (type, minimum, maximum): what a recommendation may set, in the panel's own ranges
 FIELDS: dict[str, tuple[type, float, float]] = {
-    "steps": (int, 1, 200), "true_cfg": (float, 1.0, 15.0), "guidance": (float, 0.0, 15.0), "weight": (float, -2, 2),
+    "steps": (int, 1, 200),
+    "true_cfg": (float, 1.0, 15.0),
+    "guidance": (float, 0.0, 15.0),
+    "weight": (float, -2, 2),
 }
 
 
@@ -87,8 +90,10 @@ def recommended(path: str | Path | None) -> dict[str, Any]:
 
 def with_recommendations(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The picker's entries, each with its ``recommended`` settings."""
-    return [{**entry, "recommended": recommended(entry.get("path") if not entry.get("error") else None)}
-            for entry in entries]
+    return [
+        {**entry, "recommended": recommended(entry.get("path") if not entry.get("error") else None)}
+        for entry in entries
+    ]
 
 
 def describe(settings: dict[str, Any]) -> str:

@@ -80,8 +80,10 @@ class Page:
     def history_items(self, owner: str | None, root: str) -> tuple[list[tuple[str, str]], list[str]]:
         """The history strip: (owner-checked image URL, prompt) of the newest finished records, and their ids."""
         done = self.studio.recent(owner, HISTORY_SIZE)
-        return ([(stored_images.image_url(root, r["id"]), r["request"]["prompt"][:80]) for r in done],
-                [r["id"] for r in done])
+        return (
+            [(stored_images.image_url(root, r["id"]), r["request"]["prompt"][:80]) for r in done],
+            [r["id"] for r in done],
+        )
 
     # ---- widgets → request ---------------------------------------------------------------------------------
     @property
@@ -103,16 +105,28 @@ class Page:
     def request_inputs(self) -> set[Any]:
         """Every widget a generation request is made from."""
         regions, loras, edit = self.ext["regions"], self.ext["loras"], self.ext["edit"]
-        return {*self.panel_inputs, regions["editor"], *(regions[n] for n in region_prompt_names()),
-                *(u[f] for u in self.ext["controls"] for f in CONTROL_FIELDS), loras["entries"],
-                *self.lora_slot_inputs, edit["mode"], edit["editor"], edit["strength"], regions["base_ratio"]}
+        return {
+            *self.panel_inputs,
+            regions["editor"],
+            *(regions[n] for n in region_prompt_names()),
+            *(u[f] for u in self.ext["controls"] for f in CONTROL_FIELDS),
+            loras["entries"],
+            *self.lora_slot_inputs,
+            edit["mode"],
+            edit["editor"],
+            edit["strength"],
+            regions["base_ratio"],
+        }
 
-    def painted_regions(self, data: dict[Any, Any], width: int, height: int,
-                        require_prompts: bool = True) -> list[region_masks.Region]:
+    def painted_regions(
+        self, data: dict[Any, Any], width: int, height: int, require_prompts: bool = True
+    ) -> list[region_masks.Region]:
         """The Regions tab's painted regions at the output size (a preview may show regions without a prompt)."""
         regions = self.ext["regions"]
-        prompts = {name.removeprefix("prompt_"): data[regions[name]] if isinstance(data[regions[name]], str) else ""
-                   for name in region_prompt_names()}
+        prompts = {
+            name.removeprefix("prompt_"): data[regions[name]] if isinstance(data[regions[name]], str) else ""
+            for name in region_prompt_names()
+        }
         return region_masks.painted_regions(data[regions["editor"]], prompts, width, height, require_prompts)
 
     def request_from(self, data: dict[Any, Any]) -> Any:
@@ -125,12 +139,17 @@ class Page:
         units = [{f: data[u[f]] for f in CONTROL_FIELDS} for u in ext["controls"]]
         put = self.studio.store.assets.put_image
         loras, edit = ext["loras"], ext["edit"]
-        picked = lora_panel.selection([(data[s["name"]], data[s["weight"]]) for s in loras["slots"]],
-                                      data[loras["entries"]])
+        picked = lora_panel.selection(
+            [(data[s["name"]], data[s["weight"]]) for s in loras["slots"]], data[loras["entries"]]
+        )
         edit_fields = edit_panel.edit_fields(data[edit["mode"]], data[edit["editor"]], data[edit["strength"]], put)
-        return req.replace(regions=adapters.region_specs(pairs, put), controls=adapters.control_specs(units, put),
-                           loras=adapters.lora_specs(picked),
-                           region_base_ratio=float(data[ext["regions"]["base_ratio"]] or 0.0), **edit_fields).validate()
+        return req.replace(
+            regions=adapters.region_specs(pairs, put),
+            controls=adapters.control_specs(units, put),
+            loras=adapters.lora_specs(picked),
+            region_base_ratio=float(data[ext["regions"]["base_ratio"]] or 0.0),
+            **edit_fields,
+        ).validate()
 
     def settings_from(self, stored: dict[str, Any]) -> list[Any]:
         """Widget values (panel, then LoRA slots) that reproduce a stored request."""

@@ -40,12 +40,14 @@ def target_names(units: int) -> list[str]:
 
 def output_size(width: Any, height: Any, default: tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE)) -> tuple[int, int]:
     """The map size from the prompt panel's width/height boxes (defaults for empty or odd values)."""
+
     def side(value: Any, fallback: int) -> int:
         try:
             v = int(value)
         except (TypeError, ValueError):
             return fallback
         return min(MAX_SIDE, v) if v >= 16 else fallback
+
     return side(width, default[0]), side(height, default[1])
 
 
@@ -53,8 +55,9 @@ def editor_value(figures: list[pose.Figure], selected: int, width: int, height: 
     """The editor's JSON state (canonical, so an unchanged pose gives the same text)."""
     doc = json.loads(pose.dump_pose(figures))
     selected = min(max(int(selected), 0), max(len(figures) - 1, 0))
-    return json.dumps({**doc, "selected": selected, "width": width, "height": height, "feed": feed},
-                      separators=(",", ":"))
+    return json.dumps(
+        {**doc, "selected": selected, "width": width, "height": height, "feed": feed}, separators=(",", ":")
+    )
 
 
 def read_editor(value: str | None) -> tuple[list[pose.Figure], int]:
@@ -75,8 +78,9 @@ def initial_value(width: int, height: int) -> str:
     return editor_value([pose.preset_figure("standing", width, height)], 0, width, height, False)
 
 
-def edit(value: str | None, action: str, preset: str | None, width: Any, height: Any,
-         default: tuple[int, int]) -> tuple[str, str, Image.Image]:
+def edit(
+    value: str | None, action: str, preset: str | None, width: Any, height: Any, default: tuple[int, int]
+) -> tuple[str, str, Image.Image]:
     """Apply one action (``preset``, ``add``, ``remove``, ``mirror``, ``size``, ``redraw``) to the editor state.
 
     Returns the new editor state, the keypoints JSON and the map. Edits set ``feed``; ``redraw`` keeps the state's
@@ -123,26 +127,45 @@ def build(units: list[dict[str, Any]], size: tuple[Any, Any] | None) -> dict[str
     start = initial_value(*default)
     figures, _ = read_editor(start)
     w: dict[str, Any] = {}
-    gr.Markdown("Drag a keypoint to move it (Shift-drag moves the whole figure); click a figure to select it. "
-                "Presets and mirror apply to the selected figure. Edits feed the picked control unit as `pose-map`.")
+    gr.Markdown(
+        "Drag a keypoint to move it (Shift-drag moves the whole figure); click a figure to select it. "
+        "Presets and mirror apply to the selected figure. Edits feed the picked control unit as `pose-map`."
+    )
     with gr.Row():
         w["preset"] = gr.Dropdown(list(pose.PRESETS), value=None, label="Preset pose", elem_id="pose_preset")
-        w["target"] = gr.Dropdown(target_names(len(units)), value=target_names(len(units))[1],
-                                  label="Feeds control unit", elem_id="pose_target")
+        w["target"] = gr.Dropdown(
+            target_names(len(units)),
+            value=target_names(len(units))[1],
+            label="Feeds control unit",
+            elem_id="pose_target",
+        )
     with gr.Row():
         w["add"] = gr.Button("Add figure", size="sm", elem_id="pose_add")
         w["remove"] = gr.Button("Remove figure", size="sm", elem_id="pose_remove")
         w["mirror"] = gr.Button("Mirror", size="sm", elem_id="pose_mirror")
     with gr.Row():
-        w["editor"] = gr.HTML(value=start, html_template='<div class="pose-root"></div>', js_on_load=EDITOR_JS(),
-                              elem_id="pose_editor")
-        w["map"] = gr.Image(value=enlarged(pose.render_pose_map(figures, *default)), label="Pose map", type="pil",
-                            format="png", interactive=False, height=200, elem_id="pose_map")
+        w["editor"] = gr.HTML(
+            value=start, html_template='<div class="pose-root"></div>', js_on_load=EDITOR_JS(), elem_id="pose_editor"
+        )
+        w["map"] = gr.Image(
+            value=enlarged(pose.render_pose_map(figures, *default)),
+            label="Pose map",
+            type="pil",
+            format="png",
+            interactive=False,
+            height=200,
+            elem_id="pose_map",
+        )
     with gr.Accordion("Keypoints (JSON)", open=False):
-        w["json"] = gr.Textbox(value=pose.dump_pose(figures), lines=4, max_lines=12, show_label=False,
-                               info='{"figures": [[[x, y] or null, … 18 OpenPose points], …]}, x and y fractions '
-                                    "of the width and height; press Enter or leave the box to apply",
-                               elem_id="pose_json")
+        w["json"] = gr.Textbox(
+            value=pose.dump_pose(figures),
+            lines=4,
+            max_lines=12,
+            show_label=False,
+            info='{"figures": [[[x, y] or null, … 18 OpenPose points], …]}, x and y fractions '
+            "of the width and height; press Enter or leave the box to apply",
+            elem_id="pose_json",
+        )
     _wire(w, units, size, default)
     return w
 
@@ -164,8 +187,9 @@ def fed_unit(action: str, state: str, target: str, kinds: list[str]) -> int | No
     return k
 
 
-def _wire(w: dict[str, Any], units: list[dict[str, Any]], size: tuple[Any, Any] | None,
-          default: tuple[int, int]) -> None:
+def _wire(
+    w: dict[str, Any], units: list[dict[str, Any]], size: tuple[Any, Any] | None, default: tuple[int, int]
+) -> None:
     kinds, images = [u["kind"] for u in units], [u["image"] for u in units]
     sizes = list(size) if size else []
     n = len(units)
@@ -182,8 +206,14 @@ def _wire(w: dict[str, Any], units: list[dict[str, Any]], size: tuple[Any, Any] 
             except StudioError as exc:
                 raise gr.Error(str(exc)) from None
             k = fed_unit(action, state, target, current)
-            return [state, text, enlarged(image), *("pose-map" if i == k else gr.skip() for i in range(n)),
-                    *(image if i == k else gr.skip() for i in range(n))]
+            return [
+                state,
+                text,
+                enlarged(image),
+                *("pose-map" if i == k else gr.skip() for i in range(n)),
+                *(image if i == k else gr.skip() for i in range(n)),
+            ]
+
         return run
 
     inputs = [w["editor"], w["json"], w["preset"], w["target"], *kinds, *sizes]

@@ -61,11 +61,22 @@ def toy_examples(lora_names: list[str] | None = None) -> list[Example]:
     examples = [
         Example("one object", scene_prompt(one)),
         Example("two objects", scene_prompt(two), settings={"true_cfg": TWO_OBJECT_TRUE_CFG}),
-        Example("regions", scene_prompt(two), "regions", {"true_cfg": TWO_OBJECT_TRUE_CFG},
-                regions={"red": (object_prompt(red, "white"), (0.04, 0.04, 0.48, 0.48)),
-                         "blue": (object_prompt(blue, "white"), (0.52, 0.52, 0.96, 0.96))}),
-        Example("pose control", scene_prompt(Scene((ToyObject("green", STICK_FIGURE, "center"),), "white")),
-                "control", pose="arms up"),
+        Example(
+            "regions",
+            scene_prompt(two),
+            "regions",
+            {"true_cfg": TWO_OBJECT_TRUE_CFG},
+            regions={
+                "red": (object_prompt(red, "white"), (0.04, 0.04, 0.48, 0.48)),
+                "blue": (object_prompt(blue, "white"), (0.52, 0.52, 0.96, 0.96)),
+            },
+        ),
+        Example(
+            "pose control",
+            scene_prompt(Scene((ToyObject("green", STICK_FIGURE, "center"),), "white")),
+            "control",
+            pose="arms up",
+        ),
     ]
     style = STYLES[0]
     if style in (lora_names or []):
@@ -92,14 +103,29 @@ def examples_for(model: str, lora_names: list[str] | None = None) -> list[Exampl
 
 def grammar_help() -> str:
     """One line of Markdown naming the toy grammar and its words."""
-    return ("**flux-mini only understands**: `a {colour} {shape} in the {position} [and a {colour} {shape} in the "
-            "{position}] on a {colour} background` · colours: " + ", ".join(COLOUR_NAMES) + " · shapes: "
-            + ", ".join(SHAPES) + " · positions: " + ", ".join(POSITION_NAMES)
-            + " (two objects: two different corners; true CFG 2 helps) · style word: " + ", ".join(STYLES))
+    return (
+        "**flux-mini only understands**: `a {colour} {shape} in the {position} [and a {colour} {shape} in the "
+        "{position}] on a {colour} background` · colours: "
+        + ", ".join(COLOUR_NAMES)
+        + " · shapes: "
+        + ", ".join(SHAPES)
+        + " · positions: "
+        + ", ".join(POSITION_NAMES)
+        + " (two objects: two different corners; true CFG 2 helps) · style word: "
+        + ", ".join(STYLES)
+    )
 
 
-def built_prompt(colour: str, shape: str, position: str, background: str, colour_2: str | None = None,
-                 shape_2: str | None = None, position_2: str | None = None, style: str | None = None) -> str:
+def built_prompt(
+    colour: str,
+    shape: str,
+    position: str,
+    background: str,
+    colour_2: str | None = None,
+    shape_2: str | None = None,
+    position_2: str | None = None,
+    style: str | None = None,
+) -> str:
     """The builder's dropdowns as a prompt in the grammar; InvalidRequest names a rule that is broken."""
     try:
         objects = [ToyObject(colour, shape, position)]

@@ -11,7 +11,7 @@ from studio.core.errors import InvalidRequest
 from studio.core.limits import check_image
 
 PALETTE = (("red", "#ff0000"), ("green", "#00c000"), ("blue", "#0000ff"), ("yellow", "#ffd000"))
-_RGB = {name: tuple(int(hex_[i:i + 2], 16) for i in (1, 3, 5)) for name, hex_ in PALETTE}
+_RGB = {name: tuple(int(hex_[i : i + 2], 16) for i in (1, 3, 5)) for name, hex_ in PALETTE}
 OVERLAY_MIN_SIDE = 512
 NO_PROMPT = "(no prompt yet: type one below)"
 
@@ -65,8 +65,9 @@ def colour_masks(layer: np.ndarray, width: int, height: int) -> dict[str, np.nda
     return masks
 
 
-def painted_regions(value: Any, prompts: dict[str, str], width: int, height: int,
-                    require_prompts: bool = True) -> list[Region]:
+def painted_regions(
+    value: Any, prompts: dict[str, str], width: int, height: int, require_prompts: bool = True
+) -> list[Region]:
     """The painted regions in palette order; a painted colour without a prompt is an error naming it (or, for a
     preview with ``require_prompts=False``, a region whose prompt is empty)."""
     layer = painted_layer(value)
@@ -122,7 +123,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, room: int, max_lines:
         else:
             lines.append(word)
     if len(lines) > max_lines:
-        lines = [*lines[:max_lines - 1], lines[max_lines - 1] + " …"]
+        lines = [*lines[: max_lines - 1], lines[max_lines - 1] + " …"]
     return lines or [""]
 
 

@@ -37,8 +37,10 @@ def _cell(src: str, size: tuple[int, int] | None, caption: str, link: bool) -> s
     ratio = width / height if width and height else 1.0
     small = " fs-pixelated" if size and max(size) <= PIXELATED_MAX_SIDE else ""
     dims = f' width="{width}" height="{height}"' if size else ""
-    img = (f'<img src="{html.escape(src)}" alt="{html.escape(caption or "result")}"{dims} class="fs-img{small}" '
-           f'style="--ar: {ratio:.6f}">')
+    img = (
+        f'<img src="{html.escape(src)}" alt="{html.escape(caption or "result")}"{dims} class="fs-img{small}" '
+        f'style="--ar: {ratio:.6f}">'
+    )
     if link:
         img = f'<a href="{html.escape(src)}" target="_blank" rel="noopener" title="open full size">{img}</a>'
     badge = f'<span class="fs-badge">{html.escape(caption)}</span>' if caption else ""
@@ -50,8 +52,7 @@ def images_html(items: list[tuple[str, tuple[int, int] | None, str]], link: bool
     if not items:
         return empty_html()
     columns = math.ceil(math.sqrt(len(items)))
-    cells = "".join(_cell(src, size, caption if len(items) > 1 or note else "", link)
-                    for src, size, caption in items)
+    cells = "".join(_cell(src, size, caption if len(items) > 1 or note else "", link) for src, size, caption in items)
     extra = f'<span class="fs-note">{html.escape(note)}</span>' if note else ""
     return f'<div class="fs-result" data-count="{len(items)}" style="--cols: {columns}">{cells}{extra}</div>'
 
@@ -77,8 +78,9 @@ def record_html(root: str, record: dict[str, Any]) -> str:
 def pil_html(images: list[Any], captions: list[str] | None = None, note: str = "") -> str:
     """Images that are not stored (a step preview, live mode, an X/Y grid) as inline data."""
     captions = captions or [""] * len(images)
-    return images_html([(data_uri(img), img.size, cap) for img, cap in zip(images, captions, strict=True)],
-                       link=False, note=note)
+    return images_html(
+        [(data_uri(img), img.size, cap) for img, cap in zip(images, captions, strict=True)], link=False, note=note
+    )
 
 
 def build(page: Page) -> None:

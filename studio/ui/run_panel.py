@@ -45,8 +45,9 @@ def build_xy(page: Page) -> dict[str, Any]:
     gr.Markdown("Compare values on one grid with the same seed: each cell is a stored generation.")
     with gr.Row():
         w["x_axis"] = gr.Dropdown(list(xyplot.AXES), value="schedule preset", label="X axis", elem_id="xy_x_axis")
-        w["x_values"] = gr.Textbox(value="constant, compose early, detail late", label="X values",
-                                   elem_id="xy_x_values")
+        w["x_values"] = gr.Textbox(
+            value="constant, compose early, detail late", label="X values", elem_id="xy_x_values"
+        )
     with gr.Row():
         w["y_axis"] = gr.Dropdown(["none", *xyplot.AXES], value="none", label="Y axis", elem_id="xy_y_axis")
         w["y_values"] = gr.Textbox(value="", label="Y values", elem_id="xy_y_values")
@@ -58,8 +59,12 @@ def wire(page: Page) -> None:
     """Generate, Replay, X/Y, live mode, Cancel, remix links and PNG import."""
     studio, cancels, panel, r, h = page.studio, page.cancels, page.panel, page.result, page.history
     outputs = [r["status"], r["result"], h["record"], h["strip"], h["ids"], page.selected_id]
-    options = {"concurrency_id": GPU, "concurrency_limit": page.ctx.gpu_slots, "api_visibility": "private",
-               "show_progress_on": [r["result"]]}
+    options = {
+        "concurrency_id": GPU,
+        "concurrency_limit": page.ctx.gpu_slots,
+        "api_visibility": "private",
+        "show_progress_on": [r["result"]],
+    }
     request_inputs = page.request_inputs
 
     def run_stream(run: Any, owner: str | None, request: gr.Request, progress: gr.Progress) -> Any:
@@ -78,8 +83,9 @@ def wire(page: Page) -> None:
                     started, update = True, event.payload
                     progress((update.step, update.total), desc=f"step {update.step}/{update.total}")
                     note = f"step {update.step}/{update.total}"
-                    shown = result_panel.pil_html([update.preview], note=note) if update.preview is not None \
-                        else gr.skip()
+                    shown = (
+                        result_panel.pil_html([update.preview], note=note) if update.preview is not None else gr.skip()
+                    )
                     yield f"Step {update.step}/{update.total} · {update.elapsed_s:.1f}s", shown, *skip
                 elif event.kind == "error":
                     raise as_gradio_error(event.payload)
@@ -99,15 +105,17 @@ def wire(page: Page) -> None:
             req = page.request_from(data)
         except StudioError as exc:
             raise user_error(str(exc)) from None
-        yield from run_stream(lambda on_step, cancel: studio.generate(req, on_step, cancel, owner=owner), owner,
-                              request, progress)
+        yield from run_stream(
+            lambda on_step, cancel: studio.generate(req, on_step, cancel, owner=owner), owner, request, progress
+        )
 
     def on_replay(record_id: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Any:
         if not record_id or not isinstance(record_id, str):
             raise user_error("no image yet — generate one or select one in the history strip")
         owner = page.who(request)
-        yield from run_stream(lambda on_step, cancel: studio.replay(record_id, on_step, cancel, owner=owner),
-                              owner, request, progress)
+        yield from run_stream(
+            lambda on_step, cancel: studio.replay(record_id, on_step, cancel, owner=owner), owner, request, progress
+        )
 
     xy = page.ext["xy"]
 
@@ -123,8 +131,9 @@ def wire(page: Page) -> None:
         cancel = cancels.start(session)
         try:
             owner = page.who(request)
-            grid, records = xyplot.run(studio, base, x, y, lambda k, n: progress((k, n), desc="X/Y cells"),
-                                       cancel, owner=owner)
+            grid, records = xyplot.run(
+                studio, base, x, y, lambda k, n: progress((k, n), desc="X/Y cells"), cancel, owner=owner
+            )
         except StudioError as exc:
             raise as_gradio_error(exc) from None
         finally:
@@ -154,8 +163,10 @@ def wire(page: Page) -> None:
         if result is None:
             return gr.skip(), gr.skip()
         took = time.perf_counter() - started
-        return (f"Live · {took:.2f}s · seed {result.seeds[0]}",
-                result_panel.pil_html(list(result.images), [f"seed {s}" for s in result.seeds]))
+        return (
+            f"Live · {took:.2f}s · seed {result.seeds[0]}",
+            result_panel.pil_html(list(result.images), [f"seed {s}" for s in result.seeds]),
+        )
 
     def cancel_stale(is_live: bool, request: gr.Request) -> None:
         if is_live is True:
@@ -168,15 +179,23 @@ def wire(page: Page) -> None:
 
     panel["generate"].click(on_generate, request_inputs, outputs, **options)
     r["replay"].click(on_replay, [page.selected_id], outputs, **options)
-    xy["run"].click(on_xy, {*request_inputs, *(xy[k] for k in ("x_axis", "x_values", "y_axis", "y_values"))},
-                    outputs, **options)
+    xy["run"].click(
+        on_xy, {*request_inputs, *(xy[k] for k in ("x_axis", "x_values", "y_axis", "y_values"))}, outputs, **options
+    )
     panel["cancel"].click(on_cancel, None, r["status"], queue=False, api_visibility="private")
     for name in (*LIVE_TRIGGERS, "live"):
         widget = panel[name]
         widget.change(cancel_stale, panel["live"], None, queue=False, api_visibility="private")
-        widget.change(on_live, {*request_inputs, panel["live"]}, [r["status"], r["result"]],
-                      trigger_mode="always_last", concurrency_id=GPU, concurrency_limit=page.ctx.gpu_slots,
-                      api_visibility="private", show_progress="hidden")
+        widget.change(
+            on_live,
+            {*request_inputs, panel["live"]},
+            [r["status"], r["result"]],
+            trigger_mode="always_last",
+            concurrency_id=GPU,
+            concurrency_limit=page.ctx.gpu_slots,
+            api_visibility="private",
+            show_progress="hidden",
+        )
     page.run = {"fn": on_generate, "inputs": request_inputs, "outputs": outputs, "options": options}
     _wire_fill(page)
 
@@ -212,5 +231,6 @@ def _wire_fill(page: Page) -> None:
         return page.settings_from(stored)
 
     page.demo_load(on_remix, None, page.settings_outputs)
-    page.panel["import_png"].upload(on_import, page.panel["import_png"], page.settings_outputs,
-                                    api_visibility="private")
+    page.panel["import_png"].upload(
+        on_import, page.panel["import_png"], page.settings_outputs, api_visibility="private"
+    )

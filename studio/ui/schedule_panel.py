@@ -59,8 +59,10 @@ def render(text: str, steps: Any, guidance: Any, true_cfg: Any, negative: str, u
     except StudioError as exc:
         return gr.skip(), gr.skip(), gr.skip(), f"⚠ {exc}", gr.skip()
     values = sched.step_values(clean, n, g, cfg)
-    rows = [[i + 1, round(p, 3)] + [round(values[c][i], 3) for c in sched.CHANNELS]
-            for i, p in enumerate(sched.step_positions(n))]
+    rows = [
+        [i + 1, round(p, 3)] + [round(values[c][i], 3) for c in sched.CHANNELS]
+        for i, p in enumerate(sched.step_positions(n))
+    ]
     points = [[c, p, v] for c, curve in clean.items() for p, v in curve]
     passes = sched.transformer_passes(n, values["true_cfg"], has_negative=True)
     constant = sched.transformer_passes(n, [cfg] * n, has_negative=True)
@@ -80,19 +82,28 @@ def build(panel: dict[str, Any], uses_distilled_guidance: bool) -> dict[str, Any
     w: dict[str, Any] = {}
     with gr.Row():
         w["preset"] = gr.Dropdown(names, value="constant", label="Preset", elem_id="schedule_preset")
-        w["channels"] = gr.CheckboxGroup(list(sched.CHANNELS), value=[], label="Curves on (others use the sliders)",
-                                         elem_id="schedule_channels")
+        w["channels"] = gr.CheckboxGroup(
+            list(sched.CHANNELS), value=[], label="Curves on (others use the sliders)", elem_id="schedule_channels"
+        )
     w["editor"] = gr.HTML(
-        value=json.dumps({"schedule": {}, "steps": 4}), html_template='<div class="sched-root"></div>',
-        js_on_load=EDITOR_JS(), elem_id="schedule_editor",
+        value=json.dumps({"schedule": {}, "steps": 4}),
+        html_template='<div class="sched-root"></div>',
+        js_on_load=EDITOR_JS(),
+        elem_id="schedule_editor",
     )
     w["passes"] = gr.Markdown("", elem_id="schedule_passes")
     with gr.Accordion("Points (exact values)", open=False):
-        w["points"] = gr.Dataframe(headers=["channel", "p", "value"], datatype=["str", "number", "number"],
-                                   value=[["", None, None]], interactive=True, elem_id="schedule_points")
+        w["points"] = gr.Dataframe(
+            headers=["channel", "p", "value"],
+            datatype=["str", "number", "number"],
+            value=[["", None, None]],
+            interactive=True,
+            elem_id="schedule_points",
+        )
     with gr.Accordion("Value at each step", open=False):
-        w["steps_table"] = gr.Dataframe(headers=["step", "p", *sched.CHANNELS], interactive=False,
-                                        elem_id="schedule_steps")
+        w["steps_table"] = gr.Dataframe(
+            headers=["step", "p", *sched.CHANNELS], interactive=False, elem_id="schedule_steps"
+        )
     context = [panel["steps"], panel["guidance"], panel["true_cfg"], panel["negative_prompt"]]
     outputs = [w["editor"], w["points"], w["steps_table"], w["passes"], w["channels"]]
 
@@ -129,10 +140,20 @@ def build(panel: dict[str, Any], uses_distilled_guidance: bool) -> dict[str, Any
     schedule_json.change(on_render, [schedule_json, *context], outputs, queue=False, api_visibility="private")
     for widget in context:
         widget.change(on_render, [schedule_json, *context], outputs, queue=False, api_visibility="private")
-    w["preset"].input(on_preset, [w["preset"], panel["guidance"], panel["true_cfg"]], schedule_json,
-                      queue=False, api_visibility="private")
-    w["channels"].input(on_channels, [w["channels"], schedule_json, panel["guidance"], panel["true_cfg"]],
-                        schedule_json, queue=False, api_visibility="private")
+    w["preset"].input(
+        on_preset,
+        [w["preset"], panel["guidance"], panel["true_cfg"]],
+        schedule_json,
+        queue=False,
+        api_visibility="private",
+    )
+    w["channels"].input(
+        on_channels,
+        [w["channels"], schedule_json, panel["guidance"], panel["true_cfg"]],
+        schedule_json,
+        queue=False,
+        api_visibility="private",
+    )
     w["points"].input(on_points, w["points"], schedule_json, queue=False, api_visibility="private")
     w["editor"].change(on_editor, w["editor"], schedule_json, queue=False, api_visibility="private")
     return w

@@ -70,12 +70,19 @@ def wire(page: Page) -> None:
 
     inputs = {panel["width"], panel["height"], regions["editor"], *prompts}
     for trigger in (regions["editor"].change, *(p.blur for p in prompts)):
-        trigger(on_regions_preview, inputs, regions["overlay"], api_visibility="private", trigger_mode="always_last",
-                show_progress="hidden")  # one stroke after another: only the newest overlay is drawn
+        trigger(
+            on_regions_preview,
+            inputs,
+            regions["overlay"],
+            api_visibility="private",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )  # one stroke after another: only the newest overlay is drawn
     schedule = page.ext["schedule"]
     page.demo_load(
-        lambda text, steps, g, cfg, neg: schedule_panel.render(text, steps, g, cfg, neg,
-                                                               page.ctx.uses_distilled_guidance),
+        lambda text, steps, g, cfg, neg: schedule_panel.render(
+            text, steps, g, cfg, neg, page.ctx.uses_distilled_guidance
+        ),
         [panel["schedule_json"], panel["steps"], panel["guidance"], panel["true_cfg"], panel["negative_prompt"]],
         [schedule[k] for k in ("editor", "points", "steps_table", "passes", "channels")],
     )

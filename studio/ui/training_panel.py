@@ -48,8 +48,7 @@ PROGRESS_EVERY_S = 0.25  # status updates at most 4 per second: a tiny model tra
 def history_choices(studio: Studio, owner: str | None) -> list[tuple[str, str]]:
     """(label, record id) of the visitor's finished generations with an image, newest first."""
     records, _ = studio.store.list(limit=HISTORY_CHOICES, owner=owner, status="done")
-    return [(f"{r['request']['prompt'][:70] or '(no prompt)'} · {r['id']}", r["id"])
-            for r in records if r["images"]]
+    return [(f"{r['request']['prompt'][:70] or '(no prompt)'} · {r['id']}", r["id"]) for r in records if r["images"]]
 
 
 def history_examples(studio: Studio, ids: list[str], owner: str | None) -> tuple[list[str], list[str]]:
@@ -64,25 +63,40 @@ def history_examples(studio: Studio, ids: list[str], owner: str | None) -> tuple
     return paths, prompts
 
 
-def build(studio: Studio, gpu_slots: int = 1,
-          owner_of: Callable[[Any], str | None] = lambda request: None) -> dict[str, Any]:
+def build(
+    studio: Studio, gpu_slots: int = 1, owner_of: Callable[[Any], str | None] = lambda request: None
+) -> dict[str, Any]:
     """The Train tab's widgets and events (``owner_of(request)``: whose history the visitor may pick from)."""
     from studio.lora.training import MAX_IMAGES, MIN_IMAGES
 
     w: dict[str, Any] = {}
-    gr.Markdown(f"Train a LoRA on the loaded model from {MIN_IMAGES}–{MAX_IMAGES} images (10–30 work best). Images "
-                "are centre-cropped to the model's size; the trigger word is put in front of every caption. The "
-                "result appears in the LoRA picker (press *Rescan folders*).")
-    w["images"] = gr.File(file_count="multiple", file_types=["image"], type="filepath", label="Images",
-                          elem_id="train_images")
+    gr.Markdown(
+        f"Train a LoRA on the loaded model from {MIN_IMAGES}–{MAX_IMAGES} images (10–30 work best). Images "
+        "are centre-cropped to the model's size; the trigger word is put in front of every caption. The "
+        "result appears in the LoRA picker (press *Rescan folders*)."
+    )
+    w["images"] = gr.File(
+        file_count="multiple", file_types=["image"], type="filepath", label="Images", elem_id="train_images"
+    )
     with gr.Row():
-        w["history"] = gr.Dropdown(choices=[], value=[], multiselect=True, scale=4, elem_id="train_history",
-                                   label="…and/or images from your history (caption: the record's prompt)")
+        w["history"] = gr.Dropdown(
+            choices=[],
+            value=[],
+            multiselect=True,
+            scale=4,
+            elem_id="train_history",
+            label="…and/or images from your history (caption: the record's prompt)",
+        )
         w["history_refresh"] = gr.Button("Load history", size="sm", scale=1, elem_id="train_history_refresh")
-    w["history_preview"] = gr.Gallery(label="Chosen history images", columns=10, height=110, allow_preview=False,
-                                      elem_id="train_history_preview")
-    w["captions"] = gr.Textbox(lines=5, label="Captions, one line per image in order: uploads, then history images "
-                               "(empty line: the file name / the record's prompt)", elem_id="train_captions")
+    w["history_preview"] = gr.Gallery(
+        label="Chosen history images", columns=10, height=110, allow_preview=False, elem_id="train_history_preview"
+    )
+    w["captions"] = gr.Textbox(
+        lines=5,
+        label="Captions, one line per image in order: uploads, then history images "
+        "(empty line: the file name / the record's prompt)",
+        elem_id="train_captions",
+    )
     with gr.Row():
         w["name"] = gr.Textbox(label="LoRA name", value="my-style", elem_id="train_name")
         w["trigger"] = gr.Textbox(label="Trigger word", value="zwx", elem_id="train_trigger")
@@ -111,8 +125,17 @@ def build(studio: Studio, gpu_slots: int = 1,
         root = stored_images.root_url(request)  # owner-checked image route: the data folder is not served by Gradio
         return [(stored_images.image_url(root, rid), prompt[:60]) for rid, prompt in zip(ids, prompts, strict=True)]
 
-    def train(files: list[str] | None, history_ids: list[str] | None, text: str, name: str, trigger: str,
-              rank: float, steps: float, lr: float, request: gr.Request) -> Any:
+    def train(
+        files: list[str] | None,
+        history_ids: list[str] | None,
+        text: str,
+        name: str,
+        trigger: str,
+        rank: float,
+        steps: float,
+        lr: float,
+        request: gr.Request,
+    ) -> Any:
         session = request.session_hash or "local"
         try:
             files = [str(stored_images.uploaded(path)) for path in files or []]  # only what was uploaded here
@@ -125,12 +148,21 @@ def build(studio: Studio, gpu_slots: int = 1,
             raise gr.Error(str(exc)) from None
         cancel = stop_event[session] = threading.Event()
         captions = captions_for(files, text, trigger)
-        lines = (text or "").splitlines()[len(files):]
+        lines = (text or "").splitlines()[len(files) :]
         captions += [(lines[k].strip() if k < len(lines) else "") or prompt for k, prompt in enumerate(history_prompts)]
 
         def run(on_step: Any) -> Any:
-            return studio.train_lora(name, trigger, images, captions, int(rank or 8), int(steps or 200),
-                                     float(lr or 1e-3), lambda step, total, loss: on_step((step, total, loss)), cancel)
+            return studio.train_lora(
+                name,
+                trigger,
+                images,
+                captions,
+                int(rank or 8),
+                int(steps or 200),
+                float(lr or 1e-3),
+                lambda step, total, loss: on_step((step, total, loss)),
+                cancel,
+            )
 
         shown = 0.0
         try:
@@ -162,7 +194,13 @@ def build(studio: Studio, gpu_slots: int = 1,
 
     w["history_refresh"].click(load_history, None, w["history"], queue=False, api_visibility="private")
     w["history"].change(show_history, w["history"], w["history_preview"], queue=False, api_visibility="private")
-    w["start"].click(train, [w[k] for k in ("images", "history", "captions", "name", "trigger", "rank", "steps", "lr")],
-                     w["status"], concurrency_id="gpu", concurrency_limit=gpu_slots, api_visibility="private")
+    w["start"].click(
+        train,
+        [w[k] for k in ("images", "history", "captions", "name", "trigger", "rank", "steps", "lr")],
+        w["status"],
+        concurrency_id="gpu",
+        concurrency_limit=gpu_slots,
+        api_visibility="private",
+    )
     w["stop"].click(stop, None, w["status"], queue=False, api_visibility="private")
     return w

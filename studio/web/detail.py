@@ -85,7 +85,7 @@ def _inputs(record: dict[str, Any]) -> str:
         digest = esc(ref.removeprefix("sha256:"))
         caption = esc(label)
         if label in prompts:
-            caption += f": <span class=\"region-prompt\">{esc(prompts[label])}</span>"
+            caption += f': <span class="region-prompt">{esc(prompts[label])}</span>'
         if label in controls:
             c = controls[label]
             caption += esc(f" · strength {c.get('strength')} · {c.get('start')}–{c.get('end')}"
@@ -121,8 +121,11 @@ def render_detail(record: dict[str, Any], share_token: str | None) -> str:
     if record.get("status") == "done" and record.get("images"):
         actions.append(_button(rid, "unshare", "Revoke share link") if share_token else _button(rid, "share", "Share"))
     actions.append(_button(rid, "delete", "Delete", cls="danger"))
-    info = [f'<h1 id="title">{esc(title_from_prompt(prompt) or record["id"])}</h1>', '<p class="label">Prompt</p>',
-            f'<p class="prompt" id="prompt">{"★ " if record.get("favourite") else ""}{esc(prompt)}</p>']
+    info = [
+        f'<h1 id="title">{esc(title_from_prompt(prompt) or record["id"])}</h1>',
+        '<p class="label">Prompt</p>',
+        f'<p class="prompt" id="prompt">{"★ " if record.get("favourite") else ""}{esc(prompt)}</p>',
+    ]
     for key, label in (("prompt_2", "Prompt 2"), ("negative_prompt", "Negative")):
         if req.get(key):
             info.append(f'<p class="prompt sub" id="{key.replace("_", "-")}"><b>{label}:</b> {esc(req[key])}</p>')

@@ -170,24 +170,37 @@ def _form(query: str, per_page: int, filters: dict[str, str], models: list[str])
         '<form method="get" action="/gallery" role="search" id="filters">'
         f'<input type="search" name="q" value="{esc(query)}" placeholder="search prompts" aria-label="search">'
         f'<input type="hidden" name="per_page" value="{per_page}"> '
-        + _select("status", "status", [("", "any status"), ("done", "done"), ("cancelled", "cancelled"),
-                                       ("failed", "failed")], f("status") or "")
+        + _select(
+            "status",
+            "status",
+            [("", "any status"), ("done", "done"), ("cancelled", "cancelled"), ("failed", "failed")],
+            f("status") or "",
+        )
         + f'<label><input type="checkbox" name="fav" value="1"{checked}> favourites</label> '
         + _select("model", "model", model_options, f("model") or "")
         + f'<input type="text" name="lora" value="{esc(f("lora"))}" placeholder="LoRA name" aria-label="LoRA"> '
         f'<input type="text" name="tag" value="{esc(f("tag"))}" placeholder="tag" aria-label="tag"> '
         f'<label>from <input type="date" name="from" value="{esc(f("from"))}"></label> '
         f'<label>to <input type="date" name="to" value="{esc(f("to"))}"></label> '
-        + '<label>regions ' + _select("regions", "has regions", yes_no, f("regions") or "") + "</label>"
-        + '<label>controls ' + _select("controls", "has controls", yes_no, f("controls") or "") + "</label>"
+        + "<label>regions "
+        + _select("regions", "has regions", yes_no, f("regions") or "")
+        + "</label>"
+        + "<label>controls "
+        + _select("controls", "has controls", yes_no, f("controls") or "")
+        + "</label>"
         + _select("sort", "sort", [("", "newest first"), ("oldest", "oldest first")], f("sort") or "")
         + '<button type="submit" class="primary">Search</button> <a href="/gallery">clear</a></form>'
     )
 
 
 def render_gallery(
-    records: list[dict[str, Any]], total: int, query: str, page: int, per_page: int,
-    filters: dict[str, str] | None = None, models: list[str] | None = None,
+    records: list[dict[str, Any]],
+    total: int,
+    query: str,
+    page: int,
+    per_page: int,
+    filters: dict[str, str] | None = None,
+    models: list[str] | None = None,
 ) -> str:
     """The whole gallery page."""
     filters = filters or {}
@@ -199,7 +212,10 @@ def render_gallery(
 
 
 def register_gallery_routes(
-    app: FastAPI, studio: Studio, auth: tuple[str, str] | None = None, owner_of: OwnerOf | None = None,
+    app: FastAPI,
+    studio: Studio,
+    auth: tuple[str, str] | None = None,
+    owner_of: OwnerOf | None = None,
     logged_in: LoggedIn | None = None,
 ) -> None:
     """Add ``/gallery``, ``/gallery/image/<id>/<k>`` and the detail routes to ``app`` (before Gradio's mount).

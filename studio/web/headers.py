@@ -87,7 +87,9 @@ def split_hosts(value: str | Iterable[str] | None) -> list[str]:
 
 
 def host_policy(
-    bind_host: str = "127.0.0.1", share_base_url: str | None = None, allowed_hosts: str | Iterable[str] | None = None,
+    bind_host: str = "127.0.0.1",
+    share_base_url: str | None = None,
+    allowed_hosts: str | Iterable[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> HostPolicy:
     """The policy for a server bound to ``bind_host``: loopback, the bind name, the public URL's host, ``SPACE_HOST``
@@ -167,14 +169,20 @@ class SecurityHeaders:
             return
         from studio.web.share import error_page
 
-        response = error_page(403, f"This studio does not answer to the host name {host!r} — open it by an "
-                                   "allowed name; the operator can add one with --allowed-hosts / STUDIO_ALLOWED_HOSTS.")
+        response = error_page(
+            403,
+            f"This studio does not answer to the host name {host!r} — open it by an "
+            "allowed name; the operator can add one with --allowed-hosts / STUDIO_ALLOWED_HOSTS.",
+        )
         await response(scope, receive, self._framed(send))
 
 
 def install_security_headers(
-    app: Any, bind_host: str = "127.0.0.1", share_base_url: str | None = None,
-    allowed_hosts: str | Iterable[str] | None = None, env: Mapping[str, str] | None = None,
+    app: Any,
+    bind_host: str = "127.0.0.1",
+    share_base_url: str | None = None,
+    allowed_hosts: str | Iterable[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> HostPolicy:
     """Add the SecurityHeaders middleware to ``app`` (before it starts) and keep its policy as
     ``app.state.host_policy``; Hugging Face Spaces (``SPACE_ID``) get the framing and host rules described above."""

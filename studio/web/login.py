@@ -22,6 +22,8 @@ def logged_in_user(app: Any, request: Any) -> str | None:
     if gradio_app is None:
         return None
     cookie_id = gradio_app.cookie_id
-    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
+    token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+        f"access-token-unsecure-{cookie_id}"
+    )
     user = gradio_app.tokens.get(token) if token else None
     return user if isinstance(user, str) else None

@@ -70,8 +70,10 @@ def bearer_token(request: Any) -> str | None:
         return None
     token = token.strip()
     if not valid(token):
-        raise ValueError("the Authorization bearer token must be 32–64 characters of A-Z a-z 0-9 _ - "
-                         "(make one with python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        raise ValueError(
+            "the Authorization bearer token must be 32–64 characters of A-Z a-z 0-9 _ - "
+            "(make one with python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     return token
 
 
@@ -82,8 +84,14 @@ def install(app: Any) -> None:
     async def visitor_cookie(request: Any, call_next: Any) -> Any:
         response = await call_next(request)
         if not valid(request.cookies.get(COOKIE)):
-            response.set_cookie(COOKIE, new_token(), max_age=400 * 24 * 3600, httponly=True, samesite="lax",
-                                secure=request.url.scheme == "https")
+            response.set_cookie(
+                COOKIE,
+                new_token(),
+                max_age=400 * 24 * 3600,
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https",
+            )
         return response
 
 

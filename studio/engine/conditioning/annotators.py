@@ -24,7 +24,7 @@ MIDAS_FILE = "dpt_hybrid-midas-501f0c75.pt"
 POSE_FILES = ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")
 WHAT_TO_GET = {
     "depth": f"a Depth-Anything model folder `{DEPTH_ANYTHING_DIR}/` (e.g. LiheYoung/depth-anything-small-hf), or "
-             f"{ZOE_FILE} or {MIDAS_FILE} from lllyasviel/Annotators",
+    f"{ZOE_FILE} or {MIDAS_FILE} from lllyasviel/Annotators",
     "pose": " + ".join(POSE_FILES) + " from lllyasviel/Annotators",
 }
 
@@ -44,8 +44,11 @@ def annotate_with_weights(kind: str, image: Image.Image, folder: Path | None) ->
     """The ``kind`` (depth / pose) map of ``image`` at its size, by the annotator found in ``folder``."""
     name = None
     if folder is not None and folder.is_dir():
-        name = depth_detector_name(folder) if kind == "depth" else (
-            "openpose" if all((folder / f).is_file() for f in POSE_FILES) else None)
+        name = (
+            depth_detector_name(folder)
+            if kind == "depth"
+            else ("openpose" if all((folder / f).is_file() for f in POSE_FILES) else None)
+        )
     if name is None:
         raise StudioError(
             f"{kind} preprocessing needs annotator weights — put {WHAT_TO_GET[kind]} into a folder and set "
@@ -77,8 +80,10 @@ def _detector(name: str, folder: str) -> Callable[[Image.Image], Image.Image]:
 
         return OpenposeDetector.from_pretrained(folder)
     except Exception as exc:  # noqa: BLE001 - a broken weight file gets a message naming it
-        raise StudioError(f"the {name} annotator in {folder} could not be loaded ({str(exc).splitlines()[0][:160]}) "
-                          "— download its weights again") from None
+        raise StudioError(
+            f"the {name} annotator in {folder} could not be loaded ({str(exc).splitlines()[0][:160]}) "
+            "— download its weights again"
+        ) from None
 
 
 def _depth_image(output: Any) -> Image.Image:

@@ -96,8 +96,9 @@ def annotate(kind: str, image: Image.Image, preprocess: bool, annotators: Path |
         from controlnet_aux import CannyDetector
 
         side = min(image.size)
-        return CannyDetector()(np.asarray(image.convert("RGB")), detect_resolution=side, image_resolution=side,
-                               output_type="pil").resize(image.size)
+        return CannyDetector()(
+            np.asarray(image.convert("RGB")), detect_resolution=side, image_resolution=side, output_type="pil"
+        ).resize(image.size)
     from studio.engine.conditioning.annotators import annotate_with_weights
 
     return annotate_with_weights(base, image, annotators)
@@ -172,15 +173,25 @@ class ControlExtension:
                 continue
             guidance = inputs["guidance"] if unit.net.config.guidance_embeds else None
             b, s = unit.net(
-                hidden_states=inputs["hidden_states"], controlnet_cond=unit.cond, controlnet_mode=unit.mode,
-                conditioning_scale=scale, timestep=inputs["timestep"], guidance=guidance,
-                pooled_projections=inputs["pooled_projections"], encoder_hidden_states=inputs["encoder_hidden_states"],
-                txt_ids=inputs["txt_ids"], img_ids=inputs["img_ids"],
-                joint_attention_kwargs=inputs.get("joint_attention_kwargs") or {}, return_dict=False,
+                hidden_states=inputs["hidden_states"],
+                controlnet_cond=unit.cond,
+                controlnet_mode=unit.mode,
+                conditioning_scale=scale,
+                timestep=inputs["timestep"],
+                guidance=guidance,
+                pooled_projections=inputs["pooled_projections"],
+                encoder_hidden_states=inputs["encoder_hidden_states"],
+                txt_ids=inputs["txt_ids"],
+                img_ids=inputs["img_ids"],
+                joint_attention_kwargs=inputs.get("joint_attention_kwargs") or {},
+                return_dict=False,
             )
             blocks = b if blocks is None else [x + y for x, y in zip(blocks, b)]
             singles = s if singles is None or s is None else [x + y for x, y in zip(singles, s)]
         if blocks is None:
             return {}
-        return {"controlnet_block_samples": blocks, "controlnet_single_block_samples": singles,
-                "controlnet_blocks_repeat": self.units[0].repeat_blocks}
+        return {
+            "controlnet_block_samples": blocks,
+            "controlnet_single_block_samples": singles,
+            "controlnet_blocks_repeat": self.units[0].repeat_blocks,
+        }

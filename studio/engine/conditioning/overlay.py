@@ -29,8 +29,9 @@ def is_colourful(control_map: Image.Image) -> bool:
     return hsv.getchannel("S").getextrema()[1] > 64
 
 
-def overlay_maps(result: Image.Image, maps: Sequence[Image.Image], mode: str = "blend",
-                 alpha: float = 0.5) -> Image.Image:
+def overlay_maps(
+    result: Image.Image, maps: Sequence[Image.Image], mode: str = "blend", alpha: float = 0.5
+) -> Image.Image:
     """``result`` with each control map on top: ``blend`` mixes the map's drawn pixels in at ``alpha``;
     ``outline`` draws the contour of each map's drawn area (its own colours, or a highlight for grey maps).
 

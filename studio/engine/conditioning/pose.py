@@ -61,8 +61,9 @@ def preset_unit(name: str) -> np.ndarray:
     return pose_keypoints(name)
 
 
-def preset_figure(name: str, width: int, height: int, centre: tuple[float, float] = (0.5, 0.5),
-                  scale: float | None = None) -> Figure:
+def preset_figure(
+    name: str, width: int, height: int, centre: tuple[float, float] = (0.5, 0.5), scale: float | None = None
+) -> Figure:
     """The preset placed with its unit box centred on ``centre`` (fractions), side ``scale`` x the shorter side
     (``default_scale`` when not given)."""
     side = (scale or default_scale(width, height)) * min(width, height)
@@ -96,7 +97,7 @@ def apply_preset(figures: list[Figure], index: int, name: str, width: int, heigh
         return [preset_figure(name, width, height)]
     index = _index(figures, index)
     centre, scale = placement(figures[index], width, height)
-    return [*figures[:index], preset_figure(name, width, height, centre, scale), *figures[index + 1:]]
+    return [*figures[:index], preset_figure(name, width, height, centre, scale), *figures[index + 1 :]]
 
 
 def add_figure(figures: list[Figure], width: int, height: int, name: str = "standing") -> list[Figure]:
@@ -115,7 +116,7 @@ def remove_figure(figures: list[Figure], index: int) -> list[Figure]:
     if not figures:
         return []
     index = _index(figures, index)
-    return [*figures[:index], *figures[index + 1:]]
+    return [*figures[:index], *figures[index + 1 :]]
 
 
 def mirror_figure(figure: Figure) -> Figure:
@@ -139,7 +140,7 @@ def mirror(figures: list[Figure], index: int) -> list[Figure]:
     if not figures:
         return []
     index = _index(figures, index)
-    return [*figures[:index], mirror_figure(figures[index]), *figures[index + 1:]]
+    return [*figures[:index], mirror_figure(figures[index]), *figures[index + 1 :]]
 
 
 def parse_pose(text: str | None) -> list[Figure]:
@@ -153,8 +154,10 @@ def parse_pose(text: str | None) -> list[Figure]:
     if isinstance(doc, list):
         doc = {"figures": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("figures"), list):
-        raise InvalidRequest('the pose must be a JSON object {"figures": [[[x, y], ... 18 points], ...]} — '
-                             "pick a preset pose to start again")
+        raise InvalidRequest(
+            'the pose must be a JSON object {"figures": [[[x, y], ... 18 points], ...]} — '
+            "pick a preset pose to start again"
+        )
     figures = doc["figures"]
     if len(figures) > MAX_FIGURES:
         raise InvalidRequest(f"the pose has {len(figures)} figures — at most {MAX_FIGURES} fit in one pose map")
@@ -198,21 +201,27 @@ def render_pose_map(figures: list[Figure], width: int, height: int) -> Image.Ima
 def _parse_figure(k: int, figure: Any) -> Figure:
     if not isinstance(figure, list) or len(figure) != N_POINTS:
         got = f"{len(figure)} points" if isinstance(figure, list) else type(figure).__name__
-        raise InvalidRequest(f"figure {k + 1} has {got} — a figure is a list of {N_POINTS} [x, y] points (or null) "
-                             f"in OpenPose order: {', '.join(KEYPOINT_NAMES)}")
+        raise InvalidRequest(
+            f"figure {k + 1} has {got} — a figure is a list of {N_POINTS} [x, y] points (or null) "
+            f"in OpenPose order: {', '.join(KEYPOINT_NAMES)}"
+        )
     points: Figure = []
     for i, point in enumerate(figure):
         if point is None:
             points.append(None)
             continue
         where = f"figure {k + 1}, {KEYPOINT_NAMES[i]}"
-        if (not isinstance(point, list | tuple) or len(point) != 2
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)):
+        if (
+            not isinstance(point, list | tuple)
+            or len(point) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+        ):
             raise InvalidRequest(f"{where}: expected [x, y] numbers or null, got {json.dumps(point)[:40]}")
         x, y = float(point[0]), float(point[1])
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-            raise InvalidRequest(f"{where}: [{x:g}, {y:g}] is outside the image — x and y are fractions of the "
-                                 "width and height, 0 to 1")
+            raise InvalidRequest(
+                f"{where}: [{x:g}, {y:g}] is outside the image — x and y are fractions of the width and height, 0 to 1"
+            )
         points.append((x, y))
     return points
 
@@ -244,14 +253,22 @@ def _window(canvas: np.ndarray, lo: tuple[float, float], hi: tuple[float, float]
     return slice(y0, max(y0, y1)), slice(x0, max(x0, x1)), xs, ys
 
 
-def _capsule(canvas: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], half: float,
-             colour: tuple[int, ...]) -> None:
+def _capsule(
+    canvas: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], half: float, colour: tuple[int, ...]
+) -> None:
     """Paint centres closer than ``half`` to the segment p0-p1 (as ``raster.capsule``, in a window)."""
-    rows, cols, x, y = _window(canvas, (min(p0[0], p1[0]) - half, min(p0[1], p1[1]) - half),
-                               (max(p0[0], p1[0]) + half, max(p0[1], p1[1]) + half))
+    rows, cols, x, y = _window(
+        canvas,
+        (min(p0[0], p1[0]) - half, min(p0[1], p1[1]) - half),
+        (max(p0[0], p1[0]) + half, max(p0[1], p1[1]) + half),
+    )
     dx, dy = p1[0] - p0[0], p1[1] - p0[1]
     length2 = dx * dx + dy * dy
-    t = np.zeros(np.broadcast_shapes(x.shape, y.shape)) if length2 == 0 else ((x - p0[0]) * dx + (y - p0[1]) * dy) / length2
+    t = (
+        np.zeros(np.broadcast_shapes(x.shape, y.shape))
+        if length2 == 0
+        else ((x - p0[0]) * dx + (y - p0[1]) * dy) / length2
+    )
     t = np.clip(t, 0.0, 1.0)
     inside = np.hypot(x - (p0[0] + t * dx), y - (p0[1] + t * dy)) < half
     canvas[rows, cols][inside] = colour
@@ -259,6 +276,8 @@ def _capsule(canvas: np.ndarray, p0: tuple[float, float], p1: tuple[float, float
 
 def _disc(canvas: np.ndarray, centre: tuple[float, float], radius: float, colour: tuple[int, ...]) -> None:
     """Paint centres within ``radius`` of ``centre`` (as ``raster.disc``, in a window)."""
-    rows, cols, x, y = _window(canvas, (centre[0] - radius, centre[1] - radius), (centre[0] + radius, centre[1] + radius))
+    rows, cols, x, y = _window(
+        canvas, (centre[0] - radius, centre[1] - radius), (centre[0] + radius, centre[1] + radius)
+    )
     inside = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 <= radius**2
     canvas[rows, cols][inside] = colour

@@ -15,8 +15,9 @@ from PIL import Image
 
 
 @torch.no_grad()
-def encode_reference(pipe: Any, image: Image.Image, width: int, height: int, batch: int) -> tuple[torch.Tensor,
-                                                                                                   torch.Tensor]:
+def encode_reference(
+    pipe: Any, image: Image.Image, width: int, height: int, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference at the output size (``_auto_resize=False``) → packed latents for ``batch`` rows and their ids."""
     from diffusers.pipelines.flux.pipeline_flux_kontext import retrieve_latents
 

@@ -77,8 +77,14 @@ class RegionalConditioning:
 
 
 def build(
-    base: TextConditioning, region_conds: Sequence[TextConditioning], masks: Sequence[np.ndarray],
-    height: int, width: int, window: Sequence[float], batch: int, base_ratio: float = 0.0,
+    base: TextConditioning,
+    region_conds: Sequence[TextConditioning],
+    masks: Sequence[np.ndarray],
+    height: int,
+    width: int,
+    window: Sequence[float],
+    batch: int,
+    base_ratio: float = 0.0,
 ) -> RegionalConditioning | None:
     """Regional conditioning for a batch, or None when no region covers any image token.
 
@@ -93,8 +99,10 @@ def build(
     text_len = base.prompt_embeds.shape[1]
     total = text_len * (1 + len(used)) + owner.shape[0]
     if total > MAX_TEXT_TOKENS:
-        raise InvalidRequest(f"{len(used)} regions need {total} attention tokens — use at most "
-                             f"{MAX_TEXT_TOKENS // text_len - 2} regions at this size")
+        raise InvalidRequest(
+            f"{len(used)} regions need {total} attention tokens — use at most "
+            f"{MAX_TEXT_TOKENS // text_len - 2} regions at this size"
+        )
     region_seqs = [region_conds[k].prompt_embeds for k in used]
     if base_ratio > 0:
         region_seqs = [torch.lerp(seq, base.prompt_embeds, base_ratio) for seq in region_seqs]
