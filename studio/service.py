@@ -266,6 +266,19 @@ class Studio:
         """Release the database."""
         self.store.close()
 
+    # ---- the model picker (studio.models.choices: configs and headers only, no weights loaded) -------------------
+    def models(self) -> list[Any]:
+        """The models this studio serves (``ModelChoice``s), the resident one first; unloadable ones with the reason."""
+        from studio.models.choices import model_choices
+
+        return model_choices(self.settings, self.engine.model_name)
+
+    def model_defaults(self, name: str) -> Any:
+        """A served model's ``ModelDefaults`` (size, steps, guidance) without loading it; InvalidRequest for others."""
+        from studio.models.choices import model_defaults
+
+        return model_defaults(name, self.settings)
+
 
 def _pixel_bytes(image: Any) -> int:
     """Memory an image's pixels take (PIL: width × height × bands; anything else: 0)."""
