@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from studio.core.request import GenerationRequest
+from studio.core.errors import InvalidRequest
+from studio.core.request import ControlSpec, GenerationRequest, RegionSpec
 
 PROMPT = "a red circle in the top left on a white background"
 
@@ -46,3 +48,21 @@ def test_img2img_and_inpaint_share_the_resident_weights_and_store_inputs(studio)
 
     replay = studio.replay(inpainted["id"])
     assert replay["images"][0]["sha256"] == inpainted["images"][0]["sha256"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (lambda ref: {"regions": (RegionSpec(ref, "a blue square"),)}, "regions work in text-to-image only"),
+        (lambda ref: {"controls": (ControlSpec("canny-map", ref),)}, "controls work in text-to-image only"),
+    ],
+)
+def test_img2img_and_inpaint_refuse_regions_and_controls_instead_of_ignoring_them(studio, extra, match):
+    ref = studio.store.assets.put_image(Image.new("RGB", (64, 64), "white"))
+    mask = studio.store.assets.put_image(Image.new("L", (64, 64), 255))
+    for mode in ("img2img", "inpaint"):
+        request = GenerationRequest(
+            prompt=PROMPT, mode=mode, init_image=ref, mask=mask, strength=0.5, seed=1, **extra(ref)
+        )
+        with pytest.raises(InvalidRequest, match=match):
+            studio.engine.generate(request, assets=studio.store.assets)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from studio.core import schedule as schedule_mod
-from studio.core.errors import Cancelled, ModelMissing, StudioError, UnsupportedOnDevice
+from studio.core.errors import Cancelled, InvalidRequest, ModelMissing, StudioError, UnsupportedOnDevice
 from studio.core.request import MAX_BATCH, MAX_SEED, GenerationRequest
 from studio.core.settings import Settings
 from studio.engine import attention, coalesce, memory_estimate, sampling
@@ -534,6 +534,7 @@ class Engine:
     def _edit(
         self, req: GenerationRequest, on_step: Callable[[StepUpdate], None] | None, cancel: threading.Event
     ) -> list[Any]:
+        check_edit_inputs(req)
         if req.schedule or req.cache.kind != "none":
             raise StudioError(
                 "schedules and step caching apply to txt2img only for now — clear them for img2img/inpaint"
@@ -584,6 +585,23 @@ class Engine:
         if width and height and image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.LANCZOS)
         return image
+
+
+def check_edit_inputs(req: GenerationRequest) -> None:
+    """Refuse what diffusers' img2img/inpaint pipelines would silently ignore: regions, controls, references."""
+    if req.regions:
+        raise InvalidRequest(
+            "regions work in text-to-image only — clear the region layers or switch the mode to text-to-image"
+        )
+    if req.controls:
+        raise InvalidRequest(
+            "controls work in text-to-image only — clear the controls (Structure tab) or switch the mode to "
+            "text-to-image"
+        )
+    if req.references:
+        raise InvalidRequest(
+            "reference images work in text-to-image only — remove the reference or switch the mode to text-to-image"
+        )
 
 
 def _coalesce_ms(settings: Settings) -> float:
