@@ -54,13 +54,22 @@ def private_gradio_folder() -> None:
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
 
 
+def settings_from_args(args: argparse.Namespace):  # noqa: ANN201 - Settings (imported late, after Gradio's folder)
+    """The settings, resolved once: flags > STUDIO_* variables > the server's defaults.
+
+    ``app=True``: coalescing is on by default (STUDIO_COALESCE_MS, 30 ms; 0 on ZeroGPU); the CLI's default is 0.
+    """
+    from studio.core import settings as settings_mod
+
+    return settings_mod.from_env(app=True, model=args.model, data_dir=args.data_dir, queue_size=args.queue_size)
+
+
 def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     """The FastAPI app with the studio mounted at ``/``."""
     private_gradio_folder()  # before Gradio is imported: it reads the folder at import time
     import gradio as gr
     from fastapi import FastAPI
 
-    from studio.core import settings as settings_mod
     from studio.service import Studio
     from studio.ui import build
     from studio.ui.api import COALESCING_SLOTS
@@ -69,10 +78,7 @@ def create_app(args: argparse.Namespace):  # noqa: ANN201 - FastAPI app
     from studio.web.headers import install_security_headers
     from studio.web.share import register_share_routes
 
-    coalesce_ms = os.environ.get("STUDIO_COALESCE_MS", "0" if os.environ.get("SPACES_ZERO_GPU") else "30")
-    settings = settings_mod.from_env(
-        model=args.model, data_dir=args.data_dir, queue_size=args.queue_size, extra={"coalesce_ms": coalesce_ms}
-    )  # the CLI's default is 0 (off)
+    settings = settings_from_args(args)
     if args.replicas is not None:  # Ray Serve: the engines run in replicas; Ray is imported only here
         from studio.serve.remote import start_remote_studio
 

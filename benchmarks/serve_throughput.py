@@ -58,13 +58,13 @@ def run(n: int, steps: int, repeats: int, threads: int, windows: list[float], da
     base = settings_mod.from_env({"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(data_dir)}, threads=threads)
     prompts = prompt_set("one", n, seed=steps, split="heldout")
     requests = [GenerationRequest(prompt=p, seed=k, steps=steps) for k, p in enumerate(prompts)]
-    first = base.with_overrides(extra={"coalesce_ms": windows[0]})
+    first = base.with_overrides(coalesce_ms=float(windows[0]))
     cluster = Cluster(first, 1, max_replicas=2)
     studio = RemoteStudio(first, cluster)
     rows = []
     try:
         for window in windows:
-            settings = base.with_overrides(extra={"coalesce_ms": window})
+            settings = base.with_overrides(coalesce_ms=float(window))
             timings = {}
             for replicas in (1, 2):
                 if (settings, replicas) != (cluster.settings, cluster.plan.replicas):  # not the same deployment again

@@ -69,9 +69,9 @@ def gpu_duration(env: Mapping[str, str] | None = None) -> int:
     return seconds
 
 
-def prepare_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Settings:
+def prepare_settings(settings: Settings) -> Settings:
     """The settings a ZeroGPU server runs with (unchanged elsewhere); imports ``spaces`` so torch is patched first."""
-    if not on_zero_gpu(env):
+    if not settings.zero_gpu:
         return settings
     import_spaces_first()  # already done by ``import studio``; torch must be patched before the model loads
     if settings.memory not in ("auto", "none"):
@@ -79,7 +79,7 @@ def prepare_settings(settings: Settings, env: Mapping[str, str] | None = None) -
             f"STUDIO_MEMORY={settings.memory} offloads to the CPU during generation, which ZeroGPU cannot do (the "
             "GPU exists only inside a GPU call) — unset STUDIO_MEMORY on a ZeroGPU Space"
         )
-    return settings.with_overrides(memory="none", extra={**settings.extra, "coalesce_ms": "0"})
+    return settings.with_overrides(memory="none", coalesce_ms=0.0)
 
 
 def refuse_on_zero_gpu(what: str) -> None:

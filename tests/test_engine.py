@@ -163,7 +163,7 @@ def test_compiled_transformer_generates_and_switches_loras_like_eager(engine, tm
     write_random_lora(loras / "style-b.safetensors", engine.pipe.transformer, rank=8, seed=2)
     env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_LORA_DIRS": str(loras)}
     eager = Engine(settings_mod.from_env(env, threads=1))
-    compiled = Engine(settings_mod.from_env(env, threads=1).with_overrides(extra={"compile": "force"}))
+    compiled = Engine(settings_mod.from_env(env, threads=1).with_overrides(compile="force"))
     compiled.ensure()
     assert compiled.compiled and not eager.compiled
     assert compiled.pipe.transformer.transformer_blocks[0]._compiled_call_impl is not None

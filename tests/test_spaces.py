@@ -47,14 +47,14 @@ def test_off_zero_gpu_generation_is_the_engine_method_and_settings_are_unchanged
     assert spaces_support.gpu_generate(generate, env={}) is generate
     assert spaces_support.gpu_generate(generate, env={"SPACES_ZERO_GPU": "false"}) is generate
     settings = Settings(memory="model")
-    assert spaces_support.prepare_settings(settings, env={}) is settings
+    assert spaces_support.prepare_settings(settings) is settings
 
 
 def test_zero_gpu_settings_place_the_model_plainly_and_refuse_offload():
-    prepared = spaces_support.prepare_settings(Settings(extra={"coalesce_ms": "30"}), env=ZERO)
-    assert prepared.memory == "none" and prepared.extra["coalesce_ms"] == "0"
+    prepared = spaces_support.prepare_settings(Settings(coalesce_ms=30.0, zero_gpu=True))
+    assert prepared.memory == "none" and prepared.coalesce_ms == 0
     with pytest.raises(UnsupportedOnDevice, match="unset STUDIO_MEMORY"):
-        spaces_support.prepare_settings(Settings(memory="sequential"), env=ZERO)
+        spaces_support.prepare_settings(Settings(memory="sequential", zero_gpu=True))
     assert spaces_support.gpu_duration({}) == 120 and spaces_support.gpu_duration({"STUDIO_GPU_DURATION": "45"}) == 45
     with pytest.raises(Exception, match="STUDIO_GPU_DURATION"):
         spaces_support.gpu_duration({"STUDIO_GPU_DURATION": "soon"})
