@@ -181,7 +181,7 @@ def test_compile_is_off_on_cpu_unless_forced():
     from studio.engine.compiling import compile_wanted
 
     cpu = torch.device("cpu")
-    assert not compile_wanted(cpu, {}) and not compile_wanted(cpu, {"STUDIO_COMPILE": "1"})
-    assert compile_wanted(cpu, {"STUDIO_COMPILE": "force"})
+    assert not compile_wanted(cpu, "0") and not compile_wanted(cpu, "1")
+    assert compile_wanted(cpu, "force") and compile_wanted(torch.device("cuda"), "1")
     with pytest.raises(StudioError, match="STUDIO_COMPILE"):
-        compile_wanted(cpu, {"STUDIO_COMPILE": "maybe"})
+        compile_wanted(cpu, "maybe")

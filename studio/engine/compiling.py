@@ -4,50 +4,36 @@
 on any device. Regional compile (``compile_repeated_blocks``) compiles one double and one single block once and
 reuses the code for all of them: compile time is seconds, not minutes. LoRA hotswap is prepared before the first
 LoRA loads, so adapters of any rank up to ``STUDIO_LORA_MAX_RANK`` (default 128) switch without recompiling.
+Both are read once, into ``Settings.compile`` and ``Settings.lora_max_rank``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from studio.core.errors import StudioError, UnsupportedOnDevice
+from studio.core.errors import UnsupportedOnDevice
+from studio.core.settings import parse_compile
 
 log = logging.getLogger(__name__)
-DEFAULT_LORA_MAX_RANK = 128
 
 
-def compile_wanted(device: torch.device, env: Mapping[str, str] | None = None) -> bool:
-    """Whether to compile on this device: STUDIO_COMPILE=1 on CUDA, =force anywhere; off by default."""
-    value = (os.environ if env is None else env).get("STUDIO_COMPILE", "0").strip().lower()
-    if value in ("", "0", "false", "off", "no"):
+def compile_wanted(device: torch.device, mode: str) -> bool:
+    """Whether to compile on this device: ``mode`` is ``Settings.compile`` (STUDIO_COMPILE) — "1" compiles on CUDA,
+    "force" anywhere, "0" (the default) never."""
+    mode = parse_compile(mode)
+    if mode == "0":
         return False
-    if value == "force":
+    if mode == "force":
         return True
-    if value not in ("1", "true", "on", "yes"):
-        raise StudioError(f"STUDIO_COMPILE={value!r} is unknown — use 1 (CUDA only), force (any device) or 0")
     if device.type != "cuda":
         log.info(
             "STUDIO_COMPILE=1 is ignored on %s (compiling there rarely pays) — use force to compile anyway", device.type
         )
         return False
     return True
-
-
-def lora_max_rank(env: Mapping[str, str] | None = None) -> int:
-    """The highest LoRA rank hotswap is prepared for (STUDIO_LORA_MAX_RANK, default 128)."""
-    raw = (os.environ if env is None else env).get("STUDIO_LORA_MAX_RANK", str(DEFAULT_LORA_MAX_RANK))
-    try:
-        rank = int(raw)
-    except ValueError:
-        rank = 0
-    if rank < 1:
-        raise StudioError(f"STUDIO_LORA_MAX_RANK={raw!r} must be a positive whole number — e.g. 128")
-    return rank
 
 
 def compile_transformer(transformer: Any) -> None:

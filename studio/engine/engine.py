@@ -90,7 +90,7 @@ class Engine:
                 f"STUDIO_MEMORY={settings.memory} offloads to a CUDA GPU, but the device is {self.device} — "
                 "unset STUDIO_MEMORY (or use none) on this machine"
             )
-        self.configure_coalescing(_coalesce_ms(settings))
+        self.configure_coalescing(settings.coalesce_ms)
 
     # ---- model -------------------------------------------------------------------------------------
     @property
@@ -164,14 +164,12 @@ class Engine:
         return pipe
 
     def _maybe_compile(self, pipe: Any) -> bool:
-        """Regional torch.compile of the transformer when STUDIO_COMPILE (or ``settings.extra["compile"]``) asks."""
-        from studio.engine.compiling import compile_wanted, lora_max_rank, prepare_pipeline
+        """Regional torch.compile of the transformer when ``settings.compile`` (STUDIO_COMPILE) asks."""
+        from studio.engine.compiling import compile_wanted, prepare_pipeline
 
-        extra = self.settings.extra
-        env = {**os.environ, **({"STUDIO_COMPILE": str(extra["compile"])} if "compile" in extra else {})}
-        if not compile_wanted(self.device, env):
+        if not compile_wanted(self.device, self.settings.compile):
             return False
-        prepare_pipeline(pipe, lora_max_rank(env))
+        prepare_pipeline(pipe, self.settings.lora_max_rank)
         return True
 
     def _unload(self) -> None:
@@ -250,7 +248,7 @@ class Engine:
             return MAX_BATCH
         try:
             shape = memory_estimate.shape_of(self._pipe, self._defaults.max_sequence_length)
-            budget = memory_estimate.available_bytes(self._exec_device, self._pipe)
+            budget = memory_estimate.available_bytes(self._exec_device, self._pipe, self.settings.max_memory_mb)
         except Exception:  # noqa: BLE001 - no estimate (e.g. no CUDA context yet): the batch limit alone
             return MAX_BATCH
         width, height = request.width or self._defaults.width, request.height or self._defaults.height
@@ -602,15 +600,6 @@ def check_edit_inputs(req: GenerationRequest) -> None:
         raise InvalidRequest(
             "reference images work in text-to-image only — remove the reference or switch the mode to text-to-image"
         )
-
-
-def _coalesce_ms(settings: Settings) -> float:
-    """The coalescing window: ``settings.extra["coalesce_ms"]``, else STUDIO_COALESCE_MS, else 0 (off)."""
-    raw = settings.extra.get("coalesce_ms", os.environ.get("STUDIO_COALESCE_MS", "0"))
-    try:
-        return float(raw or 0)
-    except (TypeError, ValueError):
-        raise StudioError(f"STUDIO_COALESCE_MS={raw!r} is not a number — use milliseconds, e.g. 30 (0 = off)") from None
 
 
 def default_threads() -> int:

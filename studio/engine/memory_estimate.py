@@ -11,19 +11,18 @@ Peak memory of one generation beyond the resident weights is the larger of two s
 ``K_T`` and ``K_V`` were measured on the embedded flux-mini on CPU (peak RSS of a generation at 256–2048 px; see
 docs/reliability.md); ``SAFETY`` covers allocator slack. Free memory is CUDA's free + this process's cached
 blocks − the resident weights (on CUDA), or the OS's available memory (and the cgroup limit) elsewhere;
-``STUDIO_MAX_MEMORY_MB`` caps it.
+``STUDIO_MAX_MEMORY_MB`` (``Settings.max_memory_mb``) caps it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from studio.core.errors import InsufficientMemory, StudioError
+from studio.core.errors import InsufficientMemory
 from studio.core.request import MAX_SIDE
 
 MIB = 2**20
@@ -123,30 +122,31 @@ def largest_square(
 
 
 # ---- what is free --------------------------------------------------------------------------------------
-def available_bytes(device: torch.device, pipe: Any = None) -> int:
-    """Memory a generation may use on ``device`` now, capped by STUDIO_MAX_MEMORY_MB when set."""
+_FROM_ENV: Any = object()  # transitional: until every caller passes Settings.max_memory_mb
+
+
+def available_bytes(device: torch.device, pipe: Any = None, cap_mb: float | None = _FROM_ENV) -> int:
+    """Memory a generation may use on ``device`` now, capped by ``cap_mb`` (``Settings.max_memory_mb``) when set."""
+    if cap_mb is _FROM_ENV:
+        cap = max_memory_cap()
+        cap_mb = cap / MIB if cap is not None else None
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         # blocks this process's allocator caches are free to us; resident weights are not
         free += torch.cuda.memory_reserved(device) - resident_weight_bytes(pipe, device)
     else:
         free = _host_available()
-    cap = max_memory_cap()
-    return max(0, min(free, cap) if cap is not None else free)
+    return max(0, min(free, int(cap_mb * MIB)) if cap_mb is not None else free)
 
 
 def max_memory_cap() -> int | None:
-    """STUDIO_MAX_MEMORY_MB in bytes (None when unset)."""
-    raw = os.environ.get(CAP_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise StudioError(f"{CAP_ENV}={raw!r} is not a positive number of megabytes — e.g. {CAP_ENV}=8000, or unset it")
-    return int(value * MIB)
+    """Transitional (until service.py reads ``Settings.max_memory_mb``): STUDIO_MAX_MEMORY_MB in bytes, or None."""
+    import os
+
+    from studio.core.settings import parse_max_memory_mb
+
+    value = parse_max_memory_mb(os.environ.get(CAP_ENV))
+    return int(value * MIB) if value is not None else None
 
 
 def resident_weight_bytes(pipe: Any, device: torch.device) -> int:

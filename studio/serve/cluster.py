@@ -15,7 +15,6 @@ from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.settings import Settings
-from studio.engine.engine import _coalesce_ms
 from studio.spaces_support import on_zero_gpu
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def plan(settings: Settings, replicas: int, gpus: float) -> Plan:
     """The layout for ``replicas`` engines on a cluster with ``gpus`` GPUs."""
     if replicas < 1:
         raise StudioError(f"--replicas must be at least 1 (got {replicas})")
-    slots = COALESCING_SLOTS if _coalesce_ms(settings) > 0 else 1
+    slots = COALESCING_SLOTS if settings.coalesce_ms > 0 else 1
     env = {**QUIET_REPLICAS, **{k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}}
     if gpus >= 1 and settings.device != "cpu":
         return Plan(
