@@ -67,7 +67,8 @@ def cmd_lora(args: argparse.Namespace) -> dict[str, Any]:
 
 def inspect_file(path: Path, settings: Any, model: str | None = None) -> Any:
     """LoraInfo of ``path`` checked against the model's transformer and CLIP shapes (no weights are loaded)."""
-    from studio.lora.inspection import inspect, text_encoder_skeleton, transformer_skeleton
+    from studio.lora.inspection import inspect
+    from studio.lora.skeletons import text_encoder_skeleton, transformer_skeleton
     from studio.models.catalog import locate
 
     if not path.is_file():

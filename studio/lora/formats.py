@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from studio.core.errors import StudioError
-from studio.lora.files import BFL_MODULES
+from studio.lora.detect import BFL_MODULES
 
 TE_PREFIX = "text_encoder."
 TR_PREFIX = "transformer."

@@ -27,7 +27,8 @@ from typing import Any
 from studio.core.errors import StudioError
 from studio.core.request import GenerationRequest, LoraSpec
 from studio.lora.files import LoraFile, LoraFileError, LoraLibrary, LoraMeta, find_preview, parse_meta, read_header
-from studio.lora.inspection import LoraInfo, PreparedLora, inspect, is_control_file, prepare
+from studio.lora.fit import is_control_file
+from studio.lora.inspection import LoraInfo, PreparedLora, inspect, prepare
 
 __all__ = [
     "AppliedLora",
