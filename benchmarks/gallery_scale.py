@@ -2,7 +2,7 @@
 
     python -m benchmarks.gallery_scale [--n 100000] [--queries 200] [--json benchmarks/results/gallery_scale.json]
 
-Rows go in through the real table model (``history.Generation``, bulk inserts in write transactions, so the FTS
+Rows go in through the real table model (``studio.store.schema.Generation``, bulk inserts in write transactions, so the FTS
 triggers run as in the app) into a ``Store`` opened on a temporary folder. Then:
   * search: ``Store.list(search=word)`` (first page of 48 + the total) for ~200 random prompt words — p50/p95/max;
   * page load: the ``/gallery`` route served by FastAPI's TestClient (query, count, models list, HTML) for the first
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from studio.store import history
-from studio.store.history import Generation, Store, default_url
 from studio.store.query import counts, lora_names_text
+from studio.store.schema import Generation
+from studio.store.store import Store, default_url, search_text
 
 SEARCH_TARGET_MS = 50.0
 PAGE_TARGET_MS = 300.0
@@ -73,7 +73,7 @@ def synthetic_row(rng: random.Random, k: int, start: datetime) -> dict:
     status = rng.choices(("done", "cancelled", "failed"), weights=(95, 4, 1))[0]
     images = [{"file": f"images/{gen_id}-0.png", "sha256": "0" * 64, "seed": k}] if status == "done" else []
     return {"id": gen_id, "created_at": moment, "status": status, "request": json.dumps(request),
-            "prompt": request["prompt"], "search_text": history._search_text(request), "model": request["model"],
+            "prompt": request["prompt"], "search_text": search_text(request), "model": request["model"],
             "images": json.dumps(images), "timings": json.dumps({"total_s": 2.5}), "replay_of": None,
             "favourite": rng.random() < 0.05, "tags": "[]", "error": None, "owner": None,
             "lora_names": lora_names_text(request), "n_regions": regions, "n_controls": controls}  # fmt: skip
@@ -87,7 +87,7 @@ def fill(store: Store, n: int, seed: int = 0, batch: int = 5000) -> float:
     began = time.perf_counter()
     for first in range(0, n, batch):
         rows = [synthetic_row(rng, k, start) for k in range(first, min(n, first + batch))]
-        with store._write_engine.begin() as conn:
+        with store.db.write_engine.begin() as conn:
             conn.execute(sa.insert(table), rows)
     return time.perf_counter() - began
 

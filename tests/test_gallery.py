@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.store.history import Store, default_url
+from studio.store.store import Store, default_url
 
 PROMPT = "a red circle in the top left on a white background"
 SAME_SITE = {"Origin": "http://testserver"}
@@ -29,7 +29,7 @@ class Replays:
 
     def replay(self, record_id: str, owner: str | None = None) -> dict:
         record = self.store.get(record_id, owner)
-        return self.store.add(record["request"], [Image.new("RGB", (16, 16), "red")], [1], {}, replay_of=record_id,
+        return self.store.add(request=record["request"], images=[Image.new("RGB", (16, 16), "red")], seeds=[1], timings={}, replay_of=record_id,
                               owner=owner)  # fmt: skip
 
 
@@ -64,7 +64,7 @@ def rich(store: Store) -> dict:
                   regions=[{"mask": mask, "prompt": "a <i>tower</i>"}],
                   controls=[{"kind": "canny", "image": edges, "preprocess": False, "strength": 0.7, "start": 0.0,
                              "end": 0.5}])  # fmt: skip
-    return store.add(req, [Image.new("RGB", (16, 16), "blue")], [1], {"total_s": 1.25})
+    return store.add(request=req, images=[Image.new("RGB", (16, 16), "blue")], seeds=[1], timings={"total_s": 1.25})
 
 
 def cards(page: str) -> list[str]:
@@ -74,7 +74,7 @@ def cards(page: str) -> list[str]:
 
 
 def test_gallery_filters_come_from_the_query_string_and_stay_in_page_links(store: Store, rich: dict) -> None:
-    plain = store.add(request(PROMPT), [Image.new("RGB", (16, 16))], [1], {})
+    plain = store.add(request=request(PROMPT), images=[Image.new("RGB", (16, 16))], seeds=[1], timings={})
     client = make_client(store)
     assert set(cards(client.get("/gallery").text)) == {plain["id"], rich["id"]}
     for query, expected in (
@@ -123,7 +123,7 @@ def test_detail_view_shows_every_setting_and_the_stored_inputs(store: Store, ric
 
 def test_inputs_are_served_only_by_hashes_this_record_references(store: Store, rich: dict, tmp_path: Path) -> None:
     other = store.assets.put_image(Image.new("RGB", (16, 16), "green")).removeprefix("sha256:")
-    plain = store.add(request(PROMPT), [Image.new("RGB", (16, 16))], [1], {})
+    plain = store.add(request=request(PROMPT), images=[Image.new("RGB", (16, 16))], seeds=[1], timings={})
     mask = rich["request"]["regions"][0]["mask"].removeprefix("sha256:")
     client = make_client(store)
     for path in (
@@ -185,8 +185,12 @@ def test_multi_user_galleries_show_only_the_visitors_own_records(store: Store) -
     def by_header(req) -> str | None:  # noqa: ANN001
         return req.headers.get("x-visitor")
 
-    alice = store.add(request("alice's castle"), [Image.new("RGB", (16, 16))], [1], {}, owner="alice")
-    bob = store.add(request("bob's castle"), [Image.new("RGB", (16, 16))], [1], {}, owner="bob")
+    alice = store.add(
+        request=request("alice's castle"), images=[Image.new("RGB", (16, 16))], seeds=[1], timings={}, owner="alice"
+    )
+    bob = store.add(
+        request=request("bob's castle"), images=[Image.new("RGB", (16, 16))], seeds=[1], timings={}, owner="bob"
+    )
     client = make_client(store, owner_of=by_header)
     as_alice, as_bob = {"x-visitor": "alice"}, {"x-visitor": "bob"}
     assert cards(client.get("/gallery?q=castle", headers=as_alice).text) == [alice["id"]]
@@ -262,7 +266,7 @@ def test_cli_history_takes_the_gallery_filters(store: Store, rich: dict, tmp_pat
     import subprocess
     import sys
 
-    plain = store.add(request(PROMPT), [Image.new("RGB", (16, 16))], [1], {})
+    plain = store.add(request=request(PROMPT), images=[Image.new("RGB", (16, 16))], seeds=[1], timings={})
     env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path), "STUDIO_THREADS": "1"}
 
     def history(*flags: str) -> dict:

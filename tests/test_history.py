@@ -7,16 +7,17 @@ import json
 import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from studio.core.errors import InvalidRequest, NotFound, StudioError
 from studio.core.request import GenerationRequest
-from studio.store import history, pngmeta
-from studio.store.history import Store, default_url
+from studio.store import migrations, pngmeta
+from studio.store.store import Store, default_url
 
 RECORD_KEYS = {"id", "created_at", "status", "request", "images", "timings", "replay_of", "favourite", "tags"}
 
@@ -33,7 +34,11 @@ def image(color: str = "red") -> Image.Image:
 
 def add(store: Store, prompt: str = "a red circle", n: int = 1, **extra: object) -> dict:
     return store.add(
-        make_request(prompt), [image() for _ in range(n)], [1 + k for k in range(n)], {"total_s": 0.5}, **extra
+        request=make_request(prompt),
+        images=[image() for _ in range(n)],
+        seeds=[1 + k for k in range(n)],
+        timings={"total_s": 0.5},
+        **extra,
     )
 
 
@@ -78,12 +83,12 @@ def test_pngs_embed_the_request_and_their_own_seed_deterministically(store: Stor
 
 
 def test_cancelled_and_failed_records_have_no_images(store: Store) -> None:
-    cancelled = store.add(make_request(), [], [], {}, status="cancelled")
-    failed = store.add(make_request(), [], [], {}, status="failed", error="out of memory")
+    cancelled = store.add(request=make_request(), images=[], seeds=[], timings={}, status="cancelled")
+    failed = store.add(request=make_request(), images=[], seeds=[], timings={}, status="failed", error="out of memory")
     assert cancelled["images"] == [] and cancelled["status"] == "cancelled"
     assert store.get(failed["id"])["error"] == "out of memory"
     with pytest.raises(ValueError):
-        store.add(make_request(), [image()], [1], {}, status="cancelled")
+        store.add(request=make_request(), images=[image()], seeds=[1], timings={}, status="cancelled")
 
 
 def test_replay_of_is_kept(store: Store) -> None:
@@ -115,10 +120,10 @@ def test_list_limits_are_checked(store: Store) -> None:
 
 
 def test_search_is_a_case_insensitive_substring_of_prompt_and_negative_prompt(store: Store) -> None:
-    store.add(make_request("A Red Circle"), [image()], [1], {})
-    store.add(make_request("blue square", negative_prompt="RED tint"), [image()], [1], {})
-    store.add(make_request("Été 100% zoom"), [image()], [1], {})
-    store.add(make_request("green_triangle"), [image()], [1], {})
+    store.add(request=make_request("A Red Circle"), images=[image()], seeds=[1], timings={})
+    store.add(request=make_request("blue square", negative_prompt="RED tint"), images=[image()], seeds=[1], timings={})
+    store.add(request=make_request("Été 100% zoom"), images=[image()], seeds=[1], timings={})
+    store.add(request=make_request("green_triangle"), images=[image()], seeds=[1], timings={})
     assert store.list(search="red")[1] == 2
     assert store.list(search="  red circle ")[1] == 1
     assert store.list(search="été")[1] == 1  # not only ASCII
@@ -166,15 +171,15 @@ def test_sqlite_runs_in_wal_mode(store: Store, tmp_path: Path) -> None:
 def test_reopening_keeps_records_and_does_not_rerun_migrations(tmp_path: Path, monkeypatch) -> None:
     with Store(default_url(tmp_path), tmp_path) as first:
         record = add(first)
-        assert first.schema_version == len(history.MIGRATIONS)
+        assert first.schema_version == len(migrations.MIGRATIONS)
     calls: list[int] = []
-    monkeypatch.setattr(history, "MIGRATIONS", tuple(lambda conn: calls.append(1) for _ in history.MIGRATIONS))
+    monkeypatch.setattr(migrations, "MIGRATIONS", tuple(lambda conn: calls.append(1) for _ in migrations.MIGRATIONS))
     with Store(default_url(tmp_path), tmp_path) as second:
         assert second.get(record["id"]) == record and second.list()[1] == 1
     assert calls == []
     with sqlite3.connect(tmp_path / "studio.db") as conn:
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-        assert versions == [(v,) for v in range(1, len(history.MIGRATIONS) + 1)]
+        assert versions == [(v,) for v in range(1, len(migrations.MIGRATIONS) + 1)]
 
 
 def test_a_new_migration_runs_once_in_order(tmp_path: Path, monkeypatch) -> None:
@@ -185,8 +190,8 @@ def test_a_new_migration_runs_once_in_order(tmp_path: Path, monkeypatch) -> None
         calls.append(2)
         conn.exec_driver_sql("ALTER TABLE generation ADD COLUMN note TEXT")
 
-    newer = len(history.MIGRATIONS) + 1
-    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, add_note_column))
+    newer = len(migrations.MIGRATIONS) + 1
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, add_note_column))
     for _ in range(2):
         with Store(default_url(tmp_path), tmp_path) as reopened:
             assert reopened.schema_version == newer
@@ -195,7 +200,7 @@ def test_a_new_migration_runs_once_in_order(tmp_path: Path, monkeypatch) -> None
 
 
 def test_a_version_1_gallery_opens_in_this_version(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:1])
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
     Store(default_url(tmp_path), tmp_path).close()
     request = make_request("an old red circle")
     with sqlite3.connect(tmp_path / "studio.db") as conn:  # a row as version 1 wrote it
@@ -318,7 +323,7 @@ def test_unknown_or_malformed_tokens_are_not_found(store: Store) -> None:
 
 
 def test_records_without_images_cannot_be_shared(store: Store) -> None:
-    cancelled = store.add(make_request(), [], [], {}, status="cancelled")
+    cancelled = store.add(request=make_request(), images=[], seeds=[], timings={}, status="cancelled")
     with pytest.raises(InvalidRequest):
         store.share(cancelled["id"])
     with pytest.raises(NotFound):
@@ -347,14 +352,12 @@ REF = "sha256:" + "ab" * 32
 
 def add_request(store: Store, prompt: str, **fields: object) -> dict:
     request = {**make_request(prompt), **fields}
-    return store.add(request, [image()], [1], {"total_s": 0.5})
+    return store.add(request=request, images=[image()], seeds=[1], timings={"total_s": 0.5})
 
 
 def set_created(store: Store, record_id: str, moment: datetime) -> None:
-    with store._write_engine.begin() as conn:
-        conn.execute(
-            history.sa.text("UPDATE generation SET created_at = :at WHERE id = :id"), {"at": moment, "id": record_id}
-        )
+    with store.db.write_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE generation SET created_at = :at WHERE id = :id"), {"at": moment, "id": record_id})
 
 
 def test_filters_by_model_lora_regions_controls_and_tag(store: Store) -> None:
@@ -393,7 +396,7 @@ def test_date_range_and_sort(store: Store) -> None:
 
     old, mid, new = (add(store, p) for p in ("old one", "mid one", "new one"))
     for record, day in ((old, 1), (mid, 15), (new, 28)):
-        set_created(store, record["id"], datetime(2025, 2, day, 12, tzinfo=history.UTC))
+        set_created(store, record["id"], datetime(2025, 2, day, 12, tzinfo=UTC))
     span = {"since": parse_day("2025-02-10"), "until": parse_day("2025-02-28", end=True)}
     assert [r["id"] for r in store.list(**span)[0]] == [new["id"], mid["id"]]
     assert [r["id"] for r in store.list(sort="oldest")[0]] == [old["id"], mid["id"], new["id"]]
@@ -421,7 +424,7 @@ def test_search_index_follows_inserts_deletes_and_short_needles(store: Store) ->
 
 
 def test_a_version_2_gallery_gains_the_filter_columns_and_search_index(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:2])
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
     Store(default_url(tmp_path), tmp_path).close()
     request = {
         **make_request("a pixel castle"),
@@ -437,5 +440,5 @@ def test_a_version_2_gallery_gains_the_filter_columns_and_search_index(tmp_path:
         )
     monkeypatch.undo()
     with Store(default_url(tmp_path), tmp_path) as new:
-        assert new.schema_version == len(history.MIGRATIONS) and new.fts
+        assert new.schema_version == len(migrations.MIGRATIONS) and new.fts
         assert new.list(lora="pixel", has_regions=True)[1] == 1 and new.list(search="castle")[1] == 1

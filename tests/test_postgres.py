@@ -21,8 +21,8 @@ import test_history as spec  # the store's spec; its backend-neutral tests run h
 from test_history import add, image_files
 
 from studio.core.errors import NotFound, StudioError
-from studio.store import history
-from studio.store.history import Store
+from studio.store import migrations
+from studio.store.store import Store
 
 ENV = "STUDIO_TEST_PG_URL"
 SHARED = (  # tests of test_history.py that need nothing SQLite-specific: collected here with the fixture below
@@ -115,14 +115,14 @@ def store(pg_url: str, tmp_path: Path) -> Iterator[Store]:
 def test_reopening_keeps_records_and_does_not_rerun_migrations_on_postgres(pg_url, tmp_path, monkeypatch) -> None:
     with Store(pg_url, tmp_path) as first:
         record = add(first)
-        assert first.schema_version == len(history.MIGRATIONS)
+        assert first.schema_version == len(migrations.MIGRATIONS)
     calls: list[int] = []
-    monkeypatch.setattr(history, "MIGRATIONS", tuple(lambda conn: calls.append(1) for _ in history.MIGRATIONS))
+    monkeypatch.setattr(migrations, "MIGRATIONS", tuple(lambda conn: calls.append(1) for _ in migrations.MIGRATIONS))
     with Store(pg_url, tmp_path) as second:
         assert second.get(record["id"]) == record and second.list()[1] == 1
     assert calls == []
     versions = sql(pg_url, "SELECT version FROM schema_migrations ORDER BY version")
-    assert versions == [(v,) for v in range(1, len(history.MIGRATIONS) + 1)]
+    assert versions == [(v,) for v in range(1, len(migrations.MIGRATIONS) + 1)]
 
 
 def test_a_new_migration_runs_once_in_order_on_postgres(pg_url, tmp_path, monkeypatch) -> None:
@@ -133,10 +133,10 @@ def test_a_new_migration_runs_once_in_order_on_postgres(pg_url, tmp_path, monkey
         calls.append(1)
         conn.exec_driver_sql("ALTER TABLE generation ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, add_note_column))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, add_note_column))
     for _ in range(2):
         with Store(pg_url, tmp_path) as reopened:
-            assert reopened.schema_version == len(history.MIGRATIONS)
+            assert reopened.schema_version == len(migrations.MIGRATIONS)
             add(reopened)
     assert calls == [1]
 
@@ -150,8 +150,8 @@ def test_stores_opening_at_once_migrate_once(pg_url, tmp_path) -> None:
             return opened.schema_version
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        assert list(pool.map(open_store, range(4))) == [len(history.MIGRATIONS)] * 4
-    assert sql(pg_url, "SELECT count(*) FROM schema_migrations") == [(len(history.MIGRATIONS),)]
+        assert list(pool.map(open_store, range(4))) == [len(migrations.MIGRATIONS)] * 4
+    assert sql(pg_url, "SELECT count(*) FROM schema_migrations") == [(len(migrations.MIGRATIONS),)]
 
 
 def test_a_failed_migration_leaves_the_schema_as_it_was(pg_url, tmp_path, monkeypatch) -> None:
@@ -161,7 +161,7 @@ def test_a_failed_migration_leaves_the_schema_as_it_was(pg_url, tmp_path, monkey
         conn.exec_driver_sql("ALTER TABLE generation ADD COLUMN note TEXT")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, half_done))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, half_done))
     with pytest.raises(RuntimeError, match="migration bug"):
         Store(pg_url, tmp_path)
     monkeypatch.undo()
@@ -171,7 +171,7 @@ def test_a_failed_migration_leaves_the_schema_as_it_was(pg_url, tmp_path, monkey
 
 
 def test_a_version_1_database_opens_in_this_version_on_postgres(pg_url, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:1])
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
     Store(pg_url, tmp_path).close()
     sql(pg_url,  # a row as version 1 wrote it
         "INSERT INTO generation (id, created_at, status, request, prompt, search_text, model, images, timings,"

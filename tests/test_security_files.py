@@ -27,10 +27,13 @@ from safetensors.torch import save_file
 from studio.core import limits
 from studio.core.errors import InvalidRequest, StudioError
 from studio.core.request import GenerationRequest, LoraSpec
+from studio.lora.checkpoints import checkpoint_path, load_checkpoint
 from studio.lora.files import LoraFileError, LoraLibrary, read_header
 from studio.lora.inspection import load_tensors
-from studio.lora.training import TrainingConfig, TrainingExample, checkpoint_path, load_checkpoint, train_lora
+from studio.lora.training import train_lora
+from studio.lora.training_inputs import TrainingConfig, TrainingExample
 from studio.service import CONTROL_PREVIEW_BYTES, CONTROL_PREVIEWS_KEPT
+from studio.store import pngmeta
 from studio.ui import edit_panel, region_masks, training_panel
 from tests.conftest import MODEL, ROOT
 from tests.server import AppServer
@@ -170,7 +173,7 @@ def test_a_planted_training_checkpoint_is_not_executed_and_training_starts_fresh
     config = TrainingConfig("planted", "zwx", rank=2, steps=3, learning_rate=1e-2, batch_size=2)
     plant(checkpoint_path(folder, "planted"), marker)
     seen: list[int] = []
-    with caplog.at_level(logging.WARNING, logger="studio.lora.training"):
+    with caplog.at_level(logging.WARNING, logger="studio.lora.checkpoints"):
         path = train_lora(engine, config, tiny_examples(), folder, on_progress=lambda s, t, loss: seen.append(s))
     assert not marker.exists()
     assert seen == [1, 2, 3] and path.is_file()  # started fresh
@@ -289,15 +292,15 @@ def test_png_import_refuses_over_cap_images_and_files(studio, tmp_path: Path) ->
         path = tmp_path / f"import_{size[0]}.png"
         path.write_bytes(png_header_only(*size))
         with pytest.raises(InvalidRequest, match=f"has more than 50 {MESSAGE}"):
-            studio.import_png(path)
+            pngmeta.read_png_request(path)
         with pytest.raises(InvalidRequest, match="megapixels"):
-            studio.import_png(path.read_bytes())
+            pngmeta.read_png_request(path.read_bytes())
     big = tmp_path / "big_file.png"
     big.write_bytes(png_header_only(64, 64))
     with big.open("r+b") as handle:
         handle.truncate(limits.MAX_IMAGE_BYTES + 1)  # sparse: no disk space used
     with pytest.raises(InvalidRequest, match="MiB — use a file under 64 MiB"):
-        studio.import_png(big)
+        pngmeta.read_png_request(big)
 
 
 def test_training_images_are_refused_over_the_caps(engine, tmp_path: Path) -> None:
@@ -338,7 +341,7 @@ def test_png_import_with_nested_json_metadata_is_not_a_crash(studio, tmp_path: P
     path = tmp_path / "nested.png"
     Image.new("RGB", (8, 8)).save(path, pnginfo=info)
     with pytest.raises(InvalidRequest, match="no generation metadata"):
-        studio.import_png(path)
+        pngmeta.read_png_request(path)
 
 
 # ---- prompt files ----------------------------------------------------------------------------------------------

@@ -42,17 +42,19 @@ def csp(resp: http.client.HTTPResponse) -> str:
 
 def add_record(data_dir: Path, owner: str | None = None) -> tuple[dict, str]:
     """A finished record (no model needed) and its share token, written beside the running server."""
-    from studio.store.history import Store, default_url
+    from studio.store.store import Store, default_url
 
     request = {"prompt": PROMPT, "model": "m", "mode": "txt2img", "width": 16, "height": 16, "steps": 2, "seed": 1,
                "guidance": 3.5, "true_cfg": 1.0, "regions": [], "controls": [], "loras": []}  # fmt: skip
     with Store(default_url(data_dir), data_dir) as store:
-        record = store.add(request, [Image.new("RGB", (16, 16), "red")], [1], {}, owner=owner)
+        record = store.add(
+            request=request, images=[Image.new("RGB", (16, 16), "red")], seeds=[1], timings={}, owner=owner
+        )
         return record, store.share(record["id"], owner)
 
 
 def favourite(data_dir: Path, record_id: str) -> bool:
-    from studio.store.history import Store, default_url
+    from studio.store.store import Store, default_url
 
     with Store(default_url(data_dir), data_dir) as store:
         return store.get(record_id)["favourite"]

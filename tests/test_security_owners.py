@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.store import history
-from studio.store.history import Store, default_url
+from studio.store import migrations
+from studio.store.store import Store, default_url
 from studio.web import visitors
 from tests.server import AppServer
 from tests.test_gallery import starlette_request
@@ -72,7 +72,7 @@ def test_owner_keys_are_one_way_and_api_keys_are_apart_from_browsers() -> None:
 
 
 def test_a_version_3_database_gets_hashed_visitor_owners(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(history, "MIGRATIONS", history.MIGRATIONS[:3])
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
     Store(default_url(tmp_path), tmp_path).close()
     token = visitors.new_token()
     with closing(sqlite3.connect(tmp_path / "studio.db")) as conn, conn:  # rows as version 3 wrote them: raw cookies
@@ -85,7 +85,7 @@ def test_a_version_3_database_gets_hashed_visitor_owners(tmp_path: Path, monkeyp
             )
     monkeypatch.undo()
     with Store(default_url(tmp_path), tmp_path) as store:
-        assert store.schema_version == len(history.MIGRATIONS)
+        assert store.schema_version == len(migrations.MIGRATIONS)
         mine = visitors.owner(starlette_request({visitors.COOKIE: token}), {})
         assert [r["id"] for r in store.list(owner=mine)[0]] == ["old-v"]  # the visitor keeps their history
         assert store.list(owner=token)[1] == 0

@@ -53,7 +53,7 @@ def server(data_dir):
 @pytest.fixture(scope="module")
 def store(server, data_dir):
     """A second Store on the server's database, like ``python -m studio share`` uses."""
-    from studio.store.history import Store, default_url
+    from studio.store.store import Store, default_url
 
     st = Store(default_url(data_dir), data_dir)
     yield st
@@ -282,14 +282,14 @@ def bare(tmp_path):
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from studio.store.history import Store, default_url
+    from studio.store.store import Store, default_url
     from studio.web.gallery import register_gallery_routes
     from studio.web.share import register_share_routes
 
     st = Store(default_url(tmp_path), tmp_path)
     request = {"prompt": PROMPT, "model": "m", "width": 16, "height": 16, "steps": 2, "seed": 1,
                "guidance": 3.5, "true_cfg": 1.0, "schedule": {"guidance": [[0, 4.0], [1, 2.0]]}}  # fmt: skip
-    record = st.add(request, [Image.new("RGB", (16, 16), "red")], [1], {})
+    record = st.add(request=request, images=[Image.new("RGB", (16, 16), "red")], seeds=[1], timings={})
     app = FastAPI()
     studio = types.SimpleNamespace(store=st)
     register_share_routes(app, studio, "https://studio.example.org/")

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.store.history import Store, default_url
+from studio.store.store import Store, default_url
 from studio.toyworld.grammar import parse_prompt
 from studio.toyworld.render import render_scene
 from studio.web.share import SECURITY_HEADERS, og_scale, title_from_prompt
@@ -72,7 +72,7 @@ def site(tmp_path_factory):
         records = {}
         for name, prompt, (w, h) in (("square", PROMPT, (128, 128)), ("wide", WIDE, (128, 64)),
                                      ("tall", TALL, (64, 128))):  # fmt: skip
-            record = store.add(request(prompt, w, h), [toy(prompt, w, h)], [7], {})
+            record = store.add(request=request(prompt, w, h), images=[toy(prompt, w, h)], seeds=[7], timings={})
             records[name] = {**record, "token": store.share(record["id"])}
         yield types.SimpleNamespace(store=store, records=records, app=make_app(store))
 
@@ -133,7 +133,7 @@ def test_og_image_is_the_stored_image_enlarged_nearest_to_512(site, client, name
 
 
 def test_og_image_is_404_after_revoke_and_for_unknown_tokens(site, client):
-    record = site.store.add(request(PROMPT, 128, 128), [toy(PROMPT, 128, 128)], [7], {})
+    record = site.store.add(request=request(PROMPT, 128, 128), images=[toy(PROMPT, 128, 128)], seeds=[7], timings={})
     token = site.store.share(record["id"])
     assert client.get(f"/share/{token}.og.png").status_code == 200
     site.store.unshare(token)

@@ -19,13 +19,14 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from studio.core.errors import InvalidRequest, NotFound, StudioError
-from studio.web.gallery import RECORD_ID, owned_record
+from studio.web.access import RECORD_ID, owned_record
 from studio.web.headers import policy_of
 from studio.web.share import SECURITY_HEADERS, error_page, esc, html_page, settings_rows, title_from_prompt
 from studio.web.style import hero_width, image_tag, whole
 
 if TYPE_CHECKING:
     from studio.service import Studio
+    from studio.store.records import Record
 
 DIGEST = re.compile(r"([0-9a-f]{64})(?:\.png)?")
 ACTIONS = ("favourite", "tags", "share", "unshare", "replay", "delete")
@@ -62,22 +63,22 @@ def _dl(rows: list[tuple[str, str]], ident: str) -> str:
     return f'<dl id="{ident}">{items}</dl>'
 
 
-def _extra_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+def _extra_rows(record: Record) -> list[tuple[str, str]]:
     """Rows the share page does not show: status, batch, strength, cache, quantization, timings, replay."""
-    req = record.get("request") or {}
+    req = record.request
     cache = req.get("cache") or {}
-    rows = [("Status", record.get("status")), ("Batch", req.get("batch_size")), ("Strength", req.get("strength")),
+    total_s = record.timings.get("total_s")
+    rows = [("Status", record.status), ("Batch", req.get("batch_size")), ("Strength", req.get("strength")),
             ("Cache", f"{cache.get('kind')} {cache.get('threshold') or ''}".strip() if cache else None),
-            ("Quantization", req.get("quant")), ("Replay of", record.get("replay_of")),
-            ("Total time", f"{record['timings']['total_s']:.2f} s" if "total_s" in (record.get("timings") or {})
-             else None), ("Error", record.get("error"))]  # fmt: skip
+            ("Quantization", req.get("quant")), ("Replay of", record.replay_of),
+            ("Total time", f"{total_s:.2f} s" if total_s is not None else None), ("Error", record.error)]  # fmt: skip
     return [(label, str(value)) for label, value in rows if value not in (None, "")]
 
 
-def _inputs(record: dict[str, Any]) -> str:
+def _inputs(record: Record) -> str:
     """The stored inputs as thumbnails with captions (regions also show their prompt)."""
-    req = record.get("request") or {}
-    rid = esc(record["id"])
+    req = record.request
+    rid = esc(record.id)
     prompts = {f"region {k + 1} mask": r.get("prompt") for k, r in enumerate(req.get("regions") or [])}
     controls = {f"control {k + 1} ({c.get('kind')})": c for k, c in enumerate(req.get("controls") or [])}
     figures = []
@@ -103,28 +104,28 @@ def _button(rid: str, action: str, label: str, extra: str = "", cls: str = "") -
             f'<button type="submit" id="action-{action}"{style}>{esc(label)}</button></form>')  # fmt: skip
 
 
-def render_detail(record: dict[str, Any], share_token: str | None) -> str:
+def render_detail(record: Record, share_token: str | None) -> str:
     """The detail page of ``record`` (everything escaped here): the images large beside the prompt, the actions and
     every setting; the schedule, LoRAs and stored inputs below."""
-    req = record.get("request") or {}
-    rid = esc(record["id"])
+    req = record.request
+    rid = esc(record.id)
     prompt = str(req.get("prompt") or "")
     width, height = whole(req.get("width"), 128), whole(req.get("height"), 128)
-    count = len(record.get("images") or [])
-    srcs = [f"/gallery/image/{record['id']}/{k}" for k in range(count)]
+    count = len(record.images)
+    srcs = [f"/gallery/image/{record.id}/{k}" for k in range(count)]
     images = "".join(f'<a href="{esc(src)}">{image_tag(src, prompt[:200], width, height)}</a>' for src in srcs)
     images = images or '<p class="none">no image</p>'
-    tags = ", ".join(record.get("tags") or [])
-    fav = "★ Unfavourite" if record.get("favourite") else "☆ Favourite"
+    tags = ", ".join(record.tags)
+    fav = "★ Unfavourite" if record.favourite else "☆ Favourite"
     actions = [f'<a class="btn primary" id="reuse" href="/?reuse={rid}">Reuse settings</a>',
                _button(rid, "favourite", fav), _button(rid, "replay", "Replay")]  # fmt: skip
-    if record.get("status") == "done" and record.get("images"):
+    if record.has_images:
         actions.append(_button(rid, "unshare", "Revoke share link") if share_token else _button(rid, "share", "Share"))
     actions.append(_button(rid, "delete", "Delete", cls="danger"))
     info = [
-        f'<h1 id="title">{esc(title_from_prompt(prompt) or record["id"])}</h1>',
+        f'<h1 id="title">{esc(title_from_prompt(prompt) or record.id)}</h1>',
         '<p class="label">Prompt</p>',
-        f'<p class="prompt" id="prompt">{"★ " if record.get("favourite") else ""}{esc(prompt)}</p>',
+        f'<p class="prompt" id="prompt">{"★ " if record.favourite else ""}{esc(prompt)}</p>',
     ]
     for key, label in (("prompt_2", "Prompt 2"), ("negative_prompt", "Negative")):
         if req.get(key):
@@ -153,7 +154,7 @@ def render_detail(record: dict[str, Any], share_token: str | None) -> str:
                        f"<code>{esc(str(lo.get('sha256') or '')[:12])}</code></li>" for lo in req["loras"])  # fmt: skip
         parts.append(f'<h2>LoRAs</h2><ul id="loras">{rows}</ul>')
     parts.append(_inputs(record))
-    return html_page(f"{prompt[:80] or record['id']} — Flux Studio", "".join(parts), current="gallery")
+    return html_page(f"{prompt[:80] or record.id} — Flux Studio", "".join(parts), current="gallery")
 
 
 def register_detail_routes(
@@ -168,8 +169,8 @@ def register_detail_routes(
         if not RECORD_ID.fullmatch(record_id):
             return error_page(404, "No such record.")
         try:
-            record = store.get(record_id, owner(request))
-            token = store.active_share(record_id, owner(request))
+            record = store.get(record_id, owner=owner(request))
+            token = store.active_share(record_id, owner=owner(request))
         except NotFound:
             return error_page(404, "No such record — it may have been deleted.")
         except StudioError as exc:
@@ -187,7 +188,7 @@ def register_detail_routes(
             return record
         ref = f"sha256:{match.group(1)}"
         path = store.assets.path(ref).resolve()
-        referenced = ref in {r for _, r in input_refs(record.get("request") or {})}
+        referenced = ref in {r for _, r in input_refs(record.request)}
         if not referenced or not path.is_relative_to(store.assets.root.resolve()) or not path.is_file():
             return error_page(404, "No such input.")
         return FileResponse(path, media_type="image/png", headers={**SECURITY_HEADERS, "Cache-Control": "private"})
@@ -208,20 +209,20 @@ def register_detail_routes(
         target = f"/gallery/{record_id}"
         try:
             if action == "favourite":
-                record = store.get(record_id, visitor)
-                store.set_favourite(record_id, not record["favourite"], visitor)
+                record = store.get(record_id, owner=visitor)
+                store.set_favourite(record_id, not record.favourite, owner=visitor)
             elif action == "tags":
-                store.set_tags(record_id, [t for t in tags.split(",")], visitor)
+                store.set_tags(record_id, [t for t in tags.split(",")], owner=visitor)
             elif action == "share":
-                store.share(record_id, visitor)
+                store.share(record_id, owner=visitor)
             elif action == "unshare":
-                token = store.active_share(record_id, visitor)
+                token = store.active_share(record_id, owner=visitor)
                 if token is not None:
                     store.unshare(token)
             elif action == "replay":
                 target = f"/gallery/{studio.replay(record_id, owner=visitor)['id']}"
             else:
-                store.delete(record_id, visitor)
+                store.delete(record_id, owner=visitor)
                 target = "/gallery"
         except NotFound:
             return error_page(404, "No such record — it may have been deleted.")

@@ -19,18 +19,20 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from studio.core.errors import InvalidRequest, NotFound, StudioError
+from studio.core.errors import InvalidRequest, StudioError
 from studio.store.query import parse_day
+from studio.store.records import iso
+from studio.web.access import owned_record
 from studio.web.share import SECURITY_HEADERS, error_page, esc, html_page, image_file, when
 from studio.web.style import image_tag, whole
 
 if TYPE_CHECKING:
     from studio.service import Studio
+    from studio.store.records import Record
 
 PER_PAGE = 48
 MAX_PER_PAGE = 200
 MAX_PAGE = 1_000_000
-RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IMAGE_INDEX = re.compile(r"[0-9]{1,4}")
 FILTER_KEYS = ("status", "fav", "model", "lora", "tag", "from", "to", "regions", "controls", "sort")
 NOBODY = "!nobody"  # the owner of a multi-user visitor without an identity yet: matches no record
@@ -49,18 +51,6 @@ def _whole(text: str | None, default: int, low: int, high: int) -> int:
     except ValueError:
         value = default
     return max(low, min(high, value))
-
-
-def owned_record(store: Any, record_id: str, owner: str | None, missing: str) -> dict[str, Any] | Response:
-    """The visitor's record ``record_id``, or the error page to answer instead (404 ``missing``, 503 storage)."""
-    if not RECORD_ID.fullmatch(record_id):
-        return error_page(404, missing)
-    try:
-        return store.get(record_id, owner)
-    except NotFound:
-        return error_page(404, missing)
-    except StudioError as exc:
-        return error_page(503, str(exc))
 
 
 def basic_auth(auth: tuple[str, str] | None, logged_in: LoggedIn | None = None) -> Callable[..., None]:
@@ -113,23 +103,24 @@ def filters_from_query(params: dict[str, str]) -> tuple[dict[str, Any], dict[str
     return kwargs, echo
 
 
-def _card(record: dict[str, Any]) -> str:
+def _card(record: Record) -> str:
     """One grid cell: the whole image (or a placeholder) linking to the detail view, prompt, date and status."""
-    rid = esc(record["id"])
-    req = record.get("request") or {}
+    rid = esc(record.id)
+    req = record.request
     prompt = str(req.get("prompt") or "")
-    if record.get("images"):
+    if record.images:
         width, height = whole(req.get("width"), 128), whole(req.get("height"), 128)
-        img = image_tag(f"/gallery/image/{record['id']}/0", prompt[:200], width, height, "card-img", lazy=True)
+        img = image_tag(f"/gallery/image/{record.id}/0", prompt[:200], width, height, "card-img", lazy=True)
         thumb = f'<a class="thumb" href="/gallery/{rid}">{img}</a>'
     else:
         thumb = f'<a class="none" href="/gallery/{rid}">no image</a>'
-    star = '<span class="fav" title="favourite">★</span> ' if record.get("favourite") else ""
+    star = '<span class="fav" title="favourite">★</span> ' if record.favourite else ""
+    created = iso(record.created_at)
     return (
         f'<div class="card" data-id="{rid}">{thumb}<p class="prompt">{star}{esc(prompt)}</p>'
-        f'<p class="muted"><time datetime="{esc(record.get("created_at"))}">{esc(when(record.get("created_at")))}'
-        f'</time> · <span class="status">{esc(record.get("status"))}</span>'
-        f" · {len(record.get('images') or [])} image(s)</p></div>"
+        f'<p class="muted"><time datetime="{esc(created)}">{esc(when(created))}'
+        f'</time> · <span class="status">{esc(record.status)}</span>'
+        f" · {len(record.images)} image(s)</p></div>"
     )
 
 
@@ -194,7 +185,7 @@ def _form(query: str, per_page: int, filters: dict[str, str], models: list[str])
 
 
 def render_gallery(
-    records: list[dict[str, Any]],
+    records: list[Record],
     total: int,
     query: str,
     page: int,
@@ -246,7 +237,7 @@ def register_gallery_routes(
             kwargs, filters = filters_from_query(dict(request.query_params))
             records, total = store.list(search=q or None, limit=size, offset=(number - 1) * size, owner=visitor,
                                         **kwargs)  # fmt: skip
-            models = store.models(visitor)
+            models = store.models(owner=visitor)
         except InvalidRequest as exc:
             return error_page(400, str(exc))
         except StudioError as exc:

@@ -25,6 +25,7 @@ from studio.web.style import STYLE, header_html, hero_width, image_tag, whole
 
 if TYPE_CHECKING:
     from studio.service import Studio
+    from studio.store.records import Record
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 SECURITY_HEADERS = {
@@ -70,13 +71,12 @@ def when(iso: Any) -> str:
         return str(iso)
 
 
-def image_file(store: Any, record: dict[str, Any], k: int) -> Path | None:
+def image_file(store: Any, record: Record, k: int) -> Path | None:
     """The record's image ``k`` if it is a regular file inside the store's images folder, else None."""
-    images = record.get("images") or []
-    if not 0 <= k < len(images):
+    if not 0 <= k < len(record.images):
         return None
     root = Path(store.images_dir).resolve()
-    path = Path(images[k]["path"]).resolve()
+    path = Path(record.images[k].path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return None
     return path
@@ -87,11 +87,10 @@ def _base_url(request: Request, share_base_url: str | None) -> str:
     return (share_base_url or str(request.base_url)).rstrip("/")
 
 
-def settings_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+def settings_rows(record: Record) -> list[tuple[str, str]]:
     """(label, value) rows of the main settings, unescaped."""
-    req = record.get("request") or {}
-    images = record.get("images") or []
-    seed = images[0].get("seed") if images else req.get("seed")
+    req = record.request
+    seed = record.images[0].seed if record.images else req.get("seed")
     rows = [
         ("Model", req.get("model")),
         ("Mode", req.get("mode")),
@@ -105,7 +104,7 @@ def settings_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Schedule", json.dumps(req["schedule"], separators=(",", ":"))))
     if req.get("loras"):
         rows.append(("LoRAs", ", ".join(f"{lo.get('name')} ({lo.get('weight')})" for lo in req["loras"])))
-    rows.append(("Created", when(record.get("created_at"))))
+    rows.append(("Created", f"{record.created_at:%Y-%m-%d %H:%M %Z}".strip()))
     return [(label, str(value)) for label, value in rows if value is not None]
 
 
@@ -124,9 +123,9 @@ def og_scale(width: int, height: int) -> int:
     return max(1, min(-(-OG_MIN_SIDE // short), OG_MAX_SIDE // long))
 
 
-def image_size(path: Path | None, record: dict[str, Any]) -> tuple[int, int]:
+def image_size(path: Path | None, record: Record) -> tuple[int, int]:
     """(width, height) of the stored image (its header only), else the request's."""
-    req = record.get("request") or {}
+    req = record.request
     fallback = whole(req.get("width"), 128), whole(req.get("height"), 128)
     if path is None:
         return fallback
@@ -159,10 +158,10 @@ def prompt_paragraphs(req: dict[str, Any]) -> list[str]:
     return parts
 
 
-def render_share_page(record: dict[str, Any], token: str, base: str, size: tuple[int, int] | None = None) -> str:
+def render_share_page(record: Record, token: str, base: str, size: tuple[int, int] | None = None) -> str:
     """The share page of ``record``: the image large, a title from the prompt, prompts, settings, Remix and
     Download, and OpenGraph/Twitter tags whose image is ``/share/<token>.og.png`` (``size``: the stored image's)."""
-    req = record.get("request") or {}
+    req = record.request
     prompt = str(req.get("prompt") or "")
     summary = prompt if len(prompt) <= 200 else prompt[:199] + "…"
     title = title_from_prompt(prompt) or "Shared image"
@@ -191,7 +190,7 @@ def render_share_page(record: dict[str, Any], token: str, base: str, size: tuple
         f'<h1 id="title">{esc(title)}</h1>',
         *prompt_paragraphs(req),
         f'<div class="actions"><a class="btn primary" id="remix" href="/?remix={esc(token)}">Remix</a>'
-        f'<a class="btn" id="download" href="/share/{esc(token)}.png" download="flux-{esc(record.get("id"))}.png">'
+        f'<a class="btn" id="download" href="/share/{esc(token)}.png" download="flux-{esc(record.id)}.png">'
         "Download PNG</a></div>",
         f'<dl id="settings">{rows}</dl>',
         '<p class="muted">Made with Flux Studio. <b>Remix</b> opens the studio with these settings.</p>',
@@ -206,7 +205,7 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
     (before Gradio's mount)."""
     store = studio.store
 
-    def resolve(token: str) -> dict[str, Any] | None:
+    def resolve(token: str) -> Record | None:
         if not TOKEN.fullmatch(token):
             return None
         try:
@@ -214,7 +213,7 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
         except NotFound:
             return None
 
-    def shared(token: str) -> tuple[dict[str, Any], Path | None] | Response:
+    def shared(token: str) -> tuple[Record, Path | None] | Response:
         """(record, its first image file) of a live share, or the error page to answer instead."""
         try:
             record = resolve(token)
@@ -224,7 +223,7 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
             return error_page(404, GONE)
         return record, image_file(store, record, 0)
 
-    def shared_file(token: str) -> tuple[dict[str, Any], Path] | Response:
+    def shared_file(token: str) -> tuple[Record, Path] | Response:
         """(record, image file) of a live share that has an image, or the error page to answer instead."""
         found = shared(token)
         if isinstance(found, Response):
@@ -246,7 +245,7 @@ def register_share_routes(app: FastAPI, studio: Studio, share_base_url: str | No
         record, path = found
         headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
         return FileResponse(path, media_type="image/png", headers=headers,
-                            filename=f"flux-{record['id']}.png", content_disposition_type="inline")  # fmt: skip
+                            filename=f"flux-{record.id}.png", content_disposition_type="inline")  # fmt: skip
 
     def og(token: str) -> Response:
         """The OpenGraph image: the shared image enlarged (nearest) to OG_MIN_SIDE on its short side."""
