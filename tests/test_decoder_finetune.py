@@ -68,7 +68,7 @@ def test_outlined_training_scenes_are_hollow_one_object_training_split_scenes():
 
     scenes = outlined_scenes(12, 1000, "train")
     images = outlined_images(12, 0)
-    assert images.shape == (12, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+    assert images.shape == (12, 3, 128, 128) and images.min() >= -1 and images.max() <= 1
     for scene, image in zip(scenes, images, strict=True):
         assert scene.style == "outlined" and scene.objects[0].shape != STICK_FIGURE
         assert not any(is_held_out(obj) for obj in scene.objects)

@@ -5,7 +5,7 @@ shapes, none of whose objects is a held-out (colour, shape, position) combinatio
 scene ``i`` is rendered at the native size with render seed ``seed * 1_000_003 + i``. The rendered set is cached
 as ``.npy`` + ``.json`` under ``runs/`` so every training stage (VAE, base) sees exactly the same data.
 
-    python -m training.data --seed 0          # builds (or reuses) runs/data/toy_s0_64.npz-style cache
+    python -m training.data --seed 0          # builds (or reuses) runs/data/toy_s0_128px_10000x1_10000x2.npy
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class ToyData:
 
 
 def size_suffix(size: int) -> str:
-    """Cache-name suffix of a non-native scene size ("" at 64 px, so the 64-px caches keep their names)."""
-    return "" if size == 64 else f"_{size}px"
+    """Cache-name suffix of a scene size (latent and control caches are per size)."""
+    return f"_{size}px"
 
 
 def _cache_paths(root: Path, seed: int, size: int, n_one: int, n_two: int) -> tuple[Path, Path]:
@@ -51,7 +51,7 @@ def _cache_paths(root: Path, seed: int, size: int, n_one: int, n_two: int) -> tu
     return root / f"{stem}.npy", root / f"{stem}.json"
 
 
-def build_dataset(seed: int = 0, size: int = 64, n_one: int = 10_000, n_two: int = 10_000) -> ToyData:
+def build_dataset(seed: int = 0, size: int = 128, n_one: int = 10_000, n_two: int = 10_000) -> ToyData:
     """Render ``n_one`` one-object and ``n_two`` two-object training-split scenes (deterministic in ``seed``)."""
     scenes = scene_set("one", n_one, seed=seed * 2 + 1, split="train")
     scenes += scene_set("two", n_two, seed=seed * 2 + 2, split="train")
@@ -64,9 +64,10 @@ def build_dataset(seed: int = 0, size: int = 64, n_one: int = 10_000, n_two: int
 
 
 def load_dataset(
-    seed: int = 0, size: int = 64, n_one: int = 10_000, n_two: int = 10_000, root: Path = DEFAULT_DIR
+    seed: int = 0, size: int = 128, n_one: int = 10_000, n_two: int = 10_000, root: Path | None = None
 ) -> ToyData:
-    """The cached dataset, building and caching it on first use."""
+    """The cached dataset (in ``root``, default ``runs/data``), building and caching it on first use."""
+    root = DEFAULT_DIR if root is None else root
     npy, meta = _cache_paths(root, seed, size, n_one, n_two)
     if npy.exists() and meta.exists():
         info = json.loads(meta.read_text())
@@ -99,7 +100,7 @@ def render_images(scenes: list[Scene], size: int, first_seed: int) -> np.ndarray
     return np.stack([render_scene(s, size, first_seed + i).image for i, s in enumerate(scenes)])
 
 
-def outlined_images(n: int, seed: int, size: int = 64) -> torch.Tensor:
+def outlined_images(n: int, seed: int, size: int = 128) -> torch.Tensor:
     """``n`` outlined training-split scenes (``outlined_scenes(n, 1000 + seed, "train")``, render seeds
     OUTLINED_RENDER_SEED + i, as the outlined LoRA's training data) as float (n, 3, size, size) in [-1, 1]."""
     images = render_images(outlined_scenes(n, 1000 + seed, "train"), size, OUTLINED_RENDER_SEED)
@@ -109,11 +110,12 @@ def outlined_images(n: int, seed: int, size: int = 64) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--n-one", type=int, default=10_000)
     parser.add_argument("--n-two", type=int, default=10_000)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="where the rendered set is cached")
     args = parser.parse_args()
-    data = load_dataset(args.seed, args.size, args.n_one, args.n_two)
+    data = load_dataset(args.seed, args.size, args.n_one, args.n_two, args.data_dir)
     print(f"{len(data)} scenes, images {data.images.shape}, e.g. {data.prompts[0]!r} / {data.prompts[-1]!r}")
 
 

@@ -161,7 +161,7 @@ def train(args: argparse.Namespace) -> None:
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -195,7 +195,7 @@ def arg_parser() -> argparse.ArgumentParser:
         help="export only when the held-out joint beats this (e.g. the base model's best)",
     )
     parser.add_argument("--out", type=Path, default=None, help="export the best student here (e.g. the model folder)")
-    parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--size", type=int, default=128, help="scene size in pixels (128: 64 image tokens)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, log and eval folder")
     parser.add_argument(
         "--model-dir",

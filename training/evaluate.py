@@ -1,9 +1,10 @@
-"""ToyGenEval of a flux-mini folder through the unchanged ``FluxPipeline.from_pretrained`` (4 steps, 64 px).
+"""ToyGenEval of a flux-mini folder through the unchanged ``FluxPipeline.from_pretrained`` (4 steps, the folder's native size).
 
     python -m training.evaluate --model assets/models/flux-mini --n 40 --grid runs/final_grid.png
 
 Held-out prompts: ``prompt_set(kind, n, seed=S, split="heldout")`` (S = ``--prompt-seed``, 0 for the model card);
-prompt k is sampled with seed 1000·S + k at ``--guidance`` (3.5 unless given; the studio uses studio.json's 2.0). Reports one- and two-object accuracy, each without and with true CFG 3 (empty negative prompt);
+prompt k is sampled with seed 1000·S + k at ``--guidance`` (2.0, studio.json's, unless given). Reports one- and
+two-object accuracy, each without and with true CFG 3 (empty negative prompt);
 ``--sweep``: the model card's table of distilled guidance × true CFG pairs.
 """
 
@@ -25,7 +26,7 @@ def evaluate(
     true_cfgs: tuple[float, ...] = (1.0, 3.0),
     kinds: tuple[str, ...] = ("one", "two"),
     steps: int = 4,
-    guidance: float = 3.5,
+    guidance: float = 2.0,
     seed: int = 0,
 ) -> dict[str, dict]:
     """Scores keyed like ``one_cfg1`` / ``one_cfg3`` / ``two_cfg1``; prompt set ``seed``, sample seeds from it x 1000."""
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("assets/models/flux-mini"))
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--guidance", type=float, default=3.5)
+    parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument(
         "--prompt-seed", type=int, default=0, help="which held-out prompt set (model card: 0; 1 to pick)"
     )

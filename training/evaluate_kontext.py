@@ -38,8 +38,11 @@ def card(folder: Path) -> dict:
     """The folder's ``studio.json`` defaults (size 128, 4 steps, guidance 2.0 when absent)."""
     path = Path(folder) / "studio.json"
     info = json.loads(path.read_text()) if path.is_file() else {}
-    return {"size": int(info.get("width", 128)), "steps": int(info.get("steps", 4)),
-            "guidance": float(info.get("guidance", 2.0))}
+    return {
+        "size": int(info.get("width", 128)),
+        "steps": int(info.get("steps", 4)),
+        "guidance": float(info.get("guidance", 2.0)),
+    }
 
 
 def to_uint8(images: np.ndarray) -> list[np.ndarray]:
@@ -47,8 +50,15 @@ def to_uint8(images: np.ndarray) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def edit_images(folder: Path, edits: list[Edit], steps: int | None = None, guidance: float | None = None,
-                size: int | None = None, pipe: FluxKontextPipeline | None = None, chunk: int = 8) -> list[np.ndarray]:
+def edit_images(
+    folder: Path,
+    edits: list[Edit],
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: int | None = None,
+    pipe: FluxKontextPipeline | None = None,
+    chunk: int = 8,
+) -> list[np.ndarray]:
     """Edit k's output (uint8 HxWx3) from ``FluxKontextPipeline``, seed k."""
     defaults = card(folder)
     size, steps = size or defaults["size"], steps or defaults["steps"]
@@ -60,9 +70,19 @@ def edit_images(folder: Path, edits: list[Edit], steps: int | None = None, guida
         part = edits[i : i + chunk]
         refs = [Image.fromarray(e.reference_image(size)) for e in part]
         gens = [torch.Generator().manual_seed(i + k) for k in range(len(part))]
-        images = pipe(prompt=[e.prompt for e in part], image=refs, height=size, width=size, max_area=size * size,
-                      _auto_resize=False, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
-                      output_type="np", max_sequence_length=32).images
+        images = pipe(
+            prompt=[e.prompt for e in part],
+            image=refs,
+            height=size,
+            width=size,
+            max_area=size * size,
+            _auto_resize=False,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=gens,
+            output_type="np",
+            max_sequence_length=32,
+        ).images
         out += to_uint8(images)
     return out
 
@@ -85,14 +105,23 @@ def score_edits(edits: list[Edit], images: list[np.ndarray]) -> dict:
     for kind in (*KINDS, "all"):
         mine = [r for r in rows if kind in ("all", r[0])]
         if mine:
-            result[kind] = {"n": len(mine), "obeyed": float(np.mean([r[1] for r in mine])),
-                            "copy": float(np.mean([r[2] for r in mine]))}
+            result[kind] = {
+                "n": len(mine),
+                "obeyed": float(np.mean([r[1] for r in mine])),
+                "copy": float(np.mean([r[2] for r in mine])),
+            }
     return result
 
 
 @torch.no_grad()
-def t2i_images(folder: Path, prompts: list[str], steps: int | None = None, guidance: float | None = None,
-               size: int | None = None, chunk: int = 16) -> list[np.ndarray]:
+def t2i_images(
+    folder: Path,
+    prompts: list[str],
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: int | None = None,
+    chunk: int = 16,
+) -> list[np.ndarray]:
     """Plain text-to-image with ``FluxPipeline.from_pretrained(folder)``, prompt k seed k."""
     defaults = card(folder)
     size, steps = size or defaults["size"], steps or defaults["steps"]
@@ -103,8 +132,16 @@ def t2i_images(folder: Path, prompts: list[str], steps: int | None = None, guida
     for i in range(0, len(prompts), chunk):
         part = prompts[i : i + chunk]
         gens = [torch.Generator().manual_seed(i + k) for k in range(len(part))]
-        images = pipe(prompt=part, height=size, width=size, num_inference_steps=steps, guidance_scale=guidance,
-                      generator=gens, output_type="np", max_sequence_length=32).images
+        images = pipe(
+            prompt=part,
+            height=size,
+            width=size,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=gens,
+            output_type="np",
+            max_sequence_length=32,
+        ).images
         out += to_uint8(images)
     return out
 
@@ -142,8 +179,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(json.dumps(evaluate(args.model, args.n_per_kind, args.t2i, args.grid, steps=args.steps,
-                              guidance=args.guidance), indent=1))
+    print(
+        json.dumps(
+            evaluate(args.model, args.n_per_kind, args.t2i, args.grid, steps=args.steps, guidance=args.guidance),
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Fine-tune only the VAE decoder (encoder frozen, so the base model's latents stay valid).
 
-    python -m training.finetune_decoder --seed 0 --steps 1000 --batch 16
-    python -m training.finetune_decoder --seed 0 --steps 2400 --lr 1e-4 --adversarial 0.5 --denoiser assets/models/flux-mini \\
-        --vae runs/decoder/out2 --run-dir runs/decoder_gan --out runs/decoder_gan/out
+    python -m training.finetune_decoder --seed 0 --batch 8 --steps 1000 --lr 2e-4 --p-figure 0.5 \\
+        --vae runs/vae/final --run-dir runs/dec128 --out runs/dec128/out
+    python -m training.finetune_decoder --seed 0 --batch 8 --steps 1000 --lr 1e-4 --adversarial 0.5 --adv-start 100 \\
+        --denoiser assets/models/flux-mini --vae runs/dec128/out --p-figure 0.6 --p-outlined 0.1 --run-dir runs/dec128gan
 
-Why: after ``training.train_vae`` the reconstructions are right for circles, squares and triangles but stick
-figures (1-2 px strokes at 64 px) come back as blobs. This stage oversamples scenes with a stick figure
-(``--p-figure``) and weights edge pixels more (``--edge-boost``). ``shift_factor`` / ``scaling_factor`` are
+(the model card's steps 1 and 5; ``training.train_all`` runs both). Why: after ``training.train_vae`` the
+reconstructions are right for circles, squares and triangles but stick figures (thin strokes) come back as blobs.
+This stage oversamples scenes with a stick figure (``--p-figure``) and weights edge pixels more (``--edge-boost``). ``shift_factor`` / ``scaling_factor`` are
 unchanged (they describe the encoder). Resumable from ``--run-dir``/ckpt.pt; at the end the reconstruction
 ToyGenEval is measured and the VAE is written to ``--out``.
 
@@ -48,7 +49,7 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeli
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
 from training import torch_state, train_base
-from training.data import ToyData, load_dataset, outlined_images, outlined_scenes, render_images
+from training.data import DEFAULT_DIR, ToyData, load_dataset, outlined_images, outlined_scenes, render_images
 from training.spec import MiniSpec
 from training.train_vae import edge_weight, lr_at, recon_eval
 
@@ -130,7 +131,7 @@ def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last: torch.
 
 
 @torch.no_grad()
-def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000, size: int = 64) -> dict[str, float]:
+def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000, size: int = 128) -> dict[str, float]:
     """Decoded posterior means of ``n`` held-out outlined scenes (the outlined LoRA's evaluation set): hollow share
     and colour + position right (ToyGenEval against the unstyled scene)."""
     from studio.toyworld.evaluate import evaluate_image, is_hollow
@@ -151,7 +152,7 @@ def outlined_recon_eval(vae: AutoencoderKL, n: int = 40, seed: int = 9000, size:
 def train(args: argparse.Namespace) -> AutoencoderKL:
     """Fine-tune (or resume) the decoder; returns the VAE in eval mode."""
     torch.set_num_threads(args.threads)
-    data = load_dataset(args.seed, args.size)
+    data = load_dataset(args.seed, args.size, args.n_one, args.n_two, args.data_dir)
     figures = figure_index(data.prompts)
     outlined = outlined_images(args.n_outlined, args.seed, args.size) if args.p_outlined > 0 else None
     denoiser = Denoiser(args.denoiser, data.prompts, args.size, args.guidance) if args.denoiser else None
@@ -256,14 +257,15 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
     return vae.eval()
 
 
-def main() -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae", type=Path, default=Path("runs/vae/final"), help="the trained VAE to start from")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument(
-        "--size", type=int, default=64, help="scene size in pixels (the VAE is convolutional: 128 gives 16x16 latents)"
+        "--size", type=int, default=128, help="scene size in pixels (the VAE is convolutional: 128 gives 16x16 latents)"
     )
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warmup", type=int, default=20)
@@ -277,7 +279,7 @@ def main() -> None:
         help="flux-mini folder whose transformer's last-step estimates the decoder also learns from",
     )
     parser.add_argument("--p-clean", type=float, default=0.3, help="with --denoiser: share of clean posterior samples")
-    parser.add_argument("--guidance", type=float, default=3.5, help="with --denoiser: the guidance it is run at")
+    parser.add_argument("--guidance", type=float, default=2.0, help="with --denoiser: the guidance it is run at")
     parser.add_argument("--adversarial", type=float, default=0.0, help="patch-GAN weight (0: off; taming uses 0.5-0.8)")
     parser.add_argument(
         "--preserve",
@@ -307,15 +309,31 @@ def main() -> None:
     parser.add_argument("--n-outlined", type=int, default=2048, help="how many outlined training scenes to draw")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/decoder"), help="checkpoint and log folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one per free core)")
-    parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini/vae"))
-    args = parser.parse_args()
+    parser.add_argument("--n-one", type=int, default=10_000, help="one-object training scenes (training.data)")
+    parser.add_argument("--n-two", type=int, default=10_000, help="two-object training scenes")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="where training.data caches the scenes")
+    parser.add_argument("--n-eval", type=int, default=40, help="held-out outlined scenes in the final report")
+    parser.add_argument("--out", type=Path, default=Path("runs/decoder/out"), help="where the finished VAE is written")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Fine-tune (or resume), measure the reconstructions, write the VAE to ``--run-dir``/final and ``--out``."""
     vae = train(args)
-    data = load_dataset(args.seed, args.size)
-    report = {"recon_toygeneval": recon_eval(vae, data), "outlined_recon": outlined_recon_eval(vae, size=args.size)}
+    data = load_dataset(args.seed, args.size, args.n_one, args.n_two, args.data_dir)
+    report = {
+        "recon_toygeneval": recon_eval(vae, data),
+        "outlined_recon": outlined_recon_eval(vae, n=args.n_eval, size=args.size),
+    }
     print(json.dumps(report, indent=1), flush=True)
     (args.run_dir / "report.json").write_text(json.dumps(report, indent=1))
     vae.save_pretrained(args.run_dir / "final", safe_serialization=True)
     vae.save_pretrained(args.out, safe_serialization=True)
+    return report
+
+
+def main() -> None:
+    run(arg_parser().parse_args())
 
 
 if __name__ == "__main__":

@@ -177,8 +177,10 @@ def main() -> None:
     print(f"{len(fam.scenes)} images {fam.images.shape}")
     for kind in KINDS:
         pair = fam.edits[kind][0]
-        print(f"{kind}: {len(fam.edits[kind])} edits, e.g. {scene_prompt(fam.scenes[pair[0]])!r} + "
-              f"{fam.prompt(kind, pair)!r} -> {scene_prompt(fam.scenes[pair[1]])!r}")
+        print(
+            f"{kind}: {len(fam.edits[kind])} edits, e.g. {scene_prompt(fam.scenes[pair[0]])!r} + "
+            f"{fam.prompt(kind, pair)!r} -> {scene_prompt(fam.scenes[pair[1]])!r}"
+        )
     for edit in eval_edits(2):
         print(f"eval {edit.kind}: {scene_prompt(edit.reference)!r} + {edit.prompt!r} -> {scene_prompt(edit.target)!r}")
 

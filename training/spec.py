@@ -16,11 +16,12 @@ TOY_WORDS = (
 
 @dataclass(frozen=True)
 class MiniSpec:
-    """Sizes of flux-mini's components; FLUX geometry (16 latent channels, 8x VAE, 2x2 packing)."""
+    """Sizes of flux-mini's components; FLUX geometry (16 latent channels, 8x VAE, 2x2 packing). The defaults are
+    the shipped 128-px family (assets/models/README.md)."""
 
-    native_size: int = 64
+    native_size: int = 128
     latent_channels: int = 16
-    vae_channels: tuple[int, ...] = (16, 32, 64, 64)
+    vae_channels: tuple[int, ...] = (32, 64, 128, 128)
     vae_norm_groups: int = 1
     num_layers: int = 2
     num_single_layers: int = 2
@@ -36,4 +37,4 @@ class MiniSpec:
     max_sequence_length: int = 32
     guidance_embeds: bool = True
     default_steps: int = 4
-    default_guidance: float = 3.5
+    default_guidance: float = 2.0

@@ -1,6 +1,7 @@
 """Rectified-flow training of flux-mini's transformer jointly with its tiny T5 and CLIP text encoders (CPU, fp32).
 
-    python -m training.train_base --seed 0 --steps 6000 --batch 32
+    python -m training.train_base --seed 0 --steps 100000 --batch 32 --lr 2.5e-4 --warmup 100 --p-figure 0.3 \
+        --model-dir DIR --run-dir runs/base128 --out runs/base128_export      # DIR: tokenizers, scheduler, VAE
 
 Data: the toy scenes of ``training.data`` encoded once with the trained VAE (posterior mean, then
 ``(z - shift_factor) * scaling_factor`` — the inverse of FluxPipeline's decode), packed 2x2 like
@@ -8,12 +9,12 @@ Data: the toy scenes of ``training.data`` encoded once with the trained VAE (pos
 output; T5 padded to ``max_sequence_length`` = 32, no attention mask).
 
 Objective: x_t = (1 - σ) x0 + σ ε, target v = ε - x0, transformer timestep = σ. σ ~ a mix of a logit-normal
-shifted with the sampler's resolution-dependent ``mu`` (the pipeline's ``calculate_shift`` for 16 image tokens)
+shifted with the sampler's resolution-dependent ``mu`` (the pipeline's ``calculate_shift`` for the image tokens)
 and the exact σ values that FluxPipeline visits at 4 steps (this emphasises high σ). 10 % of prompts are
 dropped to the empty prompt (true CFG). The guidance embedding is fed g ~ U[1, 6] (NOT distilled: the model
 learns to ignore it). EMA weights (decay 0.999) are what gets evaluated and exported.
 
-Resumable: ``runs/base/ckpt.pt`` (models, EMA, optimizer, step) every ``--ckpt-minutes``. With ``--keep DIR``
+Resumable: ``--run-dir``/ckpt.pt (models, EMA, optimizer, step) every ``--ckpt-minutes``. With ``--keep DIR``
 each checkpoint also writes models + EMA + step as safetensors (``training.portable_checkpoint``) to a folder that
 can be committed, and a run with no ``ckpt.pt`` resumes from it — ``runs/`` does not outlive a session. Every
 ``--eval-minutes`` the EMA weights are saved as a full diffusers folder, loaded with
@@ -46,7 +47,7 @@ from transformers import CLIPTokenizer, T5TokenizerFast
 from studio.toyworld import evaluate_many, prompt_set
 from training import portable_checkpoint, torch_state
 from training.build import make_clip, make_t5, make_transformer
-from training.data import ToyData, load_dataset, size_suffix
+from training.data import DEFAULT_DIR, ToyData, load_dataset, size_suffix
 from training.spec import MiniSpec
 
 diffusers.utils.logging.set_verbosity_error()
@@ -123,12 +124,21 @@ def encoder_stamp(vae: AutoencoderKL) -> str:
     return digest.hexdigest()
 
 
-def prepare(seed: int, spec: MiniSpec, model_dir: Path, limit: int = 0, run_dir: Path = RUN_DIR) -> Encoded:
+def prepare(
+    seed: int,
+    spec: MiniSpec,
+    model_dir: Path,
+    limit: int = 0,
+    run_dir: Path = RUN_DIR,
+    counts: tuple[int, int] = (10_000, 10_000),
+    data_dir: Path | None = None,
+) -> Encoded:
     """Load/encode the dataset at ``spec.native_size`` with the trained VAE (cached in ``run_dir``); tokenize prompts.
 
-    ``limit`` > 0 keeps only that many scenes, spread over one- and two-object ones (smoke tests).
+    ``counts``: one- and two-object scenes of ``training.data`` (cached in ``data_dir``). ``limit`` > 0 keeps only
+    that many scenes, spread over one- and two-object ones (smoke tests).
     """
-    data = load_dataset(seed, spec.native_size)
+    data = load_dataset(seed, spec.native_size, *counts, root=data_dir)
     if limit:
         keep = np.linspace(0, len(data) - 1, limit).astype(int)
         data = ToyData(data.images[keep], [data.prompts[i] for i in keep], data.n_objects[keep])
@@ -247,9 +257,10 @@ def export(models: Models, out: Path, model_dir: Path = MODEL_DIR, run_dir: Path
 
 
 def native_size(folder: Path) -> int:
-    """The square size a flux-mini folder was trained at (``studio.json`` width; 64 when it has none)."""
+    """The square size a flux-mini folder was trained at (``studio.json`` width; ``MiniSpec``'s when it has none)."""
     card = folder / "studio.json"
-    return int(json.loads(card.read_text()).get("width", 64)) if card.is_file() else 64
+    default = MiniSpec().native_size
+    return int(json.loads(card.read_text()).get("width", default)) if card.is_file() else default
 
 
 @torch.no_grad()
@@ -257,7 +268,7 @@ def generate(
     folder: Path,
     prompts: list[str],
     steps: int = 4,
-    guidance: float = 3.5,
+    guidance: float = 2.0,
     seed: int = 0,
     true_cfg: float = 1.0,
     size: int | None = None,
@@ -310,7 +321,7 @@ def periodic_eval(
     n_eval: int,
     run_dir: Path = RUN_DIR,
     model_dir: Path = MODEL_DIR,
-    size: int = 64,
+    size: int = 128,
 ) -> float:
     """Export EMA to ``run_dir``/eval_model, sample grid, held-out eval; export to ``out`` when best."""
     folder = run_dir / "eval_model"
@@ -369,13 +380,13 @@ def train(args: argparse.Namespace) -> None:
     spec = replace(MiniSpec(), native_size=args.size)
     run_dir, model_dir = args.run_dir, args.model_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    enc = prepare(args.seed, spec, model_dir, args.limit_data, run_dir)
+    enc = prepare(args.seed, spec, model_dir, args.limit_data, run_dir, (args.n_one, args.n_two), args.data_dir)
     if args.figure_scenes == "two":  # oversample the smaller, two-object stick figures only
         enc = replace(enc, figures=enc.pair_figures)
     n = len(enc.latents)
     models = Models(spec, model_dir)
     ckpt = run_dir / "ckpt.pt"
-    # --init: e.g. the 64-px model starting a 128-px run; a kept checkpoint (loaded below) overrides its weights
+    # --init: e.g. a shipped flux-mini folder; a kept checkpoint (loaded below) overrides its weights
     if args.init is not None and not ckpt.exists():
         init_weights(models, args.init)
     ema = copy.deepcopy(models).requires_grad_(False)
@@ -406,7 +417,7 @@ def train(args: argparse.Namespace) -> None:
     log = (run_dir / "log.jsonl").open("a")
     start = last_ckpt = last_eval = time.time()
     t_log, losses = time.time(), []
-    first_step = step  # --decay-steps counts from here
+    first_step = step if args.decay_start < 0 else args.decay_start  # --decay-steps counts from here
     models.train()
     while step < args.steps:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
@@ -423,7 +434,7 @@ def train(args: argparse.Namespace) -> None:
         pred = models.velocity(xt, sigma, guidance, clip_ids, t5_ids, enc.img_ids, enc.txt_ids)
         loss = F.mse_loss(pred, noise - x0)
         for g, base in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = base * lr_scale(step - opt_start, args.warmup, step - first_step, args.decay_steps)
+            g["lr"] = base * lr_scale(step - opt_start, args.warmup, max(0, step - first_step), args.decay_steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
@@ -492,6 +503,12 @@ def arg_parser() -> argparse.ArgumentParser:
         default=0,
         help="cosine-decay the lr to 0.1x over this many steps from this run's (re)start (0: constant)",
     )
+    parser.add_argument(
+        "--decay-start",
+        type=int,
+        default=-1,
+        help="the step --decay-steps counts from (-1: this run's (re)start), so a resumed decay goes on where it was",
+    )
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--p-uncond", type=float, default=0.1)
     parser.add_argument("--p-visited", type=float, default=0.3)
@@ -507,7 +524,10 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-minutes", type=float, default=10.0)
     parser.add_argument("--n-eval", type=int, default=32)
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
-    parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--size", type=int, default=128, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--n-one", type=int, default=10_000, help="one-object training scenes (training.data)")
+    parser.add_argument("--n-two", type=int, default=10_000, help="two-object training scenes")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="where training.data caches the scenes")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoints, latents cache, logs, samples")
     parser.add_argument(
         "--model-dir",

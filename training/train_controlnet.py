@@ -1,6 +1,7 @@
-"""Train flux-mini's union ControlNet (canny, depth, pose) on the shipped base, which stays frozen.
+"""Train flux-mini's union ControlNet (canny, depth, pose) against a base model (``--model``), which stays frozen.
 
-    python -m training.train_controlnet --seed 0 --steps 3000 --batch 32 --max-minutes 45
+    python -m training.train_controlnet --seed 0 --steps 4781 --batch 32 --model runs/base128_export \
+        --run-dir runs/controlnet128 --out runs/controlnet128/out
 
 Model: ``FluxControlNetModel`` with the base transformer's geometry (all 2 double + 2 single blocks, weights copied
 from the base by ``FluxControlNetModel.from_transformer``; the residual projections start at zero, so step 0 changes
@@ -15,10 +16,10 @@ the text encoders of the base it trains against (``--model``).
 
 Objective: FLUX's velocity loss through the frozen base with the ControlNet's residuals added,
 σ as in ``training.train_base`` (shifted logit-normal mixed with the 4-step sampler's σ), guidance g ~ U[1, 6],
-10 % empty prompts (control alone must still work). Against a guidance-distilled base,
+10 % empty prompts (control alone must still work). Against a guidance-distilled base (none ships now),
 ``--distilled-guidance-max G`` trains at g ~ U[1, G] on v_u + g·(ε − x0 − v_u) (v_u: the base's empty-prompt
 velocity without control), the blend such a base predicts at g. EMA of the ControlNet is exported with ``save_pretrained`` to
-``--out`` (loadable by ``FluxControlNetModel.from_pretrained``); resumable from ``runs/controlnet/ckpt.pt``, and
+``--out`` (loadable by ``FluxControlNetModel.from_pretrained``); resumable from ``--run-dir``/ckpt.pt, and
 with ``--keep DIR`` from a committable safetensors copy (net + EMA + step) when ``runs/`` is gone.
 """
 
@@ -193,7 +194,8 @@ def train(args: argparse.Namespace) -> None:
     ).transformer
     base.requires_grad_(False).eval()
     ckpt = run_dir / "ckpt.pt"
-    # --init: e.g. the 64-px net starting a 128-px run; a kept checkpoint (loaded below) overrides its weights
+    # --init: e.g. the shipped net; without it the net starts from the base (make_controlnet). A kept checkpoint
+    # (loaded below) overrides either
     if args.init is not None and not ckpt.exists():
         net = FluxControlNetModel.from_pretrained(args.init).train()
     else:
@@ -295,7 +297,8 @@ def train(args: argparse.Namespace) -> None:
             break
 
 
-def main() -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=3000)
@@ -318,7 +321,7 @@ def main() -> None:
         help="train at g ~ U[1, MAX] on guidance-distilled targets (for a distilled base; 0: plain "
         "velocity target at g ~ U[1, 6])",
     )
-    parser.add_argument("--size", type=int, default=64, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument("--size", type=int, default=128, help="scene size in pixels (128: 64 image tokens)")
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, data cache and log folder")
     parser.add_argument(
         "--init",
@@ -334,7 +337,11 @@ def main() -> None:
         "checkpoint and resumed from (fresh optimizer) when --run-dir has no ckpt.pt",
     )
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="the base model folder it trains against")
-    train(parser.parse_args())
+    return parser
+
+
+def main() -> None:
+    train(arg_parser().parse_args())
 
 
 if __name__ == "__main__":

@@ -113,8 +113,11 @@ class Data:
         self.edits = {k: torch.from_numpy(v) for k, v in fam.edits.items()}
         self._ids: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         counts = {k: len(v) for k, v in fam.edits.items()}
-        print(f"{len(fam.scenes)} images, latents {tuple(self.latents.shape)}, {len(self.t2i)} t2i scenes, "
-              f"edits per kind {counts}", flush=True)
+        print(
+            f"{len(fam.scenes)} images, latents {tuple(self.latents.shape)}, {len(self.t2i)} t2i scenes, "
+            f"edits per kind {counts}",
+            flush=True,
+        )
 
     def instruction_ids(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         if prompt not in self._ids:
@@ -151,10 +154,16 @@ def write_card(folder: Path, spec: MiniSpec, model_dir: Path) -> None:
     index["_class_name"] = "FluxKontextPipeline"
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     base = json.loads((model_dir / "studio.json").read_text())
-    card = {"name": "flux-mini-kontext", "width": spec.native_size, "height": spec.native_size,
-            "steps": base.get("steps", spec.default_steps), "guidance": base.get("guidance", 2.0),
-            "max_sequence_length": spec.max_sequence_length, "kontext": True,
-            "guidance_distilled": base.get("guidance_distilled", False)}
+    card = {
+        "name": "flux-mini-kontext",
+        "width": spec.native_size,
+        "height": spec.native_size,
+        "steps": base.get("steps", spec.default_steps),
+        "guidance": base.get("guidance", 2.0),
+        "max_sequence_length": spec.max_sequence_length,
+        "kontext": True,
+        "guidance_distilled": base.get("guidance_distilled", False),
+    }
     (folder / "studio.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -194,8 +203,9 @@ def periodic_eval(ema: Models, step: int, spec: MiniSpec, args: argparse.Namespa
     folder = args.run_dir / "eval_model"
     export_kontext(ema, folder, spec, args)
     (args.run_dir / "samples").mkdir(exist_ok=True)
-    scores = evaluate(folder, args.n_eval_per_kind, args.n_eval_t2i,
-                      grid=args.run_dir / "samples" / f"step_{step:06d}.png")
+    scores = evaluate(
+        folder, args.n_eval_per_kind, args.n_eval_t2i, grid=args.run_dir / "samples" / f"step_{step:06d}.png"
+    )
     rec = {"step": step, **scores, "time": time.strftime("%H:%M:%S")}
     print(json.dumps(rec), flush=True)
     with (args.run_dir / "eval.jsonl").open("a") as f:
@@ -267,9 +277,14 @@ def train(args: argparse.Namespace) -> None:
         losses["t2i" if t2i else "edit"].append(loss.item())
         if step % 25 == 0:
             n_steps = len(losses["edit"]) + len(losses["t2i"])
-            rec = {"step": step, "loss_edit": float(np.mean(losses["edit"] or [0])),
-                   "loss_t2i": float(np.mean(losses["t2i"] or [0])), "gnorm": float(gnorm),
-                   "s_per_step": (time.time() - t_log) / n_steps, "min": (time.time() - start) / 60}
+            rec = {
+                "step": step,
+                "loss_edit": float(np.mean(losses["edit"] or [0])),
+                "loss_t2i": float(np.mean(losses["t2i"] or [0])),
+                "gnorm": float(gnorm),
+                "s_per_step": (time.time() - t_log) / n_steps,
+                "min": (time.time() - start) / 60,
+            }
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(rec, flush=True)
@@ -310,10 +325,18 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-eval-per-kind", type=int, default=10)
     parser.add_argument("--n-eval-t2i", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--init", type=Path, default=MODEL_DIR,
-                        help="weights of a fresh run (a flux-mini folder, a kept checkpoint or a ckpt.pt)")
-    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR,
-                        help="flux-mini folder giving the VAE, tokenizers, scheduler (and the export template)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=MODEL_DIR,
+        help="weights of a fresh run (a flux-mini folder, a kept checkpoint or a ckpt.pt)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=MODEL_DIR,
+        help="flux-mini folder giving the VAE, tokenizers, scheduler (and the export template)",
+    )
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--threads", type=int, default=1)

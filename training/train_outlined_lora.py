@@ -22,7 +22,8 @@ with trigger-word / base-model metadata; a kohya-format copy goes to
 Measurement: held-out one-object prompts without figures, 4 steps, default guidance, each ``--true-cfg`` scale (empty
 negative prompt; 3 is where the style holds), seeds 0..n-1: hollow share
 (TOYWORLD.md) and ToyGenEval of the other attributes with the LoRA at weight 1 (prompt with the trigger word), with
-the kohya copy, and without the LoRA (prompt without the trigger word). Writes ``runs/outlined_lora.json``.
+the kohya copy, and without the LoRA (prompt without the trigger word). Writes ``--report``
+(``runs/outlined_lora.json``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from PIL import Image
 from studio.core import settings as settings_mod
 from studio.core.request import GenerationRequest, LoraSpec
 from studio.engine.engine import Engine
-from studio.lora.training import TrainingConfig, TrainingExample, train_lora
+from studio.lora.training import train_lora
+from studio.lora.training_inputs import TrainingConfig, TrainingExample
 from studio.toyworld import scene_prompt
 from studio.toyworld.evaluate import evaluate_image, is_hollow
 from studio.toyworld.grammar import Scene
@@ -70,7 +72,8 @@ def hollow_share(
     return {"n": n, "hollow": hollow / n, "colour_and_position": correct / n}
 
 
-def main() -> None:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=5000)
@@ -95,14 +98,27 @@ def main() -> None:
         help="measure at each of these true-CFG scales (empty negative prompt)",
     )
     parser.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: the model's)")
-    args = parser.parse_args()
-    settings = settings_mod.from_env(threads=1, lora_dirs=(args.out_dir,))
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="the base model folder (default: STUDIO_MODEL or the shipped flux-mini)",
+    )
+    parser.add_argument("--report", type=Path, default=Path("runs/outlined_lora.json"), help="where the scores go")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train (unless ``--skip-train``) into ``--out-dir``, then measure; returns the report."""
+    model = str(args.model.resolve()) if args.model is not None else None
+    data_dir = args.report.parent / "outlined-lora-studio-data"  # the engine's scratch space, not the gallery
+    settings = settings_mod.from_env(threads=1, lora_dirs=(args.out_dir,), model=model, data_dir=data_dir)
     engine = Engine(settings)
     engine.ensure()
     report: dict = {}
     if not args.skip_train:
         train_scenes = outlined_scenes(args.n_train, 1000 + args.seed, "train")
-        size = engine.defaults().width  # the model's native size (studio.json), 64 for the shipped flux-mini
+        size = engine.defaults().width  # the model's native size (studio.json), 128 for the shipped flux-mini
         images = render_images(train_scenes, size, OUTLINED_RENDER_SEED)
         examples = [
             TrainingExample(Image.fromarray(image), scene_prompt(s))
@@ -146,8 +162,13 @@ def main() -> None:
             )
         report["trigger_without_lora" + key] = hollow_share(engine, eval_scenes, (), styled=True, **sampling)
     print(json.dumps(report, indent=1))
-    Path("runs").mkdir(exist_ok=True)
-    Path("runs/outlined_lora.json").write_text(json.dumps(report, indent=1))
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main() -> None:
+    run(arg_parser().parse_args())
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Train flux-mini's AutoencoderKL on rendered toy scenes (CPU, fp32, one thread).
+"""Train flux-mini's AutoencoderKL from random init on rendered toy scenes (CPU, fp32, one thread).
 
-    python -m training.train_vae --seed 0 --steps 1600 --batch 16
+    python -m training.train_vae --seed 0 --steps 1500 --batch 16 --out runs/vae/out             # lr 1e-3
+    python -m training.train_vae --seed 0 --steps 2700 --batch 16 --lr 5e-4 --out runs/vae/out   # resumed
 
 Loss: L1 + MSE reconstruction (edge pixels weighted up) + a tiny KL term. Checkpoints (model + optimizer + step)
-go to ``runs/vae/ckpt.pt`` every ``--ckpt-every`` steps and a run resumes from there. At the end the script
-measures ToyGenEval on reconstructions, sets ``shift_factor`` / ``scaling_factor`` from latent statistics
-(shift = mean, scale = 1/std of the latent means, so ``(z - shift) * scale`` is ~unit variance) and writes the
-VAE with ``save_pretrained`` into ``--out`` (default ``assets/models/flux-mini/vae``).
+go to ``--run-dir``/ckpt.pt (``runs/vae``) every ``--ckpt-every`` steps and a run resumes from there. At the end
+the script measures ToyGenEval on reconstructions, sets ``shift_factor`` / ``scaling_factor`` from latent
+statistics (shift = mean, scale = 1/std of the latent means, so ``(z - shift) * scale`` is ~unit variance) and
+writes the VAE with ``save_pretrained`` into ``--run-dir``/final and ``--out``. The geometry is
+``training.spec.MiniSpec``'s (the shipped wide VAE); scenes are ``--size`` px (128).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from diffusers import AutoencoderKL
 from studio.toyworld import evaluate_many
 from training import torch_state
 from training.build import make_vae
-from training.data import ToyData, load_dataset
+from training.data import DEFAULT_DIR, ToyData, load_dataset
 from training.spec import MiniSpec
 
 RUN_DIR = Path("runs/vae")
@@ -67,7 +69,8 @@ def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
 
 @torch.no_grad()
 def latent_stats(vae: AutoencoderKL, data: ToyData, n: int = 2048, batch: int = 64) -> tuple[float, float]:
-    """Mean and std over all elements of the posterior means of the first ``n`` images (spread over the set)."""
+    """Mean and std over all elements of the posterior means of ``n`` images spread over the set (all if fewer)."""
+    n = min(n, len(data))
     idx = np.linspace(0, len(data) - 1, n).astype(int)
     zs = [vae.encode(data.tensor(idx[i : i + batch])).latent_dist.mean for i in range(0, n, batch)]
     z = torch.cat(zs)
@@ -92,13 +95,14 @@ def recon_eval(vae: AutoencoderKL, data: ToyData, n: int = 256, batch: int = 64)
 
 def train(args: argparse.Namespace) -> AutoencoderKL:
     """Train (or resume) the VAE; returns it in eval mode."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    data = load_dataset(args.seed)
+    data = load_dataset(args.seed, args.size, args.n_one, args.n_two, args.data_dir)
     vae = make_vae(MiniSpec())
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    ckpt_path = RUN_DIR / "ckpt.pt"
+    run_dir = args.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "ckpt.pt"
     step = 0
     if ckpt_path.exists():
         state = torch_state.load(ckpt_path)
@@ -106,7 +110,7 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
         opt.load_state_dict(state["opt"])
         step = state["step"]
         print(f"resumed at step {step}", flush=True)
-    log = (RUN_DIR / "log.jsonl").open("a")
+    log = (run_dir / "log.jsonl").open("a")
     vae.train()
     t0 = time.time()
     while step < args.steps:
@@ -133,14 +137,14 @@ def train(args: argparse.Namespace) -> AutoencoderKL:
 
 def finish(vae: AutoencoderKL, args: argparse.Namespace) -> dict:
     """Latent statistics -> shift/scale, reconstruction ToyGenEval, save_pretrained into ``args.out``."""
-    data = load_dataset(args.seed)
+    data = load_dataset(args.seed, args.size, args.n_one, args.n_two, args.data_dir)
     mean, std = latent_stats(vae, data)
     vae.register_to_config(shift_factor=round(mean, 6), scaling_factor=round(1.0 / std, 6))
     scores = recon_eval(vae, data)
     report = {"latent_mean": mean, "latent_std": std, "recon_toygeneval": scores}
     print(json.dumps(report, indent=1), flush=True)
-    (RUN_DIR / "report.json").write_text(json.dumps(report, indent=1))
-    vae.save_pretrained(RUN_DIR / "final", safe_serialization=True)
+    (args.run_dir / "report.json").write_text(json.dumps(report, indent=1))
+    vae.save_pretrained(args.run_dir / "final", safe_serialization=True)
     vae.save_pretrained(args.out, safe_serialization=True)
     return report
 
@@ -149,13 +153,19 @@ def arg_parser() -> argparse.ArgumentParser:
     """The command-line options (also how ``training.train_all`` builds this stage's arguments)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1600)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--kl-weight", type=float, default=1e-6)
     parser.add_argument("--ckpt-every", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=Path("assets/models/flux-mini/vae"))
+    parser.add_argument("--size", type=int, default=128, help="scene size in pixels")
+    parser.add_argument("--n-one", type=int, default=10_000, help="one-object training scenes (training.data)")
+    parser.add_argument("--n-two", type=int, default=10_000, help="two-object training scenes")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="where training.data caches the scenes")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, log and report folder")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one per free core)")
+    parser.add_argument("--out", type=Path, default=RUN_DIR / "out", help="where the finished VAE is written")
     return parser
 
 
