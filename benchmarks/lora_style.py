@@ -24,7 +24,8 @@ from PIL import Image
 from studio.core import settings as settings_mod
 from studio.core.request import GenerationRequest, LoraSpec
 from studio.engine.engine import Engine
-from studio.lora.training import TrainingConfig, TrainingExample, train_lora
+from studio.lora.training import train_lora
+from studio.lora.training_inputs import TrainingConfig, TrainingExample
 from studio.toyworld import render_scene, scene_prompt, scene_set
 from studio.toyworld.evaluate import evaluate_image
 from studio.toyworld.grammar import Scene, ToyObject

@@ -14,9 +14,11 @@ from safetensors.torch import load_file
 
 from studio.core.errors import Cancelled, InvalidRequest
 from studio.core.request import GenerationRequest, LoraSpec
+from studio.lora.checkpoints import checkpoint_path
 from studio.lora.files import LoraLibrary, read_header
 from studio.lora.inspection import inspect
-from studio.lora.training import TrainingConfig, TrainingExample, checkpoint_path, train_lora, with_trigger
+from studio.lora.training import train_lora
+from studio.lora.training_inputs import TrainingConfig, TrainingExample, with_trigger
 from studio.toyworld.grammar import random_scene, scene_prompt
 from studio.toyworld.render import render_scene
 

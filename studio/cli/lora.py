@@ -81,7 +81,7 @@ def inspect_file(path: Path, settings: Any, model: str | None = None) -> Any:
 def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool) -> list[Any]:
     """Training examples from a folder: captions from a captions file, ``.txt`` side files or the file names."""
     from studio.core.limits import open_image, read_text_file
-    from studio.lora.training import MAX_IMAGES, TrainingExample
+    from studio.lora.training_inputs import MAX_IMAGES, TrainingExample
 
     if not folder.is_dir():
         raise NotFound(f"no folder at {folder} — give --images a folder of images")
@@ -121,7 +121,8 @@ def load_examples(folder: Path, captions_file: Path | None, from_filenames: bool
 def train_from_folder(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     """``lora train``: train on the folder's images and report the file, steps, final loss and seconds."""
     from studio.engine.engine import Engine
-    from studio.lora.training import TrainingConfig, train_lora
+    from studio.lora.training import train_lora
+    from studio.lora.training_inputs import TrainingConfig
 
     config = TrainingConfig(
         args.name,

@@ -20,17 +20,12 @@ adapter is removed again: the base weights are never changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
-import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,122 +33,26 @@ import numpy as np
 import torch
 
 from studio.core.errors import Cancelled, InvalidRequest
-from studio.core.limits import check_image
+from studio.lora.checkpoints import (
+    ADAPTER,
+    CHECKPOINT_EVERY,
+    checkpoint_path,
+    fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+    write_atomically,
+)
+from studio.lora.training_inputs import (
+    LAYER_SETS,
+    MAX_IMAGES,
+    TrainingConfig,
+    TrainingExample,
+    square_crop,
+    validate,
+    with_trigger,
+)
 
 log = logging.getLogger(__name__)
-ADAPTER = "studio-training"
-# Which layers a LoRA trains (peft ``target_modules``). "attention": q/k/v/out of every block's image attention;
-# "double_attention": the double-stream blocks' image attention only (the part every LoRA format — kohya, xlabs,
-# ai-toolkit — can express); "double_blocks": all of the double-stream blocks' layers kohya's Flux format holds
-# (both streams' attention and MLPs).
-LAYER_SETS: dict[str, list[str] | str] = {
-    "attention": ["to_q", "to_k", "to_v", "to_out.0"],
-    "double_attention": r"transformer_blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0)",
-    "double_blocks": r"transformer_blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|"
-    r"to_add_out)|ff\.net\.(0\.proj|2)|ff_context\.net\.(0\.proj|2))",
-}
-MIN_IMAGES, MAX_IMAGES = 4, 64
-CHECKPOINT_EVERY = 50
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """What to train. ``resolution`` None means the model's default size; ``layers`` a key of LAYER_SETS;
-    ``guidance`` the guidance-embedding value trained at (None: the model's default guidance; 1.0 is kohya's advice
-    for guidance-distilled models like FLUX.1-dev); ``sampler_sigma_share`` the share of σ drawn from the σ the
-    sampler visits at the model's default steps (the rest: FLUX's shifted logit-normal). ``distilled_guidance_max``
-    > 1 (guidance-distilled models only) trains at g ~ U[1, max] against ``v_u + g·(ε − x0 − v_u)``, v_u the base's
-    velocity (adapter off) for the empty prompt: the LoRA's effect then grows with guidance the way the distilled
-    base's conditioning does, instead of being learnt at one guidance and extrapolated (``guidance`` is unused)."""
-
-    name: str
-    trigger_word: str
-    rank: int = 8
-    steps: int = 200
-    learning_rate: float = 1e-3
-    resolution: int | None = None
-    seed: int = 0
-    batch_size: int = 4
-    layers: str = "attention"
-    guidance: float | None = None
-    sampler_sigma_share: float = 0.0
-    distilled_guidance_max: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrainingExample:
-    """One training image and its caption."""
-
-    image: Any  # PIL.Image
-    caption: str
-
-
-def validate(config: TrainingConfig, examples: Sequence[TrainingExample], max_images: int = MAX_IMAGES) -> None:
-    """Raise InvalidRequest naming the fix for anything that cannot train (``max_images``: the cap on examples;
-    scripted training of a style over many generated scenes raises it)."""
-    name = config.name
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name or name.lower().endswith(".safetensors"):
-        raise InvalidRequest(
-            f"LoRA name {name!r} is not a safe file name — use letters, digits, spaces, '-', '_' or '.' "
-            "(no folders, no extension), e.g. 'my-style'"
-        )
-    trigger = (config.trigger_word or "").strip()
-    if not trigger or "," in trigger or len(trigger) > 64:
-        raise InvalidRequest("the trigger word must be a short word or phrase without commas, e.g. 'zwx style'")
-    if len(examples) < MIN_IMAGES:
-        raise InvalidRequest(f"{len(examples)} training images are too few — use 10–30 images (at least {MIN_IMAGES})")
-    if len(examples) > max_images:
-        raise InvalidRequest(f"{len(examples)} training images are too many — use 10–30 (at most {max_images})")
-    for i, example in enumerate(examples):
-        if not isinstance(example.caption, str) or not example.caption.strip():
-            raise InvalidRequest(f"training image {i + 1} has an empty caption — describe what it shows")
-        if not hasattr(example.image, "convert") or min(example.image.size) < 1:
-            raise InvalidRequest(f"training image {i + 1} is not an image")
-        check_image(example.image, f"training image {i + 1}")
-    if not 1 <= config.rank <= 128:
-        raise InvalidRequest(f"rank {config.rank} is out of range — use 1 to 128 (4–16 is typical)")
-    if not 1 <= config.steps <= 5000:
-        raise InvalidRequest(f"steps {config.steps} is out of range — use 1 to 5000")
-    lr = config.learning_rate
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 1:
-        raise InvalidRequest(f"learning rate {lr} is out of range — use a value in (0, 1], e.g. 1e-4")
-    if config.layers not in LAYER_SETS:
-        raise InvalidRequest(f"layers {config.layers!r} is not one of {', '.join(LAYER_SETS)}")
-    guidance = config.guidance
-    if guidance is not None and (not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100):
-        raise InvalidRequest(f"training guidance {guidance} is out of range — use 0 to 100 (1.0 for FLUX.1-dev)")
-    if not 0 <= config.sampler_sigma_share <= 1:
-        raise InvalidRequest(f"sampler σ share {config.sampler_sigma_share} is out of range — use 0 to 1")
-    if config.distilled_guidance_max and not 1 < config.distilled_guidance_max <= 20:
-        raise InvalidRequest(
-            f"distilled guidance max {config.distilled_guidance_max} is out of range — use 0 (off) "
-            "or a value in (1, 20], e.g. 4"
-        )
-    if config.resolution is not None and (config.resolution < 16 or config.resolution % 16):
-        raise InvalidRequest(f"resolution {config.resolution} must be a multiple of 16 (at least 16)")
-    if not 1 <= config.batch_size <= 64:
-        raise InvalidRequest(f"batch size {config.batch_size} is out of range — use 1 to 64")
-
-
-def with_trigger(caption: str, trigger: str) -> str:
-    """The caption with the trigger word in front, unless it already contains it (as a word, any case)."""
-    caption, trigger = caption.strip(), trigger.strip()
-    if re.search(rf"(?<!\w){re.escape(trigger)}(?!\w)", caption, re.IGNORECASE):
-        return caption
-    return f"{trigger}, {caption}"
-
-
-def square_crop(image: Any, size: int) -> Any:
-    """Centre-crop to a square and resize to size x size (how mixed image sizes are handled)."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    w, h = image.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-    return image if side == size else image.resize((size, size), Image.Resampling.LANCZOS)
 
 
 @torch.no_grad()
@@ -170,21 +69,6 @@ def encode_images(
     packed = pipe._pack_latents(latents, b, c, h, w)
     ids = pipe._prepare_latent_image_ids(b, h // 2, w // 2, device, latents.dtype)
     return packed, ids
-
-
-def _fingerprint(config: TrainingConfig, size: int, captions: Sequence[str], latents: torch.Tensor, model: str) -> str:
-    """What must match for a checkpoint to be resumed (all settings but the step count, the data, the model)."""
-    digest = hashlib.sha256()
-    settings = {k: v for k, v in asdict(config).items() if k != "steps"} | {"resolution": size, "model": model}
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    digest.update("\n".join(captions).encode())
-    digest.update(latents.float().cpu().numpy().round(3).tobytes())
-    return digest.hexdigest()
-
-
-def checkpoint_path(out_dir: Path, name: str) -> Path:
-    """Where a run's resumable checkpoint lives (outside the LoRA folder, whose scan lists pickles)."""
-    return Path(out_dir).parent / ".lora-training" / f"{name}.pt"
 
 
 def _sigmas(
@@ -307,7 +191,7 @@ def _train_locked(
     embeds = torch.cat([c.prompt_embeds for c in conds]).to(device=device, dtype=dtype)
     pooled = torch.cat([c.pooled_embeds for c in conds]).to(device=device, dtype=dtype)
     text_ids = conds[0].text_ids
-    fingerprint = _fingerprint(config, size, captions, latents, engine.model_name)
+    run_fingerprint = fingerprint(config, size, captions, latents, engine.model_name)
 
     torch.manual_seed(config.seed)
     grad_flags = {n: p.requires_grad for n, p in transformer.named_parameters()}
@@ -333,7 +217,7 @@ def _train_locked(
         losses: list[float] = []
         start_step = 0
         ckpt = checkpoint_path(final.parent, config.name)
-        state = load_checkpoint(ckpt, fingerprint, config.steps)
+        state = load_checkpoint(ckpt, run_fingerprint, config.steps)
         if state is not None:
             set_peft_model_state_dict(transformer, state["lora"], adapter_name=ADAPTER)
             optimizer.load_state_dict(state["optimizer"])
@@ -398,7 +282,7 @@ def _train_locked(
                     on_progress(step + 1, config.steps, losses[-1])
                 done = step + 1
                 if checkpoint_every and done % checkpoint_every == 0 and done < config.steps:
-                    _save_checkpoint(ckpt, transformer, optimizer, gen, done, losses, fingerprint)
+                    save_checkpoint(ckpt, transformer, optimizer, gen, done, losses, run_fingerprint)
         lora = get_peft_model_state_dict(transformer, adapter_name=ADAPTER)
         tensors = {f"transformer.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in lora.items()}
         tail = losses[-min(10, len(losses)) :]
@@ -424,74 +308,10 @@ def _train_locked(
             "flux_studio.title": config.name,
             "flux_studio.training": json.dumps(summary),
         }
-        _write_atomically(final, tensors, metadata)
+        write_atomically(final, tensors, metadata)
         ckpt.unlink(missing_ok=True)
         return final
     finally:
         transformer.unload_lora()  # only our adapter was loaded (cleared above): back to the plain layers
         for name, param in transformer.named_parameters():
             param.requires_grad_(grad_flags.get(name, param.requires_grad))
-
-
-def load_checkpoint(path: Path, fingerprint: str, steps: int) -> dict[str, Any] | None:
-    """The saved state to resume from, or None: no file, another run's, already finished, or not loadable safely.
-
-    Loaded with ``weights_only=True`` (tensors and plain containers only), so a planted pickle runs no code; a file
-    that fails to load is reported in one warning line and ignored (training starts fresh, then overwrites it).
-    """
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        usable = (
-            isinstance(state, dict)
-            and state.get("fingerprint") == fingerprint
-            and isinstance(state.get("step"), int)
-            and 0 <= state["step"] < steps
-        )
-    except Exception as exc:  # noqa: BLE001 - any unreadable/unsafe file: start fresh (and say so)
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        log.warning(
-            "ignoring the training checkpoint %s: it cannot be loaded safely (%s: %s) — training starts fresh",
-            path,
-            type(exc).__name__,
-            reason,
-        )
-        return None
-    return state if usable else None
-
-
-def _save_checkpoint(
-    path: Path, transformer: Any, optimizer: Any, gen: torch.Generator, step: int, losses: list[float], fingerprint: str
-) -> None:
-    from peft import get_peft_model_state_dict
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lora = {
-        k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(transformer, adapter_name=ADAPTER).items()
-    }
-    state = {
-        "fingerprint": fingerprint,
-        "step": step,
-        "lora": lora,
-        "optimizer": optimizer.state_dict(),
-        "generator": gen.get_state(),
-        "losses": torch.tensor(losses, dtype=torch.float64),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _write_atomically(final: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".partial", dir=final.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -34,7 +34,7 @@ def captions_for(files: list[str], text: str, trigger: str) -> list[str]:
 
 def load_images(paths: list[str]) -> list[Image.Image]:
     """The training images in RGB; the count, each file's bytes and (from its header) pixels are checked first."""
-    from studio.lora.training import MAX_IMAGES
+    from studio.lora.training_inputs import MAX_IMAGES
 
     if len(paths) > MAX_IMAGES:
         raise InvalidRequest(f"{len(paths)} training images are too many — use at most {MAX_IMAGES} (10–30 work best)")
@@ -67,7 +67,7 @@ def build(
     studio: Studio, gpu_slots: int = 1, owner_of: Callable[[Any], str | None] = lambda request: None
 ) -> dict[str, Any]:
     """The Train tab's widgets and events (``owner_of(request)``: whose history the visitor may pick from)."""
-    from studio.lora.training import MAX_IMAGES, MIN_IMAGES
+    from studio.lora.training_inputs import MAX_IMAGES, MIN_IMAGES
 
     w: dict[str, Any] = {}
     gr.Markdown(
