@@ -3,32 +3,17 @@ docs/cli.md shared by the CLI and the Gradio API."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import StorageError, StudioError
+from studio.core.errors import StorageError
 
 MIN_FREE_ENV = "STUDIO_MIN_FREE_MB"
-DEFAULT_MIN_FREE_MB = 200.0
 
 
-def min_free_bytes() -> int:
-    """STUDIO_MIN_FREE_MB in bytes (default 200 MB; 0 turns the check off)."""
-    raw = os.environ.get(MIN_FREE_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_MIN_FREE_MB
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise StudioError(f"{MIN_FREE_ENV}={raw!r} is not a number of megabytes ≥ 0 — e.g. {MIN_FREE_ENV}=200")
-    return int(value * 2**20)
-
-
-def check_disk_space(data_dir: Path, minimum: int | None = None) -> int:
+def check_disk_space(data_dir: Path, minimum: int) -> int:
     """Free bytes on the disk holding ``data_dir``; StorageError naming the fix when below ``minimum``."""
-    minimum = min_free_bytes() if minimum is None else minimum
     if minimum <= 0:
         return -1
     path = Path(data_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -23,8 +24,8 @@ from studio.lora.files import LoraLibrary
 from studio.models.catalog import defaults_for
 from studio.outputs import check_disk_space
 from studio.spaces_support import gpu_generate, prepare_settings, refuse_on_zero_gpu
-from studio.store import pngmeta
-from studio.store.history import Store
+from studio.store.records import Record
+from studio.store.store import Store
 
 log = logging.getLogger(__name__)
 CONTROL_PREVIEWS_KEPT = 16  # control-map previews kept (least recently used dropped first) …
@@ -57,8 +58,21 @@ class Studio:
         Refused before anything is allocated (StudioError) when the size does not fit in free memory or the data
         disk is nearly full. A cancel at any phase — encode, denoise, decode, save — ends as a ``cancelled`` record
         without images. ``owner`` is the visitor in multi-user mode (None in single-user mode). ``on_phase`` hears
-        the phase names ``check``, ``generate`` and ``save`` as each starts.
+        the phase names ``check``, ``generate`` and ``save`` as each starts. Returns the record's JSON shape
+        (``Record.to_dict()``, docs/cli.md).
         """
+        return self._generate(request, on_step, cancel, replay_of, owner, on_phase).to_dict()
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[StepUpdate], None] | None,
+        cancel: threading.Event | None,
+        replay_of: str | None,
+        owner: str | None,
+        on_phase: Callable[[str], None] | None,
+    ) -> Record:
+        """``generate``, returning the stored Record."""
         cancel = cancel or threading.Event()
         phase = on_phase or _no_phase
         phase("check")
@@ -84,20 +98,23 @@ class Studio:
         record = self._save(result, timings, started, replay_of, owner)
         if cancel.is_set():  # cancelled while saving: undo the save, keep the request as a cancelled record
             try:
-                self.store.delete(record["id"], owner)
+                self.store.delete(record.id, owner=owner)
             except StudioError:
-                log.warning("cancel after saving %s: the record could not be removed, kept as done", record["id"])
+                log.warning("cancel after saving %s: the record could not be removed, kept as done", record.id)
                 return record
             return self._cancelled(result.request, "generation cancelled while saving", started, replay_of, owner)
-        record["timings"]["save_s"] = round(time.perf_counter() - save_started, 4)
-        return record
+        save_s = round(time.perf_counter() - save_started, 4)
+        return dataclasses.replace(record, timings={**record.timings, "save_s": save_s})
 
     def check_resources(self, request: GenerationRequest, disk: bool = True) -> None:
         """Refuse a request before generating: too little room on the data disk (when ``disk``), or a size whose
-        estimated peak memory (``studio.engine.memory_estimate``) exceeds free memory — naming the largest size that fits."""
-        request.validate()
+        estimated peak memory (``studio.engine.memory_estimate``) exceeds free memory — naming the largest size that fits.
+
+        ``request`` is validated where it entered (the UI adapters, the CLI, the API) and again by ``Engine.generate``;
+        this check does not repeat it.
+        """
         if disk:
-            check_disk_space(self.store.data_dir)
+            check_disk_space(self.store.data_dir, int(self.settings.min_free_mb * 2**20))
         pipe, device = self.engine.pipe, self.engine.device
         location = self.engine.locate_model(request.model)  # a model the operator has not allowed is refused here
         if pipe is None or self.engine.model_name != location.name:
@@ -107,7 +124,7 @@ class Studio:
             defaults = defaults_for(location, bool(pipe.transformer.config.guidance_embeds))
         try:
             shape = memory_estimate.shape_of(pipe, defaults.max_sequence_length)
-            budget = memory_estimate.available_bytes(device, pipe)
+            budget = memory_estimate.available_bytes(device, pipe, self.settings.max_memory_mb)
         except StudioError:
             raise
         except Exception:  # noqa: BLE001 - e.g. no CUDA outside a ZeroGPU call: generate without the check
@@ -127,7 +144,7 @@ class Studio:
 
     def _memory_hint(self, pipe: Any, device: Any) -> str:
         hints = []
-        if memory_estimate.max_memory_cap() is not None:
+        if self.settings.max_memory_mb is not None:
             hints.append(f"raise {memory_estimate.CAP_ENV}")
         if device.type == "cuda" and memory_estimate.resident_weight_bytes(pipe, device) >= 0.9 * model_bytes(pipe):
             hints.append("use STUDIO_MEMORY=model")
@@ -135,12 +152,18 @@ class Studio:
 
     def _save(
         self, result: Any, timings: dict[str, Any], started: float, replay_of: str | None, owner: str | None
-    ) -> dict[str, Any]:
+    ) -> Record:
         """Store the images and the record; a failed write leaves neither (the Store removes written PNGs), is
         kept as a ``failed`` record when the database still takes one, and becomes a message naming the fix."""
-        request = result.request.to_dict()
         try:
-            return self.store.add(request, result.images, result.seeds, timings, replay_of=replay_of, owner=owner)
+            return self.store.add(
+                request=result.request,
+                images=result.images,
+                seeds=result.seeds,
+                timings=timings,
+                replay_of=replay_of,
+                owner=owner,
+            )
         except StudioError as exc:
             message = f"the images were not saved: {exc}"
             self._failed(result.request, message, started, replay_of, owner)
@@ -156,9 +179,11 @@ class Studio:
 
     def _cancelled(
         self, request: GenerationRequest, why: str, started: float, replay_of: str | None, owner: str | None
-    ) -> dict[str, Any]:
+    ) -> Record:
         timings = {"total_s": round(time.perf_counter() - started, 4)}
-        return self.store.add(request.to_dict(), [], [], timings, "cancelled", why, replay_of, owner)
+        return self.store.add(
+            request=request, timings=timings, status="cancelled", error=why, replay_of=replay_of, owner=owner
+        )
 
     def _failed(
         self, request: GenerationRequest, why: str, started: float, replay_of: str | None, owner: str | None
@@ -166,7 +191,9 @@ class Studio:
         """Keep the request as a ``failed`` record (so it can be replayed later) when the database takes it."""
         timings = {"total_s": round(time.perf_counter() - started, 4)}
         try:
-            self.store.add(request.to_dict(), [], [], timings, "failed", why, replay_of, owner)
+            self.store.add(
+                request=request, timings=timings, status="failed", error=why, replay_of=replay_of, owner=owner
+            )
         except (StudioError, OSError):
             log.warning("could not store the failed record either")
 
@@ -178,8 +205,7 @@ class Studio:
         owner: str | None = None,
     ) -> dict[str, Any]:
         """Regenerate a stored record exactly (same request, same seed)."""
-        record = self.store.get(record_id, owner)
-        request = GenerationRequest.from_dict(record["request"])
+        request = self.store.get(record_id, owner=owner).generation_request()
         return self.generate(request, on_step=on_step, cancel=cancel, replay_of=record_id, owner=owner)
 
     def preview(self, request: GenerationRequest, cancel: threading.Event | None = None) -> Any | None:
@@ -203,7 +229,8 @@ class Studio:
         cancel: threading.Event | None = None,
     ) -> Path:
         """Train a LoRA on the resident model from PIL images + captions into ``$STUDIO_DATA_DIR/loras``."""
-        from studio.lora.training import TrainingConfig, TrainingExample, train_lora
+        from studio.lora.training import train_lora
+        from studio.lora.training_inputs import TrainingConfig, TrainingExample
 
         refuse_on_zero_gpu("LoRA training")
         self.engine.ensure()
@@ -232,35 +259,33 @@ class Studio:
             _trim_previews(self._maps)
         return mapped
 
-    def import_png(self, source: Path | bytes) -> dict[str, Any]:
-        """The request stored in a PNG's metadata (ours or A1111-style)."""
-        return pngmeta.read_png_request(source)
-
     # ---- history: what the studio page's strip and record actions call (owner-checked by the Store) ----------
+    # Records leave the façade in their JSON shape (``Record.to_dict()``): what the Gradio UI and the API hand on.
     def record(self, record_id: str, owner: str | None = None) -> dict[str, Any]:
         """The visitor's record ``record_id`` (NotFound for anyone else's)."""
-        return self.store.get(record_id, owner)
+        return self.store.get(record_id, owner=owner).to_dict()
 
     def recent(self, owner: str | None = None, limit: int = 24) -> list[dict[str, Any]]:
         """The visitor's newest finished records with images, newest first (at most ``limit``)."""
         records, _ = self.store.list(limit=limit * 2, owner=owner)
-        return [r for r in records if r["status"] == "done" and r["images"]][:limit]
+        return [r.to_dict() for r in records if r.has_images][:limit]
 
     def favourite(self, record_id: str, owner: str | None = None) -> dict[str, Any]:
         """Toggle the record's favourite mark; return the record."""
-        return self.store.set_favourite(record_id, not self.store.get(record_id, owner)["favourite"], owner)
+        current = self.store.get(record_id, owner=owner)
+        return self.store.set_favourite(record_id, not current.favourite, owner=owner).to_dict()
 
     def share(self, record_id: str, owner: str | None = None) -> str:
         """The record's public share token (its active one if it has one)."""
-        return self.store.share(record_id, owner)
+        return self.store.share(record_id, owner=owner)
 
     def delete(self, record_id: str, owner: str | None = None) -> None:
         """Remove the record, its share links and its image files."""
-        self.store.delete(record_id, owner)
+        self.store.delete(record_id, owner=owner)
 
     def shared(self, token: str) -> dict[str, Any]:
         """The record behind an active share token (NotFound when unknown or revoked)."""
-        return self.store.resolve_share(token)
+        return self.store.resolve_share(token).to_dict()
 
     def close(self) -> None:
         """Release the database."""

@@ -42,7 +42,7 @@ def studio(engine, data_dir: Path):
     """A Studio on the shared engine with a fresh history in ``data_dir``."""
     from studio.core import settings as settings_mod
     from studio.service import Studio
-    from studio.store.history import Store
+    from studio.store.store import Store
 
     settings = settings_mod.from_env({"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(data_dir)})
     store = Store(settings.db_url, settings.data_dir)

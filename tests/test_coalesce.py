@@ -180,8 +180,8 @@ def test_a_failing_progress_listener_ends_only_its_own_request(coalescing):
 
 def test_a_group_holds_only_as_many_images_as_fit_in_free_memory(coalescing, monkeypatch):
     # flux-mini at 256×256: 1 image ~207 MiB, 2 ~285 MiB, 3 ~364 MiB (studio.engine.memory_estimate; the VAE decode peaks)
-    monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "320")
     engine = coalescing
+    monkeypatch.setattr(engine, "settings", engine.settings.with_overrides(max_memory_mb=320.0))  # STUDIO_MAX_MEMORY_MB
     requests = [GenerationRequest(prompt=p, seed=k, width=256, height=256, steps=2) for k, p in enumerate(PROMPTS)]
     results = run_queued(engine, [lambda r=r: engine.generate(r) for r in requests])
     assert not [r for r in results if isinstance(r, Exception)], results

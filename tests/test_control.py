@@ -13,7 +13,7 @@ from studio.core.request import ControlSpec, GenerationRequest
 from studio.engine.conditioning.control import step_scales
 from studio.engine.engine import Engine
 from studio.service import Studio
-from studio.store.history import Store
+from studio.store.store import Store
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"
@@ -124,16 +124,17 @@ def test_overlay_of_a_record_draws_its_control_maps_over_the_result(control_stud
     ref = edge_image(studio)
     record = studio.generate(GenerationRequest(prompt=PROMPT, seed=4, controls=(ControlSpec("canny", ref),)))
     result = Image.open(record["images"][0]["path"]).convert("RGB").resize((256, 256), Image.Resampling.NEAREST)
-    outlined = np.asarray(record_overlay(record, "outline", studio))
+    stored = studio.store.get(record["id"])  # the UI draws the overlay of a record it looked up in the store
+    outlined = np.asarray(record_overlay(stored, "outline", studio))
     changed = (outlined != np.asarray(result)).any(axis=2)
     assert changed.any() and (outlined[changed] == overlay.HIGHLIGHTS[0]).all(axis=1).all()
     edges = np.asarray(studio.control_map("canny", studio.store.assets.load(ref)).resize((256, 256)))
     assert changed[edges.any(axis=2)].mean() > 0.5  # the outline follows the canny edges
-    blended = np.asarray(record_overlay(record, "blend", studio))
+    blended = np.asarray(record_overlay(stored, "blend", studio))
     assert blended.shape == (256, 256, 3) and not np.array_equal(blended, outlined)
-    assert record_overlay(record, "off", studio) is None
+    assert record_overlay(stored, "off", studio) is None
     plain = studio.generate(GenerationRequest(prompt=PROMPT, seed=4))
-    assert record_overlay(plain, "blend", studio) is None
+    assert record_overlay(studio.store.get(plain["id"]), "blend", studio) is None
 
 
 def tiny_depth_anything(folder):

@@ -21,7 +21,7 @@ from studio.core.request import ControlSpec, GenerationRequest, LoraSpec
 from studio.engine.engine import Engine
 from studio.lora.inspection import inspect
 from studio.service import Studio
-from studio.store.history import Store
+from studio.store.store import Store
 from tests.conftest import MODEL
 from tests.test_flux_bfl_models import canny_map, pixels, widened_model
 

@@ -20,7 +20,7 @@ from studio.core.errors import InsufficientMemory, StorageError, StudioError
 from studio.core.request import GenerationRequest
 from studio.engine import memory_estimate
 from studio.service import Studio
-from studio.store.history import Store
+from studio.store.store import Store
 from tests.conftest import MODEL, ROOT
 
 PROMPT = "a red circle in the top left on a white background"
@@ -108,7 +108,7 @@ MEASURE = textwrap.dedent("""
     from pathlib import Path
     from studio.engine import memory_estimate
     from studio.core import settings
-    from studio.engine.engine.engine import Engine
+    from studio.engine.engine import Engine
     from studio.core.request import GenerationRequest
     engine = Engine(settings.from_env({"STUDIO_MODEL": sys.argv[1], "STUDIO_DATA_DIR": sys.argv[2]}, threads=1))
     engine.ensure()

@@ -20,7 +20,7 @@ from studio.core.errors import StudioError
 from studio.core.request import ControlSpec, GenerationRequest
 from studio.engine.engine import Engine
 from studio.service import Studio
-from studio.store.history import Store
+from studio.store.store import Store
 from tests.conftest import MODEL
 
 PROMPT = "a red circle in the top left on a white background"

@@ -71,7 +71,7 @@ def test_replaying_a_record_of_a_model_no_longer_allowed_is_refused(studio):
 
     old = GenerationRequest(prompt=PROMPT, model="black-forest-labs/FLUX.1-dev", seed=1, steps=1, width=64,
                             height=64, guidance=3.5)  # fmt: skip
-    record = studio.store.add(old.to_dict(), [Image.new("RGB", (64, 64))], [1], {})
+    record = studio.store.add(request=old.to_dict(), images=[Image.new("RGB", (64, 64))], seeds=[1], timings={})
     loads = studio.engine.load_count
     with pytest.raises(InvalidRequest, match="STUDIO_MODELS"):
         studio.replay(record["id"])
@@ -83,7 +83,7 @@ def switching(tmp_path_factory):
     """A Studio whose operator allows a second model and a broken one (STUDIO_MODELS)."""
     from studio.engine.engine import Engine
     from studio.service import Studio
-    from studio.store.history import Store
+    from studio.store.store import Store
 
     root = tmp_path_factory.mktemp("allow")
     second = linked_copy(root / "second")

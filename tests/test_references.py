@@ -49,7 +49,7 @@ def kontext_studio(kontext_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from studio.core import settings as settings_mod
     from studio.engine.engine import Engine
     from studio.service import Studio
-    from studio.store.history import Store
+    from studio.store.store import Store
 
     data_dir = tmp_path_factory.mktemp("data")
     settings = settings_mod.from_env({"STUDIO_MODEL": str(kontext_dir), "STUDIO_DATA_DIR": str(data_dir)}, threads=1)

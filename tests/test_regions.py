@@ -94,7 +94,7 @@ def test_regions_under_a_backend_without_masks_run_on_native_attention_and_switc
     from studio.core.errors import StudioError
     from studio.engine.engine import Engine
     from studio.service import Studio
-    from studio.store.history import Store
+    from studio.store.store import Store
     from tests.conftest import MODEL
 
     def studio_with(backend: str, name: str) -> Studio:

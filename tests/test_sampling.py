@@ -14,7 +14,7 @@ def run_loop(pipe, seeds, plan, negative=None, size=64, steps=4, max_seq=32):
     neg = sampling.encode_prompt(pipe, negative, None, max_seq).repeat(len(seeds)) if negative is not None else None
     latents, ids = sampling.prepare_noise(pipe, seeds, size, size, cond.prompt_embeds.dtype)
     scheduler, timesteps = sampling.make_scheduler(pipe, steps, latents.shape[1])
-    return sampling.denoise(pipe, latents, ids, cond, neg, plan, scheduler, timesteps)
+    return sampling.denoise(pipe, sampling.DenoiseInputs(latents, ids, cond, neg, plan, scheduler, timesteps))
 
 
 def reference(pipe, seeds, **kwargs):
@@ -76,16 +76,9 @@ def test_progress_reports_every_step_with_an_x0_estimate(engine):
     cond = sampling.encode_prompt(pipe, PROMPT, None, 32)
     latents, ids = sampling.prepare_noise(pipe, [1], 64, 64, cond.prompt_embeds.dtype)
     scheduler, timesteps = sampling.make_scheduler(pipe, 3, latents.shape[1])
+    plan = sampling.StepPlan([3.5] * 3, [1.0] * 3)
     out = sampling.denoise(
-        pipe,
-        latents,
-        ids,
-        cond,
-        None,
-        sampling.StepPlan([3.5] * 3, [1.0] * 3),
-        scheduler,
-        timesteps,
-        on_step=seen.append,
+        pipe, sampling.DenoiseInputs(latents, ids, cond, None, plan, scheduler, timesteps, on_step=seen.append)
     )
     assert [s.step for s in seen] == [0, 1, 2] and all(s.total == 3 for s in seen)
     assert seen[-1].x0.shape == out.shape

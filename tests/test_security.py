@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from studio.store.history import Store, default_url
+from studio.store.store import Store, default_url
 from tests.server import AppServer
 
 PROMPT = "a red circle in the top left on a white background"

@@ -7,7 +7,7 @@ import secrets
 import httpx
 import pytest
 
-from studio.store.history import Store, default_url
+from studio.store.store import Store, default_url
 from tests.server import AppServer
 
 PROMPT = "a green triangle in the center on a white background"

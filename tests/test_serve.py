@@ -120,7 +120,7 @@ def generate(server: AppServer, prompt: str, **values: Any) -> dict[str, Any]:
 
 def history(server: AppServer) -> list[dict[str, Any]]:
     """Every record in the app's one database, read directly."""
-    from studio.store.history import Store
+    from studio.store.store import Store
 
     with Store(f"sqlite:///{server.data_dir / 'studio.db'}", server.data_dir) as store:
         return store.list(limit=500)[0]

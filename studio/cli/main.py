@@ -146,7 +146,7 @@ def _studio() -> Any:
 def _store() -> Any:
     """The history alone, for commands that only read records (no model, no torch import)."""
     from studio.core import settings as settings_mod
-    from studio.store.history import Store
+    from studio.store.store import Store
 
     settings = settings_mod.from_env()
     try:
@@ -217,11 +217,11 @@ def cmd_history(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) is not None:
             filters[name] = getattr(args, name) == "yes"
     records, total = _store().list(search=args.search, limit=args.limit, offset=args.offset, **filters)
-    return {"records": records, "total": total}
+    return {"records": [record.to_dict() for record in records], "total": total}
 
 
 def cmd_show(args: argparse.Namespace) -> dict[str, Any]:
-    return _studio().store.get(args.id)
+    return _studio().store.get(args.id).to_dict()
 
 
 def cmd_delete(args: argparse.Namespace) -> dict[str, Any]:

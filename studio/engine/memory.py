@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -76,3 +77,8 @@ def apply_memory_mode(pipe: Any, mode: str, device: torch.device) -> str:
             onload_device=device, offload_device=torch.device("cpu"), offload_type="leaf_level", use_stream=True
         )
     return mode
+
+
+def default_threads() -> int:
+    """Half the cores (at least one): torch's spinning workers slow down badly when a core is taken."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))

@@ -122,14 +122,10 @@ def largest_square(
 
 
 # ---- what is free --------------------------------------------------------------------------------------
-_FROM_ENV: Any = object()  # transitional: until every caller passes Settings.max_memory_mb
 
 
-def available_bytes(device: torch.device, pipe: Any = None, cap_mb: float | None = _FROM_ENV) -> int:
+def available_bytes(device: torch.device, pipe: Any = None, cap_mb: float | None = None) -> int:
     """Memory a generation may use on ``device`` now, capped by ``cap_mb`` (``Settings.max_memory_mb``) when set."""
-    if cap_mb is _FROM_ENV:
-        cap = max_memory_cap()
-        cap_mb = cap / MIB if cap is not None else None
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         # blocks this process's allocator caches are free to us; resident weights are not
@@ -137,16 +133,6 @@ def available_bytes(device: torch.device, pipe: Any = None, cap_mb: float | None
     else:
         free = _host_available()
     return max(0, min(free, int(cap_mb * MIB)) if cap_mb is not None else free)
-
-
-def max_memory_cap() -> int | None:
-    """Transitional (until service.py reads ``Settings.max_memory_mb``): STUDIO_MAX_MEMORY_MB in bytes, or None."""
-    import os
-
-    from studio.core.settings import parse_max_memory_mb
-
-    value = parse_max_memory_mb(os.environ.get(CAP_ENV))
-    return int(value * MIB) if value is not None else None
 
 
 def resident_weight_bytes(pipe: Any, device: torch.device) -> int:

@@ -10,9 +10,9 @@ bag of components (transformer, VAE, text encoders, scheduler config); its ``__c
 from __future__ import annotations
 
 import copy
-import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +22,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 from diffusers.utils.torch_utils import get_module_execution_device
 
+from studio.core import schedule as schedule_mod
 from studio.core.errors import Cancelled
+from studio.core.request import GenerationRequest
 from studio.models import kinds as model_kinds
 
 
@@ -145,21 +147,54 @@ def _transformer_pass(
     return out[:, : latents.shape[1]]  # extra tokens an extension joined (Kontext references) are not predicted
 
 
+class CancelFlag(Protocol):
+    """A threading.Event, or anything that answers ``is_set()`` (a coalesced group's combined cancel)."""
+
+    def is_set(self) -> bool:
+        """True once the run should stop."""
+        ...
+
+
+@dataclass(frozen=True)
+class DenoiseInputs:
+    """Everything one denoise runs on: packed latents and their ids, text conditioning (negative: true CFG only),
+    the per-step plan, a private scheduler with its timesteps, and the optional listener, cancel and extensions.
+
+    An extension may have ``scope(pipe)``, a context manager held around the whole loop (the regional extension's
+    attention backend)."""
+
+    latents: torch.Tensor
+    img_ids: torch.Tensor
+    cond: TextConditioning
+    negative: TextConditioning | None
+    plan: StepPlan
+    scheduler: FlowMatchEulerDiscreteScheduler
+    timesteps: torch.Tensor
+    on_step: Callable[[StepInfo], None] | None = None
+    cancel: CancelFlag | None = None
+    extensions: Sequence[Extension] = ()
+
+
 @torch.no_grad()
-def denoise(
-    pipe: Any,
-    latents: torch.Tensor,
-    img_ids: torch.Tensor,
-    cond: TextConditioning,
-    negative: TextConditioning | None,
-    plan: StepPlan,
-    scheduler: FlowMatchEulerDiscreteScheduler,
-    timesteps: torch.Tensor,
-    on_step: Callable[[StepInfo], None] | None = None,
-    cancel: threading.Event | None = None,
-    extensions: Sequence[Extension] = (),
-) -> torch.Tensor:
+def denoise(pipe: Any, inputs: DenoiseInputs) -> torch.Tensor:
     """Flow-matching Euler steps with per-step distilled guidance and true CFG (a second pass only where > 1)."""
+    with ExitStack() as stack:
+        for extension in inputs.extensions:
+            scope = getattr(extension, "scope", None)
+            if scope is not None:
+                stack.enter_context(scope(pipe))
+        return _steps(pipe, inputs)
+
+
+def _steps(pipe: Any, inputs: DenoiseInputs) -> torch.Tensor:
+    latents, cond, negative, plan, scheduler = (
+        inputs.latents,
+        inputs.cond,
+        inputs.negative,
+        inputs.plan,
+        inputs.scheduler,
+    )
+    img_ids, extensions, cancel, timesteps = inputs.img_ids, inputs.extensions, inputs.cancel, inputs.timesteps
     batch = latents.shape[0]
     device = latents.device
     has_guidance_embed = bool(pipe.transformer.config.guidance_embeds)
@@ -177,9 +212,9 @@ def denoise(
             neg_pred = _transformer_pass(pipe, "uncond", latents, timestep, guidance, negative, img_ids, i, extensions)
             noise_pred = neg_pred + scale * (noise_pred - neg_pred)
         latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-        if on_step is not None:
+        if inputs.on_step is not None:
             x0 = _x0_estimate(latents, noise_pred, scheduler)
-            on_step(StepInfo(i, len(timesteps), x0, time.perf_counter() - started))
+            inputs.on_step(StepInfo(i, len(timesteps), x0, time.perf_counter() - started))
     return latents
 
 
@@ -198,3 +233,14 @@ def decode(pipe: Any, latents: torch.Tensor, height: int, width: int) -> list[An
     latents = latents.to(get_module_execution_device(pipe.vae))
     image = pipe.vae.decode(latents, return_dict=False)[0]
     return pipe.image_processor.postprocess(image, output_type="pil")
+
+
+def plan_for(request: GenerationRequest) -> StepPlan:
+    """Per-step guidance and CFG values (and extension strengths) from the request's scalars and schedule curves."""
+    curves = request.schedule or {}
+    steps = int(request.steps or 1)
+    return StepPlan(
+        guidance=schedule_mod.per_step(curves.get("guidance"), steps, float(request.guidance or 0.0)),
+        true_cfg=schedule_mod.per_step(curves.get("true_cfg"), steps, float(request.true_cfg)),
+        extras={name: schedule_mod.per_step(curves.get(name), steps, 1.0) for name in ("control", "regions")},
+    )

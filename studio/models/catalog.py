@@ -1,7 +1,8 @@
 """Which model a name means, where it loads from, and its defaults (steps, guidance, size).
 
 A model is a hub id, a diffusers folder (``model_index.json``), or files (``studio.models.files``): a FLUX.1
-transformer file (BFL/ComfyUI layout, bf16/fp8, GGUF) or a folder of ComfyUI split parts.
+transformer file (BFL/ComfyUI layout, bf16/fp8, GGUF) or a folder of ComfyUI split parts. FLUX.2 models
+(``Flux2Pipeline`` / ``Flux2KleinPipeline``) load from diffusers folders and hub ids (``studio.models.families``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ from pathlib import Path
 
 from studio.core.errors import ModelMissing
 from studio.core.settings import DEFAULT_MODEL, PROJECT_ROOT, Settings
+from studio.models import families
 from studio.models.files import ModelFiles, resolve
 from studio.models.headers import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, UnreadableModel, pieces, read_header
 from studio.models.inspection import report
 
 HUB_MODELS = ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev")
+FLUX2_HUB_MODELS = (
+    "black-forest-labs/FLUX.2-klein-4B",
+    "black-forest-labs/FLUX.2-klein-9B",
+    "black-forest-labs/FLUX.2-dev",
+)
 MAX_SCANNED = 500  # entries looked at in one model folder
 
 
@@ -34,6 +41,9 @@ class ModelDefaults:
 
 SCHNELL = ModelDefaults(1024, 1024, 4, 0.0, 256)
 DEV = ModelDefaults(1024, 1024, 28, 3.5, 512)
+KLEIN = ModelDefaults(1024, 1024, 4, 1.0, 512, guidance_distilled=False)  # step-distilled: guidance has no effect
+KLEIN_BASE = ModelDefaults(1024, 1024, 50, 4.0, 512)  # guidance = classifier-free guidance scale
+FLUX2_DEV = ModelDefaults(1024, 1024, 50, 4.0, 512)  # embedded guidance
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class ModelLocation:
 def locate(name: str, settings: Settings) -> ModelLocation:
     """Resolve a model name: the configured model, a folder under the model roots, or a known hub id."""
     name = (name or settings.model).strip()
-    if name in HUB_MODELS or (name == settings.model and _looks_like_hub_id(name)):
+    if name in HUB_MODELS or name in FLUX2_HUB_MODELS or (name == settings.model and _looks_like_hub_id(name)):
         return ModelLocation(name, name, True)
     path = Path(name).expanduser()
     if not path.is_absolute():
@@ -89,7 +99,8 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def defaults_for(location: ModelLocation, guidance_embeds: bool) -> ModelDefaults:
-    """Defaults from the folder's ``studio.json`` if present, else schnell-like or dev-like by guidance embedding."""
+    """Defaults from the folder's ``studio.json`` if present; else, for FLUX.2, [klein] (step-distilled or base) or
+    [dev]; else schnell-like or dev-like by guidance embedding."""
     if location.card_dir is not None:
         card = location.card_dir / "studio.json"
         if card.is_file():
@@ -102,7 +113,23 @@ def defaults_for(location: ModelLocation, guidance_embeds: bool) -> ModelDefault
                 int(data.get("max_sequence_length", 512)),
                 bool(data.get("guidance_distilled", True)),
             )
+    family = families.family_of(location)
+    if family == families.FLUX2_KLEIN:
+        return KLEIN if _klein_distilled(location) else KLEIN_BASE
+    if family == families.FLUX2:
+        return FLUX2_DEV
     return DEV if guidance_embeds else SCHNELL
+
+
+def _klein_distilled(location: ModelLocation) -> bool:
+    """A step-distilled [klein]: ``is_distilled`` in the folder's model index; a hub id unless it names a base model."""
+    if location.is_hub:
+        return "base" not in location.source.lower()
+    index = location.card_dir / "model_index.json" if location.card_dir is not None else None
+    try:
+        return bool(json.loads(index.read_text()).get("is_distilled", False)) if index else False
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,7 @@ class RemoteStudio(Studio):
             wire.raise_error(payload)
         record = payload
         try:  # the image paths as this machine sees the shared data folder
-            record = {**self.store.get(payload["id"], owner), "timings": payload["timings"]}
+            record = {**self.store.get(payload["id"], owner=owner).to_dict(), "timings": payload["timings"]}
         except StudioError:
             log.warning("record %s is not in this front end's history — check STUDIO_DB_URL", payload["id"])
         return record
@@ -200,7 +200,9 @@ class RemoteStudio(Studio):
         """Keep a request whose replica died as a ``failed`` record naming the replica."""
         timings = {"total_s": round(time.perf_counter() - started, 4), "replica": replica}
         try:
-            self.store.add(request.to_dict(), [], [], timings, "failed", why, replay_of, owner)
+            self.store.add(
+                request=request, timings=timings, status="failed", error=why, replay_of=replay_of, owner=owner
+            )
         except (StudioError, OSError):
             log.warning("could not store the failed record either")
 

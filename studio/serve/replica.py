@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,7 +20,8 @@ from studio.core.request import GenerationRequest
 from studio.core.settings import Settings
 from studio.serve import wire
 from studio.service import Studio
-from studio.store.history import Store
+from studio.store.records import Record
+from studio.store.store import Store
 
 log = logging.getLogger(__name__)
 FINAL = ("done", "result", "cancelled", "error")  # a stream's last event kinds
@@ -33,17 +34,9 @@ class ReplicaStore(Store):
         super().__init__(url, data_dir)
         self.replica = replica
 
-    def add(
-        self,
-        request: dict[str, Any],
-        images: list[Any],
-        seeds: list[int],
-        timings: dict[str, Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
+    def add(self, *, timings: Mapping[str, Any] | None = None, **fields: Any) -> Record:
         """``Store.add`` with ``timings["replica"]`` set."""
-        return super().add(request, images, seeds, {**timings, "replica": self.replica}, *args, **kwargs)
+        return super().add(timings={**(timings or {}), "replica": self.replica}, **fields)
 
 
 class EngineReplica:

@@ -16,6 +16,7 @@ from studio.web.share import image_file
 
 if TYPE_CHECKING:
     from studio.service import Studio
+    from studio.store.records import Record
 
 KINDS = ["off", "canny", "depth", "pose", "canny-map", "depth-map", "pose-map"]
 UNITS = 3
@@ -96,7 +97,7 @@ def build(preview_map: Any, size: tuple[Any, Any] | None = None) -> ControlWidge
     return units
 
 
-def record_overlay(record: dict[str, Any] | None, mode: str, studio: Studio) -> Image.Image | None:
+def record_overlay(record: Record | None, mode: str, studio: Studio) -> Image.Image | None:
     """The record's first image with its control maps drawn over it; None without controls or when off.
 
     ``record`` must come from the store (looked up server-side for the visitor), never from the client.

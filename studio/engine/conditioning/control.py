@@ -15,7 +15,7 @@ full strength over all steps (it has no conditioning scale).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from PIL import Image
 
 from studio.core.errors import StudioError
 from studio.core.limits import check_image
+from studio.core.request import ControlSpec, GenerationRequest
+from studio.models import kinds as model_kinds
 
 # Shakker-Labs FLUX.1-dev-ControlNet-Union-Pro control modes (its model card)
 UNION_MODES = {"canny": 0, "tile": 1, "depth": 2, "blur": 3, "pose": 4, "gray": 5, "lq": 6}
@@ -195,3 +197,42 @@ class ControlExtension:
             "controlnet_single_block_samples": singles,
             "controlnet_blocks_repeat": self.units[0].repeat_blocks,
         }
+
+
+def for_request(
+    req: GenerationRequest,
+    pipe: Any,
+    curve: Sequence[float],
+    map_for: Callable[[ControlSpec], Image.Image],
+    net_for: Callable[[str], tuple[Any, int | None]],
+    device: Any,
+) -> ChannelControl | ControlExtension | None:
+    """The control extension for a request's controls (None without controls).
+
+    ``map_for`` gives a unit's (annotated, cached) control map at the output size, ``net_for`` the loaded ControlNet
+    for a kind and its union mode, ``curve`` the per-step control schedule. A Flux Control model (channel-concat)
+    takes its single map's latents; ControlNets get one unit each."""
+    if not req.controls:
+        return None
+    assert req.width and req.height
+    if model_kinds.transformer_kind(pipe.transformer) == "control":  # BFL Flux Control: concatenated
+        mapped = map_for(req.controls[0])
+        return ChannelControl(encode_control(pipe, mapped, req.width, req.height, req.batch_size))
+    units = []
+    for spec in req.controls:
+        mapped = map_for(spec)
+        net, mode = net_for(spec.kind.removesuffix("-map"))
+        pixels = takes_pixels(net)  # XLabs-style: the image itself, residuals repeated over blocks
+        encode = control_pixels if pixels else encode_control
+        cond = encode(pipe, mapped, req.width, req.height, req.batch_size)
+        mode_tensor = None
+        if mode is not None:
+            mode_tensor = torch.tensor([[mode]] * req.batch_size, dtype=torch.long, device=device)
+        scales = step_scales(spec.strength, spec.start, spec.end, curve)
+        units.append(ControlUnit(net, cond, mode_tensor, scales, repeat_blocks=pixels))
+    if len({unit.repeat_blocks for unit in units}) > 1:
+        raise StudioError(
+            "an XLabs-style ControlNet (with an input hint block) cannot be combined with an "
+            "InstantX/Shakker-Labs one in one generation — configure ControlNets of one family"
+        )
+    return ControlExtension(units)

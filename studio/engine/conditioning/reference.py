@@ -48,3 +48,13 @@ class ReferenceTokens:
             "hidden_states": torch.cat([hidden, self.latents.to(device=hidden.device, dtype=hidden.dtype)], dim=1),
             "img_ids": torch.cat([inputs["img_ids"], self.ids.to(inputs["img_ids"].device)], dim=0),
         }
+
+
+def for_request(req: Any, pipe: Any, load: Any) -> ReferenceTokens | None:
+    """FLUX.1 Kontext reference tokens for the request's reference image (None without one); ``load`` opens a
+    stored image."""
+    if not req.references:
+        return None
+    assert req.width and req.height
+    image = load(req.references[0])
+    return ReferenceTokens(*encode_reference(pipe, image, req.width, req.height, req.batch_size))

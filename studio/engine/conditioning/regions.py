@@ -13,14 +13,17 @@ changes nothing (the plain base conditioning is used, bit for bit).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from studio.core.errors import InvalidRequest
+from studio.core.request import GenerationRequest
+from studio.engine import attention
 from studio.engine.sampling import TextConditioning
 
 MAX_TEXT_TOKENS = 4096
@@ -59,11 +62,17 @@ def attention_mask(owner: np.ndarray, text_len: int, regions: int) -> torch.Tens
 
 @dataclass(frozen=True)
 class RegionalConditioning:
-    """What the loop needs: the joined text tokens and the mask, plus the per-step on/off window."""
+    """What the loop needs: the joined text tokens and the mask, plus the per-step on/off window and the configured
+    attention backend (the loop runs on one that takes masks: ``scope``)."""
 
     cond: TextConditioning
     mask: torch.Tensor
     window: Sequence[float]
+    backend: str = ""
+
+    def scope(self, pipe: Any) -> AbstractContextManager[None]:
+        """Held around the loop: native SDPA while the configured backend cannot take the mask."""
+        return attention.masked_attention(pipe.transformer, self.backend)
 
     def transformer_kwargs(self, step: int, pass_name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         """Joined text + mask on the positive pass at steps where the window is > 0.5; {} otherwise."""
@@ -111,3 +120,31 @@ def build(
     joined = TextConditioning(seq.expand(batch, -1, -1), base.pooled_embeds.expand(batch, -1), ids)
     mask = attention_mask(owner, text_len, len(used)).to(seq.device)
     return RegionalConditioning(joined, mask, list(window))
+
+
+def for_request(
+    req: GenerationRequest,
+    load: Callable[[str], Any],
+    encode: Callable[[str, str | None], TextConditioning],
+    window: Sequence[float],
+    backend: str = "",
+) -> RegionalConditioning | None:
+    """The regional extension for a request's painted regions (None without regions or when all are empty).
+
+    ``load`` opens a stored mask (PIL), ``encode`` gives a prompt's cached encodings, ``window`` the per-step regions
+    curve, ``backend`` the configured attention backend."""
+    if not req.regions:
+        return None
+    from PIL import Image
+
+    assert req.width and req.height
+    masks = []
+    for region in req.regions:
+        mask = load(region.mask).convert("L")
+        if mask.size != (req.width, req.height):
+            mask = mask.resize((req.width, req.height), Image.Resampling.NEAREST)
+        masks.append(np.asarray(mask) > 127)
+    region_conds = [encode(region.prompt, None) for region in req.regions]
+    base = encode(req.prompt, req.prompt_2)
+    built = build(base, region_conds, masks, req.height, req.width, window, req.batch_size, req.region_base_ratio)
+    return None if built is None else replace(built, backend=backend)
