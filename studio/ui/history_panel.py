@@ -127,6 +127,13 @@ def wire(page: Page) -> None:
             raise user_error(str(exc)) from None
         return edit_panel.editor_value(image), "img2img", gr.Tabs(selected="edit")
 
+    def on_use_result(record_id: str, request: gr.Request) -> Any:
+        """The current record's own image (looked up for this visitor) as the Edit tab's Reference."""
+        try:
+            return stored_images.owned_image(studio, record_id, page.who(request))
+        except StudioError as exc:
+            raise user_error(str(exc)) from None
+
     private = {"api_visibility": "private"}
     w["strip"].select(on_select, [w["ids"]], [selected, w["record"], r["result"], r["status"]], **private)
     w["refresh"].click(refresh, None, [w["strip"], w["ids"]], **private)
@@ -139,4 +146,5 @@ def wire(page: Page) -> None:
     )
     edit = page.ext["edit"]
     r["send_to_edit"].click(on_send_to_edit, [selected], [edit["editor"], edit["mode"], page.ext["tabs"]], **private)
+    edit["reference_use_result"].click(on_use_result, [selected], edit["reference"], **private)
     page.demo_load(on_load, None, [w["strip"], w["ids"], selected, w["record"], r["result"], r["status"]])

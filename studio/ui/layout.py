@@ -1,4 +1,4 @@
-"""The page's frame: header (model name, gallery link), CSS, and the page scripts (Ctrl+Enter, region brush).
+"""The page's frame: header (title, model picker, gallery link), CSS, and the page scripts (Ctrl+Enter, region brush).
 
 Colours come from Gradio's theme variables, so dark and light follow Gradio's theme switch.
 """
@@ -17,6 +17,13 @@ CSS = """
 .fs-header h1 {font-size: 1.35rem; margin: 0; font-weight: 600}
 .fs-header code {font-size: 0.95rem}
 .fs-header a {font-weight: 600; text-decoration: none; color: var(--link-text-color, var(--color-accent))}
+#top_bar {align-items: center; flex-wrap: nowrap; gap: 10px}
+#top_bar > * {flex: 0 0 auto !important; min-width: 0 !important; width: auto !important}
+#top_bar > #gallery_box {margin-left: auto}
+#model_picker {width: 300px !important}
+#model_picker input {font-family: var(--font-mono); font-size: 0.95rem}
+#model_note {color: var(--body-text-color-subdued); font-size: 0.85rem; white-space: nowrap}
+#reference_note p {margin: 0}
 #prompt_row {align-items: stretch}
 #run_buttons {gap: 6px; justify-content: center}
 #run_buttons button#generate {min-height: 52px}
@@ -75,14 +82,19 @@ body:has(.fs-toy-model) #history img {image-rendering: pixelated}
 """
 
 
-def header(model: str, toy: bool) -> None:
-    """The title with the model's name and a link to the gallery (opens in a new tab)."""
+def header(model: str, toy: bool, picker: bool = False) -> None:
+    """The title: "Flux Studio · <model>" — or "Flux Studio ·" when the model picker (a dropdown) follows it."""
     name = html.escape(Path(model).name or model)
     marker = ' class="fs-header fs-toy-model"' if toy else ' class="fs-header"'
+    shown = "" if picker else f" <code>{name}</code>"
+    gr.HTML(f"<div{marker}><h1>Flux Studio ·{shown}</h1></div>", elem_id="header", container=False, padding=False)
+
+
+def gallery_link() -> None:
+    """The link to the gallery (opens in a new tab), at the header's right end."""
     gr.HTML(
-        f"<div{marker}><h1>Flux Studio · <code>{name}</code></h1>"
-        '<a id="gallery_link" href="gallery" target="_blank" rel="noopener">Gallery ↗</a></div>',
-        elem_id="header",
+        '<div class="fs-header"><a id="gallery_link" href="gallery" target="_blank" rel="noopener">Gallery ↗</a></div>',
+        elem_id="gallery_box",
         container=False,
         padding=False,
     )

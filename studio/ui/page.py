@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from studio.core.errors import StudioError
-from studio.ui import adapters, edit_panel, lora_panel, region_masks, stored_images
+from studio.ui import adapters, edit_panel, lora_panel, model_panel, region_masks, stored_images
 from studio.ui.controls_panel import FIELDS as CONTROL_FIELDS
 from studio.ui.feedback import internal_error, user_error
 from studio.ui.jobs import CancelRegistry, WaitLine
@@ -46,6 +46,7 @@ class Page:
     guide: dict[str, Any] = field(default_factory=dict)  # example chips and the prompt builder
     run: dict[str, Any] = field(default_factory=dict)  # the Generate handler, its inputs, outputs and options
     selected_id: Any = None  # gr.State: the record the actions apply to (set on select and after each run)
+    choices: list[Any] = field(default_factory=list)  # the model picker's ModelChoices (studio.models.choices)
 
     @property
     def studio(self) -> Studio:
@@ -115,7 +116,9 @@ class Page:
             edit["mode"],
             edit["editor"],
             edit["strength"],
+            edit["reference"],
             regions["base_ratio"],
+            *([self.panel["model"]] if "model" in self.panel else []),
         }
 
     def painted_regions(
@@ -133,7 +136,8 @@ class Page:
         """Every panel's widget values → one validated request (inputs stored by content hash)."""
         ctx, ext = self.ctx, self.ext
         values = adapters.PromptPanelValues(*(data[self.panel[name]] for name in adapters.FIELDS))
-        req = adapters.request_from_panel(values)
+        model = model_panel.model_for(self, data[self.panel["model"]] if "model" in self.panel else "")
+        req = adapters.request_from_panel(values, model)
         width, height = req.width or ctx.width, req.height or ctx.height
         pairs = [(r.mask, r.prompt) for r in self.painted_regions(data, width, height)]
         units = [{f: data[u[f]] for f in CONTROL_FIELDS} for u in ext["controls"]]
@@ -143,6 +147,7 @@ class Page:
             [(data[s["name"]], data[s["weight"]]) for s in loras["slots"]], data[loras["entries"]]
         )
         edit_fields = edit_panel.edit_fields(data[edit["mode"]], data[edit["editor"]], data[edit["strength"]], put)
+        edit_fields |= edit_panel.reference_fields(data[edit["reference"]], self.studio.store.assets.put_file)
         return req.replace(
             regions=adapters.region_specs(pairs, put),
             controls=adapters.control_specs(units, put),

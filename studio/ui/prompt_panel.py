@@ -49,6 +49,7 @@ def build_settings(page: Page) -> None:
     toy_note = (
         "flux-mini learned square images: other shapes work but show artefacts" if is_toy_model(ctx.model) else None
     )
+    w["budget"] = gr.State(budget)  # the picked model's pixel budget (model_panel changes it)
     w["aspect"] = gr.Radio(
         list(aspect.PRESETS),
         value=aspect.preset_of(ctx.width, ctx.height, budget),
@@ -108,10 +109,12 @@ def build_settings(page: Page) -> None:
         )
     dice.click(lambda: adapters.random_seed_value(), None, w["seed"], queue=False, api_visibility="private")
 
-    def sized(preset: Any) -> Any:
+    def sized(preset: Any, pixels: Any) -> Any:
         try:
-            return aspect.size_for(preset, budget)
+            return aspect.size_for(preset, int(pixels or budget))
         except (ValueError, TypeError, AttributeError):
             return gr.skip(), gr.skip()
 
-    w["aspect"].input(sized, w["aspect"], [w["width"], w["height"]], queue=False, api_visibility="private")
+    w["aspect"].input(
+        sized, [w["aspect"], w["budget"]], [w["width"], w["height"]], queue=False, api_visibility="private"
+    )

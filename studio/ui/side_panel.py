@@ -13,6 +13,7 @@ from studio.ui import (
     edit_panel,
     lora_panel,
     lora_recommend,
+    model_panel,
     prompt_panel,
     region_masks,
     regions_panel,
@@ -43,7 +44,8 @@ def build(page: Page) -> None:
         with gr.Tab("Structure", id="structure"):
             ext["controls"] = controls_panel.build(studio.control_map, (panel["width"], panel["height"]))
         with gr.Tab("Edit", id="edit"):
-            ext["edit"] = edit_panel.build()
+            current = model_panel.resident_choice(page.choices, page.ctx.model)
+            ext["edit"] = edit_panel.build(current.label, current.kontext)
         with gr.Tab("LoRA", id="lora"):
             settings = {"steps": panel["steps"], "true_cfg": panel["true_cfg"], "note": panel["settings_note"]}
             ext["loras"] = lora_panel.build(list_entries, panel["prompt"], settings)

@@ -2,7 +2,7 @@
 line, actions and history strip; settings and the advanced tabs in a column on the right.
 
 Each area is its own module that builds its widgets into one ``Page`` context object and wires its events from it:
-``prompt_panel`` (prompt row, settings), ``guide_panel`` (examples, prompt builder), ``result_panel`` (the image and
+``model_panel`` (the header's model picker), ``prompt_panel`` (prompt row, settings), ``guide_panel`` (examples, prompt builder), ``result_panel`` (the image and
 its actions), ``history_panel`` (strip and record actions), ``side_panel`` (tabs), ``run_panel`` (generation).
 """
 
@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from studio.ui import guide_panel, history_panel, layout, prompt_panel, result_panel, run_panel, side_panel
+from studio.ui import (
+    guide_panel,
+    history_panel,
+    layout,
+    model_panel,
+    prompt_panel,
+    result_panel,
+    run_panel,
+    side_panel,
+)
 from studio.ui.api import register_api
 from studio.ui.page import Page
 from studio.ui.prompt_guide import is_toy_model
@@ -46,7 +55,7 @@ def build(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="Flux Studio", fill_width=True) as demo:
         page = Page(ctx, demo=demo)
         with gr.Row(elem_id="top_bar", equal_height=True):
-            layout.header(ctx.model, is_toy_model(ctx.model))
+            model_panel.build(page, is_toy_model(ctx.model))
             if ctx.multi_user and oauth_enabled():
                 gr.LoginButton(scale=0)  # on a Space with hf_oauth: your history follows your Hugging Face account
         page.selected_id = gr.State("")
@@ -64,6 +73,7 @@ def build(ctx: UIContext) -> gr.Blocks:
         history_panel.wire(page)
         side_panel.wire(page)
         guide_panel.wire(page)
+        model_panel.wire(page)
         layout.install_scripts(demo)
         register_api(ctx.studio, ctx.multi_user, ctx.gpu_slots)
     return demo
