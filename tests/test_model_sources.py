@@ -358,8 +358,8 @@ def test_inspect_names_each_format(shelf, split, tmp_path, capsys):
         ("nf4", "flux1", "nf4", False)  # fmt: skip
     assert "Forge bnb-nf4" in found["reason"] and "GGUF" in found["reason"]
     code, found = run_inspect(MODEL.parent / "flux2-mini", capsys)  # the embedded FLUX.2 [klein]-architecture model
-    assert code == 0 and (found["format"], found["family"], found["loadable"]) == ("diffusers", "flux2", False)
-    assert "runs FLUX.1 models" in found["reason"]
+    assert code == 0 and (found["format"], found["family"], found["loadable"]) == ("diffusers", "flux2-klein", True)
+    assert "FLUX.2 [klein]" in found["reason"]
     code, found = run_inspect(split / "ae.safetensors", capsys)
     assert code == 0 and (found["format"], found["kind"], found["loadable"]) == ("component", "vae", False)
     assert "not a model" in found["reason"]
@@ -467,7 +467,7 @@ def test_studio_quant_nf4_on_cpu_is_refused_with_exit_2_and_no_traceback(tmp_pat
 
 def test_a_request_without_quant_takes_studio_quant_on_model_files(shelf, data_dir):
     from studio.service import Studio
-    from studio.store.history import Store
+    from studio.store.store import Store
 
     assert GenerationRequest(prompt=PROMPT).validate().quant == ""
     settings = settings_mod.from_env({"STUDIO_MODEL": str(shelf / "flux-mini-fp32.safetensors"), "STUDIO_QUANT": "int8",

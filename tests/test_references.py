@@ -200,18 +200,6 @@ def test_a_model_without_references_refuses_them_through_the_cli(data_dir: Path,
     assert "Traceback" not in proc.stderr
 
 
-def test_the_engine_refuses_a_flux2_folder_before_reading_it() -> None:
-    from studio.core import settings as settings_mod
-    from studio.core.errors import StudioError
-    from studio.engine.engine import Engine
-
-    folder = ROOT / "assets" / "models" / "flux2-mini"
-    engine = Engine(settings_mod.from_env({"STUDIO_MODEL": str(folder)}, threads=1))
-    with pytest.raises(StudioError, match="flux2-mini is a FLUX.2 model .* load a FLUX.1 model") as caught:
-        engine.ensure()
-    assert type(caught.value) is StudioError and engine.pipe is None and engine.load_count == 0
-
-
 def test_the_memory_estimate_counts_reference_tokens(kontext_studio) -> None:
     from studio.engine import memory_estimate
 

@@ -127,7 +127,7 @@ def add_generate_options(gen: argparse.ArgumentParser) -> None:
         default=[],
         type=Path,
         metavar="IMAGE",
-        help="a reference image (FLUX.1 Kontext: one; other models refuse it)",
+        help="a reference image (FLUX.1 Kontext: one; FLUX.2: repeat for several; other models refuse it)",
     )
     gen.add_argument("--strength", type=float)
     gen.add_argument("--cache", metavar="KIND[:THRESHOLD]")

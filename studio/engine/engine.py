@@ -21,7 +21,7 @@ import torch
 from studio.core.errors import Cancelled, StudioError, UnsupportedOnDevice
 from studio.core.request import MAX_SEED, GenerationRequest
 from studio.core.settings import Settings
-from studio.engine import attention, coalesce, edit, loading, rows, sampling
+from studio.engine import attention, coalesce, edit, flux2, loading, rows, sampling
 from studio.engine.caching import step_cache
 from studio.engine.conditioning import control, reference, regions
 from studio.engine.conditioning.control_cache import ControlMaps, ControlNets, preview_map
@@ -195,11 +195,9 @@ class Engine:
         partners while the engine is idle. 0 turns coalescing off (every request runs alone)."""
         if window_ms < 0:
             raise StudioError(f"the coalescing window must be ≥ 0 ms (got {window_ms:g}) — try 30, or 0 for off")
-        self._coalescer = (
-            coalesce.Coalescer(self._run_group, window_ms / 1000, row_cap=self._rows_that_fit)
-            if window_ms > 0
-            else None
-        )
+        self._coalescer = None
+        if window_ms > 0:
+            self._coalescer = coalesce.Coalescer(self._run_group, window_ms / 1000, row_cap=self._rows_that_fit)
 
     def _rows_that_fit(self, request: GenerationRequest) -> int:
         """How many images of ``request``'s size one batched denoise may hold in free memory (called with the lock
@@ -237,7 +235,7 @@ class Engine:
         request.validate()
         context = RunContext(assets or self._assets, loras or self.lora_library, cancel or threading.Event(), on_step)
         key = coalesce.compatibility_key(request) if self._coalescer is not None else None
-        if self._coalescer is not None and key is not None:
+        if self._coalescer is not None and key is not None and flux2.coalescable(self, request):
             return self._coalescer.submit(request, (key, id(context.loras)), context)
         outcomes: dict[int, Result | BaseException] = {}
         with self._lock:
@@ -268,6 +266,9 @@ class Engine:
         try:
             self.ensure(members[0][0].model, members[0][0].quant)
             load_s = time.perf_counter() - started
+            if flux2.is_flux2(self._pipe):  # diffusers' FLUX.2 pipeline with our progress, cancel and LoRAs
+                settle(0, flux2.generate(self, members[0][0], members[0][1], started))
+                return
             live = self._prepare(members, settle)
             if not live:
                 return
@@ -371,7 +372,6 @@ class Engine:
         )
         return [extension for extension in built if extension is not None]
 
-    # ---- control maps and nets -------------------------------------------------------------------------
     def control_map(self, kind: str, image: Any, width: int | None = None, height: int | None = None) -> Any:
         """The map a control input turns into (canny/depth/pose annotated, a ``-map`` kind as is), from the engine's
         one cache (by input content; bounded in count and bytes). With ``width`` and ``height`` the input is resized
@@ -390,8 +390,6 @@ class Engine:
         """The ControlNet for a control kind and its union mode (``control.controlnet_source``), loaded once."""
         source, mode = control.controlnet_source(kind, self.settings.controlnets, self._location, self.model_name)
         return self._controlnets.load(kind, source, self._pipe.transformer, self._exec_device), mode
-
-    # ---- img2img / inpaint: diffusers' pipelines derived with from_pipe -----------------------------
 
     def _edit(self, member: rows.Member) -> list[Any]:
         assert self._defaults is not None

@@ -9,15 +9,17 @@ from typing import Any
 import torch
 
 from studio.core.errors import ModelMissing, StudioError
-from studio.models import kinds as model_kinds
+from studio.engine import flux2
+from studio.models import families
 from studio.models.catalog import ModelLocation
 
 log = logging.getLogger(__name__)
 
 
 def read(location: ModelLocation, quant: str, device: torch.device, dtype: torch.dtype) -> Any:
-    """The model's pipeline (not yet on the device): ``from_pretrained`` for hub ids and diffusers folders,
-    diffusers' single-file loaders for model files (``studio.models.loading``); ModelMissing naming the fix."""
+    """The model's pipeline (not yet on the device): ``from_pretrained`` for hub ids and diffusers folders (FLUX.2:
+    the class its folder or hub id names, ``studio.engine.flux2``), diffusers' single-file loaders for model files
+    (``studio.models.loading``); ModelMissing naming the fix."""
     from diffusers import FluxPipeline
 
     from studio.engine.quant import quantization_config, transformer_config
@@ -27,10 +29,11 @@ def read(location: ModelLocation, quant: str, device: torch.device, dtype: torch
     config = quantization_config(quant, device) if location.files is None else None
     if config is not None:
         kwargs["quantization_config"] = config
-    model_kinds.check_family(location.card_dir)
     started = time.perf_counter()
     try:
-        if location.files is not None:
+        if families.is_flux2(families.family_of(location)):
+            pipe = flux2.read(location, kwargs)
+        elif location.files is not None:
             pipe = read_pipeline(location.files, dtype, transformer_config(quant, device))
         else:
             pipe = FluxPipeline.from_pretrained(location.source, **kwargs)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from studio.core.errors import StudioError
 from studio.core.settings import Settings, model_key
-from studio.models import kinds
+from studio.models import families, kinds
 from studio.models.catalog import ModelDefaults, ModelLocation, defaults_for, locate, scan_model_dirs
 
 
@@ -27,7 +27,7 @@ class ModelChoice:
     label: str
     loadable: bool = True
     reason: str | None = None  # why it cannot load (None when it can)
-    kontext: bool = False  # takes a reference image (FLUX.1 Kontext)
+    kontext: bool = False  # takes reference images (FLUX.1 Kontext, FLUX.2)
     resident: bool = False  # the model loaded now (or STUDIO_MODEL before the first load)
 
 
@@ -42,8 +42,10 @@ def model_choices(settings: Settings, resident: str = "") -> list[ModelChoice]:
         if key in seen:
             continue
         seen.add(key)
-        reason = candidate.reason if not candidate.loadable else _family_reason(candidate.family, candidate.label)
-        kontext = candidate.family == "flux1-kontext" or _kontext_folder(Path(candidate.name))
+        reason = candidate.reason if not candidate.loadable else None
+        kontext = candidate.family in ("flux1-kontext", *families.FLUX2_FAMILIES) or _kontext_folder(
+            Path(candidate.name)
+        )
         choices.append(
             ModelChoice(candidate.name, candidate.label, reason is None, reason, kontext, key == resident_key)
         )
@@ -81,16 +83,10 @@ def _allowed_choice(name: str, settings: Settings, resident: bool) -> ModelChoic
     label = Path(name).name or name
     try:
         location = locate(name, settings.with_overrides(model=name))
-        kinds.check_family(location.card_dir)
     except StudioError as exc:
         return ModelChoice(name, label, False, str(exc), False, resident)
-    return ModelChoice(name, label, True, None, kinds.is_kontext(location.card_dir), resident)
-
-
-def _family_reason(family: str, label: str) -> str | None:
-    if family == "flux2":
-        return f"{label} is a FLUX.2 model — the studio's engine runs FLUX.1 models (FLUX.2 support is coming)"
-    return None
+    takes_references = kinds.is_kontext(location.card_dir) or families.family_of(location) in families.FLUX2_FAMILIES
+    return ModelChoice(name, label, True, None, takes_references, resident)
 
 
 def _kontext_folder(path: Path) -> bool:

@@ -1,7 +1,7 @@
 """``python -m studio model inspect PATH``: what a model file or folder is and whether the studio loads it.
 
 Headers and configs only, never the weights. The report: ``format`` (diffusers, single-file, comfy-split, gguf,
-nf4, component), ``family`` (flux1, flux1-kontext, flux2, chroma, unknown), ``kind`` (base, control, fill),
+nf4, component), ``family`` (flux1, flux1-kontext, flux2, flux2-klein, chroma, unknown), ``kind`` (base, control, fill),
 ``variant`` (dev: guidance embedding, schnell: none), ``dtype``, ``loadable``, ``reason`` (why not, or a note) and
 ``parts`` (where each component comes from). A missing path or an unreadable named file is an error (exit 2).
 """
@@ -16,7 +16,13 @@ from studio.models.files import find_transformer, has_weights, read_json, resolv
 from studio.models.headers import Header, UnreadableModel, main_dtype, pieces, read_header, transformer_config_facts
 from studio.models.kinds import KINDS_BY_WIDTH
 
-PIPELINE_FAMILIES = {"FluxKontextPipeline": "flux1-kontext", "Flux2Pipeline": "flux2"}
+FLUX2_FAMILIES = ("flux2", "flux2-klein")
+
+PIPELINE_FAMILIES = {
+    "FluxKontextPipeline": "flux1-kontext",
+    "Flux2Pipeline": "flux2",
+    "Flux2KleinPipeline": "flux2-klein",
+}
 TRANSFORMER_FAMILIES = {"FluxTransformer2DModel": "flux1", "Flux2Transformer2DModel": "flux2",
                         "ChromaTransformer2DModel": "chroma"}  # fmt: skip
 WEIGHTED = ("transformer", "vae", "text_encoder", "text_encoder_2")
@@ -95,8 +101,14 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
     family = PIPELINE_FAMILIES.get(pipeline) or TRANSFORMER_FAMILIES.get(str(config.get("_class_name")), "unknown")
     base = {"path": str(folder), "format": "diffusers", "family": family, "kind": "unknown", "variant": "",
             "dtype": _weights_dtype(folder / "transformer"), "parts": {}}  # fmt: skip
+    if family in FLUX2_FAMILIES:
+        return flux2_report(folder, index, config, base)
     if family not in ("flux1", "flux1-kontext"):
-        return {**base, "loadable": False, "reason": f"a {family} model ({pipeline}) — the studio runs FLUX.1 models"}
+        return {
+            **base,
+            "loadable": False,
+            "reason": f"a {family} model ({pipeline}) — the studio runs FLUX.1 and FLUX.2 models",
+        }
     try:
         facts = transformer_config_facts(config)
     except (KeyError, TypeError, ValueError):
@@ -129,6 +141,30 @@ def diffusers_report(folder: Path) -> dict[str, Any]:
         if family != "flux1"
         else None
     )
+    return {**base, "loadable": True, "reason": note}
+
+
+def flux2_report(folder: Path, index: dict[str, Any], config: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A FLUX.2 [dev] / [klein] diffusers folder: loadable when its parts are there; the note says how it runs."""
+    family = base["family"]
+    distilled = bool(index.get("is_distilled", False))
+    variant = ("distilled" if distilled else "base") if family == "flux2-klein" else "dev"
+    parts = {name: str(folder / name) for name, value in index.items()
+             if not name.startswith("_") and isinstance(value, list) and value and value[0]}  # fmt: skip
+    base = {**base, "kind": "base" if config else "unknown", "variant": variant, "parts": parts}
+    missing = [
+        name for name in ("transformer", "vae", "text_encoder") if name in index and not has_weights(folder / name)
+    ]
+    missing += [name for name in ("tokenizer",) if name in index and not (folder / name).is_dir()]
+    if missing:
+        return {**base, "loadable": False, "reason": f"{', '.join(missing)} missing in {folder} (no weights or no "
+                "folder) — re-download the model"}  # fmt: skip
+    label = "FLUX.2 [klein]" if family == "flux2-klein" else "FLUX.2 [dev]"
+    guidance = {"distilled": "step-distilled: guidance has no effect", "base": "guidance is its CFG scale",
+                "dev": "guidance is its embedded guidance"}[variant]  # fmt: skip
+    note = (f"loads; {label} runs through diffusers' {index.get('_class_name')} with the studio's progress, cancel "
+            f"and records ({guidance}); reference images (up to 4) edit; FLUX.1 ControlNets, regions, prompt 2, "
+            "schedules and First-Block Cache are refused")  # fmt: skip
     return {**base, "loadable": True, "reason": note}
 
 

@@ -47,19 +47,6 @@ def is_kontext(card_dir: Path | None) -> bool:
     return index.get("_class_name") == "FluxKontextPipeline" or card.get("kontext") is True
 
 
-def check_family(card_dir: Path | None) -> None:
-    """Refuse, before any weights are read, a diffusers folder of a family the engine does not run (FLUX.2)."""
-    if card_dir is None:
-        return
-    pipeline = str(_json(card_dir / "model_index.json").get("_class_name", ""))
-    transformer = str(_json(card_dir / "transformer" / "config.json").get("_class_name", ""))
-    if pipeline.startswith("Flux2") or transformer.startswith("Flux2"):
-        raise StudioError(
-            f"{card_dir.name} is a FLUX.2 model ({pipeline or transformer}) — the studio's engine runs "
-            "FLUX.1 models (FLUX.2 support is coming); load a FLUX.1 model such as flux-mini"
-        )
-
-
 def _json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
