@@ -17,6 +17,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: real Chromium via Playwright")
 
 
+# Fixtures that start ``python app.py`` (tests/server.py) or a ZeroGPU worker: the tests using them are slow.
+SERVER_FIXTURES = {"server", "pose_server", "picker_server", "guarded", "zero_gpu"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast lane (``-m "not slow"``) leaves out real-browser tests and tests against a served app."""
+    for item in items:
+        if item.get_closest_marker("browser") or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """An empty STUDIO_DATA_DIR."""

@@ -36,11 +36,13 @@ def integrity(db: Path) -> str:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-def studio_on(engine, data: Path, db_url: str = "", busy_timeout_s: float = 5.0) -> Studio:
+def studio_on(engine, data: Path, db_url: str = "", busy_timeout_s: float = 5.0, min_free_mb: str = "") -> Studio:
     """A Studio on the shared engine with its history in ``data`` (or ``db_url``)."""
     from studio.core import settings as settings_mod
 
     env = {"STUDIO_MODEL": str(MODEL), "STUDIO_DATA_DIR": str(data)}
+    if min_free_mb:
+        env["STUDIO_MIN_FREE_MB"] = min_free_mb
     if db_url:
         env["STUDIO_DB_URL"] = db_url
     settings = settings_mod.from_env(env)
@@ -48,8 +50,13 @@ def studio_on(engine, data: Path, db_url: str = "", busy_timeout_s: float = 5.0)
 
 
 # ---- memory -------------------------------------------------------------------------------------------
+def capped(studio, monkeypatch, megabytes: float) -> None:
+    """The Studio's settings as if started with STUDIO_MAX_MEMORY_MB=megabytes."""
+    monkeypatch.setattr(studio, "settings", studio.settings.with_overrides(max_memory_mb=megabytes))
+
+
 def test_too_large_size_is_refused_before_allocating_with_the_largest_size_that_fits(studio, monkeypatch):
-    monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "400")
+    capped(studio, monkeypatch, 400.0)
     phases: list[str] = []
     with pytest.raises(InsufficientMemory) as refused:
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1, width=1024, height=4096), on_phase=phases.append)
@@ -71,15 +78,16 @@ def test_too_large_size_is_refused_before_allocating_with_the_largest_size_that_
 
 
 def test_a_batch_too_large_names_the_single_image_size_too(studio, monkeypatch):
-    monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "400")
+    from studio.core import settings as settings_mod
+
+    capped(studio, monkeypatch, 400.0)
     with pytest.raises(InsufficientMemory, match=r"× 16 images needs .* with batch 1\)"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1, width=512, height=512, batch_size=16))
-    monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "1")
+    capped(studio, monkeypatch, 1.0)
     with pytest.raises(InsufficientMemory, match="not even 16×16 fits — free memory"):
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
-    monkeypatch.setenv("STUDIO_MAX_MEMORY_MB", "lots")
     with pytest.raises(StudioError, match="STUDIO_MAX_MEMORY_MB='lots' is not a positive number"):
-        studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
+        settings_mod.from_env({"STUDIO_MAX_MEMORY_MB": "lots"})  # refused when the settings are read, at start
 
 
 def test_the_estimate_grows_with_size_and_batch_and_reads_the_model_config(engine):
@@ -150,7 +158,8 @@ def _env() -> dict[str, str]:
 
 # ---- disk: below the threshold, a file in the way, a locked database ----------------------------------
 def test_too_little_disk_space_is_refused_before_generating(studio, monkeypatch):
-    monkeypatch.setenv("STUDIO_MIN_FREE_MB", "1e12")
+    plain = studio.settings
+    monkeypatch.setattr(studio, "settings", plain.with_overrides(min_free_mb=1e12))  # STUDIO_MIN_FREE_MB=1e12
     phases: list[str] = []
     with pytest.raises(
         StorageError,
@@ -160,7 +169,7 @@ def test_too_little_disk_space_is_refused_before_generating(studio, monkeypatch)
         studio.generate(GenerationRequest(prompt=PROMPT, seed=1), on_phase=phases.append)
     assert "Traceback" not in str(refused.value) and phases == ["check"]
     assert studio.store.list()[1] == 0
-    monkeypatch.delenv("STUDIO_MIN_FREE_MB")
+    monkeypatch.setattr(studio, "settings", plain)
     assert studio.generate(GenerationRequest(prompt=PROMPT, seed=1))["status"] == "done"
 
 
@@ -241,9 +250,8 @@ def fill(path: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_fails_cleanly_loses_nothing_and_recovers(engine, tiny_fs, monkeypatch):
-    monkeypatch.setenv("STUDIO_MIN_FREE_MB", "0")  # reach the real write (the pre-check would refuse first)
-    studio = studio_on(engine, tiny_fs / "data")
+def test_a_full_disk_fails_cleanly_loses_nothing_and_recovers(engine, tiny_fs):
+    studio = studio_on(engine, tiny_fs / "data", min_free_mb="0")  # reach the real write (the pre-check would refuse)
     try:
         first = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
         filler = fill(tiny_fs)
@@ -272,10 +280,9 @@ def test_below_the_free_space_threshold_by_default_on_a_small_disk(engine, tiny_
         studio.close()
 
 
-def test_a_read_only_images_disk_fails_cleanly_and_recovers(engine, tiny_fs, data_dir, monkeypatch):
-    monkeypatch.setenv("STUDIO_MIN_FREE_MB", "0")
+def test_a_read_only_images_disk_fails_cleanly_and_recovers(engine, tiny_fs, data_dir):
     (tiny_fs / "images").mkdir()
-    studio = studio_on(engine, tiny_fs, db_url=f"sqlite:///{data_dir / 'studio.db'}")  # images on the tmpfs
+    studio = studio_on(engine, tiny_fs, db_url=f"sqlite:///{data_dir / 'studio.db'}", min_free_mb="0")  # tmpfs images
     try:
         first = studio.generate(GenerationRequest(prompt=PROMPT, seed=1))
         subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)

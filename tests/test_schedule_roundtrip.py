@@ -26,8 +26,10 @@ def test_schedule_round_trips_through_record_png_import_and_replay(studio, tmp_p
     assert replay["images"][0]["sha256"] == record["images"][0]["sha256"]
 
 
-def test_the_loop_gets_one_value_per_step(engine):
-    plan = engine.plan(GenerationRequest(prompt=PROMPT, steps=6, guidance=3.5, true_cfg=1.0, schedule=SCHEDULE))
+def test_the_loop_gets_one_value_per_step():
+    from studio.engine.sampling import plan_for
+
+    plan = plan_for(GenerationRequest(prompt=PROMPT, steps=6, guidance=3.5, true_cfg=1.0, schedule=SCHEDULE))
     assert plan.guidance == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
     assert plan.true_cfg == [3.0, 3.0, 1.0, 1.0, 1.0, 1.0]
 

@@ -29,10 +29,6 @@ class Cancelled(StudioError):
     """The user cancelled the generation."""
 
 
-class QueueFull(StudioError):
-    """Too many waiting generations."""
-
-
 class InsufficientMemory(StudioError):
     """A generation whose estimated peak memory exceeds what is free (refused before allocating)."""
 
