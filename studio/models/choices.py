@@ -29,6 +29,7 @@ class ModelChoice:
     reason: str | None = None  # why it cannot load (None when it can)
     kontext: bool = False  # takes reference images (FLUX.1 Kontext, FLUX.2)
     resident: bool = False  # the model loaded now (or STUDIO_MODEL before the first load)
+    family: str = ""  # flux1, flux1-kontext, flux2, flux2-klein (empty when it is not known without loading)
 
 
 def model_choices(settings: Settings, resident: str = "") -> list[ModelChoice]:
@@ -47,7 +48,9 @@ def model_choices(settings: Settings, resident: str = "") -> list[ModelChoice]:
             Path(candidate.name)
         )
         choices.append(
-            ModelChoice(candidate.name, candidate.label, reason is None, reason, kontext, key == resident_key)
+            ModelChoice(
+                candidate.name, candidate.label, reason is None, reason, kontext, key == resident_key, candidate.family
+            )
         )
     return _unique_labels(choices)
 
@@ -85,8 +88,9 @@ def _allowed_choice(name: str, settings: Settings, resident: bool) -> ModelChoic
         location = locate(name, settings.with_overrides(model=name))
     except StudioError as exc:
         return ModelChoice(name, label, False, str(exc), False, resident)
-    takes_references = kinds.is_kontext(location.card_dir) or families.family_of(location) in families.FLUX2_FAMILIES
-    return ModelChoice(name, label, True, None, takes_references, resident)
+    family = families.family_of(location) or ""
+    takes_references = kinds.is_kontext(location.card_dir) or family in families.FLUX2_FAMILIES
+    return ModelChoice(name, label, True, None, takes_references, resident, family)
 
 
 def _kontext_folder(path: Path) -> bool:

@@ -67,8 +67,8 @@ def _reference_texts(model_label: str, kontext: bool) -> tuple[str, str]:
             "The image to edit: describe the change in the prompt (e.g. *make the circle blue*) and press "
             "**Generate** with the Mode above set to **off**."
         )
-    return "Reference — needs a FLUX.1 Kontext model", (
-        f"**{model_label} cannot use a reference image.** Pick a FLUX.1 Kontext model in the header "
+    return "Reference — needs a FLUX.1 Kontext or FLUX.2 model", (
+        f"**{model_label} cannot use a reference image.** Pick a FLUX.1 Kontext or FLUX.2 model in the header "
         "(model ▾) to edit an image with an instruction."
     )
 

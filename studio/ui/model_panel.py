@@ -26,6 +26,8 @@ def choice_label(choice: ModelChoice) -> str:
     """What the dropdown shows for a model."""
     if not choice.loadable:
         return f"⊘ {choice.label} — cannot load"
+    if choice.family.startswith("flux2"):
+        return f"{choice.label} · FLUX.2"
     return f"{choice.label} · Kontext" if choice.kontext else choice.label
 
 
