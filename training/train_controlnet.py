@@ -84,19 +84,40 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
 
 
 @torch.no_grad()
+def tool_canny(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A canny map as other tools draw it from the antialiased image: ``cv2.Canny`` (one-pixel edges) with the low
+    threshold drawn from [50, 150] and the high one twice that, after a 5×5 Gaussian blur half of the time."""
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    if rng.random() < 0.5:
+        gray = cv2.GaussianBlur(gray, (5, 5), 0)
+    low = int(rng.integers(50, 151))
+    return np.repeat(cv2.Canny(gray, low, 2 * low)[:, :, None], 3, axis=2)
+
+
 def build_data(
-    seed: int, n_one: int, n_two: int, spec: MiniSpec, model_dir: Path = MODEL_DIR, run_dir: Path = RUN_DIR
+    seed: int,
+    n_one: int,
+    n_two: int,
+    spec: MiniSpec,
+    model_dir: Path = MODEL_DIR,
+    run_dir: Path = RUN_DIR,
+    canny_tools: float = 0.0,
 ) -> ControlData:
     """Render and VAE-encode the training scenes and their control maps (cached in ``run_dir`` per size and VAE
-    encoder), then embed the prompts with ``model_dir``'s text encoders (seconds; they change as the base trains)."""
+    encoder), then embed the prompts with ``model_dir``'s text encoders (seconds; they change as the base trains).
+    ``canny_tools``: the share of canny samples whose map is drawn the way other tools do (``tool_canny``)."""
     scenes = scene_set("one", n_one, seed=seed * 2 + 101, split="train")
     scenes += scene_set("two", n_two, seed=seed * 2 + 102, split="train")
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
     stamp = train_base.encoder_stamp(vae)
-    cache = run_dir / f"control_latents_s{seed}_{n_one}x1_{n_two}x2{size_suffix(spec.native_size)}.pt"
+    tools = f"_tools{canny_tools:g}" if canny_tools else ""
+    cache = run_dir / f"control_latents_s{seed}_{n_one}x1_{n_two}x2{size_suffix(spec.native_size)}{tools}.pt"
     saved = torch_state.load(cache) if cache.exists() else None
     if saved is None or saved["stamp"] != stamp:
         rng = np.random.default_rng(seed)
+        tool_rng = np.random.default_rng(seed + 1_000)  # its own stream: the kinds drawn stay those of a plain run
         size = spec.native_size
         images = np.empty((len(scenes), size, size, 3), np.uint8)
         controls = np.empty_like(images)
@@ -105,6 +126,8 @@ def build_data(
             rendered = render_scene(scene, size, seed * 7_000_003 + i)
             kind = pick_kind(any(o.shape == STICK_FIGURE for o in scene.objects), rng)
             images[i], controls[i] = rendered.image, rendered.control(kind)
+            if kind == "canny" and canny_tools and tool_rng.random() < canny_tools:
+                controls[i] = tool_canny(rendered.image, tool_rng)
             modes.append(UNION_MODES[kind])
         saved = {
             "latents": pack(vae, images),
@@ -187,7 +210,7 @@ def train(args: argparse.Namespace) -> None:
     spec = replace(MiniSpec(), native_size=args.size)
     run_dir = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = build_data(args.seed, args.n_one, args.n_two, spec, args.model, run_dir)
+    data = build_data(args.seed, args.n_one, args.n_two, spec, args.model, run_dir, args.canny_tools)
     n = len(data.latents)
     base = FluxPipeline.from_pretrained(
         args.model, text_encoder=None, text_encoder_2=None, vae=None, tokenizer=None, tokenizer_2=None
@@ -322,6 +345,12 @@ def arg_parser() -> argparse.ArgumentParser:
         "velocity target at g ~ U[1, 6])",
     )
     parser.add_argument("--size", type=int, default=128, help="scene size in pixels (128: 64 image tokens)")
+    parser.add_argument(
+        "--canny-tools",
+        type=float,
+        default=0.0,
+        help="share of canny samples whose map is drawn as other tools draw it (cv2.Canny on the antialiased image)",
+    )
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, data cache and log folder")
     parser.add_argument(
         "--init",

@@ -58,7 +58,8 @@ def parse_schedule_json(text: str) -> dict[str, Any] | None:
 
 
 def request_from_panel(values: PromptPanelValues, model: str = "") -> GenerationRequest:
-    """A validated request from the panel; a seed of -1 or empty means random."""
+    """The panel's request (``Page.request_from`` validates it once the other panels' inputs are added); a seed of -1
+    or empty means random."""
     seed = _int(values.seed, "seed")
     return GenerationRequest(
         prompt=values.prompt or "",
@@ -74,7 +75,7 @@ def request_from_panel(values: PromptPanelValues, model: str = "") -> Generation
         true_cfg=1.0 if values.true_cfg is None else float(values.true_cfg),
         schedule=parse_schedule_json(values.schedule_json),
         cache=CacheSpec(values.cache_kind or "none", _threshold(values.cache_threshold)),
-    ).validate()
+    )
 
 
 def _threshold(value: Any) -> float | None:
