@@ -83,7 +83,6 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
     return KINDS[int(rng.integers(2))]
 
 
-@torch.no_grad()
 def tool_canny(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A canny map as other tools draw it from the antialiased image: ``cv2.Canny`` (one-pixel edges) with the low
     threshold drawn from [50, 150] and the high one twice that, after a 5×5 Gaussian blur half of the time."""
@@ -96,6 +95,7 @@ def tool_canny(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.repeat(cv2.Canny(gray, low, 2 * low)[:, :, None], 3, axis=2)
 
 
+@torch.no_grad()
 def build_data(
     seed: int,
     n_one: int,
