@@ -221,15 +221,7 @@ class LoraAdapters:
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(inconsistency was discovered|peft_config)")
-                pipe.load_lora_into_transformer(
-                    dict(prepared.state_dict),
-                    network_alphas=prepared.network_alphas,
-                    transformer=pipe.transformer,
-                    adapter_name=adapter,
-                    metadata=prepared.metadata,
-                    _pipeline=pipe,
-                    hotswap=True,
-                )
+                _load_into_transformer(pipe, prepared, adapter, hotswap=True)
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             log.info("LoRA %s cannot be hot-swapped into %s (%s); loading it fresh", lora.name, adapter, exc)
             _delete(pipe, adapter)
@@ -280,14 +272,7 @@ def load_prepared(pipe: Any, prepared: PreparedLora, adapter: str) -> None:
     if prepared.info.is_control:
         load_control_lora(pipe, prepared, adapter)
     else:
-        pipe.load_lora_into_transformer(
-            dict(prepared.state_dict),
-            network_alphas=prepared.network_alphas,
-            transformer=pipe.transformer,
-            adapter_name=adapter,
-            metadata=prepared.metadata,
-            _pipeline=pipe,
-        )
+        _load_into_transformer(pipe, prepared, adapter)
     if prepared.text_encoder_state_dict:
         metadata = prepared.metadata if any(k.startswith("text_encoder.") for k in prepared.metadata or {}) else None
         pipe.load_lora_into_text_encoder(
@@ -358,3 +343,16 @@ def apply_request_loras(
     wanted = resolve_specs(request.loras, library)
     adapters.activate(pipe, wanted)
     return request.replace(loras=tuple(LoraSpec(w.name, w.sha256, w.weight) for w in wanted))
+
+
+def _load_into_transformer(pipe: Any, prepared: Any, adapter: str, hotswap: bool = False) -> None:
+    """diffusers' ``load_lora_into_transformer`` with a prepared LoRA's state dict, alphas and metadata."""
+    pipe.load_lora_into_transformer(
+        dict(prepared.state_dict),
+        network_alphas=prepared.network_alphas,
+        transformer=pipe.transformer,
+        adapter_name=adapter,
+        metadata=prepared.metadata,
+        _pipeline=pipe,
+        hotswap=hotswap,
+    )

@@ -36,13 +36,13 @@ def folder_family(folder: Path | str | None) -> str | None:
     if folder is None:
         return None
     folder = Path(folder)
-    index = _json(folder / "model_index.json")
+    index = read_json(folder / "model_index.json")
     pipeline = str(index.get("_class_name", ""))
     if pipeline in PIPELINES:
         return PIPELINES[pipeline]
     if pipeline.startswith("Flux2"):
         return FLUX2
-    transformer = str(_json(folder / "transformer" / "config.json").get("_class_name", ""))
+    transformer = str(read_json(folder / "transformer" / "config.json").get("_class_name", ""))
     if transformer.startswith("Flux2"):
         return FLUX2_KLEIN if "Qwen" in str(index.get("text_encoder", "")) else FLUX2
     if transformer == "FluxTransformer2DModel" or pipeline.startswith("Flux"):
@@ -82,7 +82,8 @@ def is_distilled(pipe: Any) -> bool:
     return bool(getattr(getattr(pipe, "config", None), "is_distilled", False))
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when missing, unreadable or not an object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

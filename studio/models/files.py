@@ -11,13 +11,13 @@ what to add.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import ModelMissing
+from studio.models.families import read_json
 from studio.models.headers import (
     WEIGHT_SUFFIXES,
     Header,
@@ -330,12 +330,3 @@ def _what(role: str, config: Mapping[str, Any]) -> str:
 def has_weights(folder: Path) -> bool:
     """Whether ``folder`` holds safetensors weights."""
     return folder.is_dir() and any(entry.suffix == ".safetensors" for entry in _entries(folder))
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or {} when missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import InvalidRequest, StudioError
+from studio.models.families import read_json
 
 KINDS_BY_WIDTH = {1: "base", 2: "control", 6: "fill"}
 
@@ -43,16 +43,8 @@ def is_kontext(card_dir: Path | None) -> bool:
     ``"kontext": true`` (for single-file models whose card folder has no model index)."""
     if card_dir is None:
         return False
-    index, card = _json(card_dir / "model_index.json"), _json(card_dir / "studio.json")
+    index, card = read_json(card_dir / "model_index.json"), read_json(card_dir / "studio.json")
     return index.get("_class_name") == "FluxKontextPipeline" or card.get("kontext") is True
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def check_references(request: Any, model: str, kontext: bool) -> None:
