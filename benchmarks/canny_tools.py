@@ -1,6 +1,6 @@
 """Does flux-mini's union ControlNet obey canny maps the way other tools make them?
 
-    python -m benchmarks.canny_tools [--n 40] [--steps 4] [--json out.json]
+    python -m benchmarks.canny_tools [--n 40] [--steps 4] [--model FOLDER] [--json out.json]
 
 Held-out one-object scenes (``benchmarks.controls.held_out_scenes``) are rendered antialiased at the model's size;
 each scene's canny map is made four ways and given to the studio as a ready map (``canny-map``, strength 1):
@@ -95,9 +95,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model", default="", help="a flux-mini folder whose studio.json names the ControlNet to test")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = settings_mod.from_env({"STUDIO_DATA_DIR": tmp}, threads=args.threads)
+        env = {"STUDIO_DATA_DIR": tmp, **({"STUDIO_MODEL": args.model} if args.model else {})}
+        settings = settings_mod.from_env(env, threads=args.threads)
         engine = Engine(settings)
         rows = measure(engine, AssetStore(Path(tmp) / "assets"), args.n, args.steps)
     if args.json:
