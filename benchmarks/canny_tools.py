@@ -2,17 +2,16 @@
 
     python -m benchmarks.canny_tools [--n 40] [--steps 4] [--model FOLDER] [--json out.json]
 
-Held-out one-object scenes (``benchmarks.controls.held_out_scenes``) are rendered antialiased at the model's size;
-each scene's canny map is made four ways and given to the studio as a ready map (``canny-map``, strength 1):
-
-- ``benchmark``: the toy world's own canny map (what the ControlNet was trained on);
-- ``cv2 100/200``: ``cv2.Canny(gray, 100, 200)`` — one-pixel edges, what A1111/Forge and ComfyUI's OpenCV canny
-  preprocessors draw with their default thresholds;
-- ``controlnet-aux``: ``controlnet_aux.CannyDetector()(image)`` (its defaults, 100/200), as diffusers' examples do;
-- ``blur + cv2 50/150``: a 5×5 Gaussian blur, then ``cv2.Canny(gray, 50, 150)``, another common recipe.
+Held-out one-object scenes (``benchmarks.controls.held_out_scenes``) are rendered antialiased at the model's size
+(``studio.toyworld.tool_maps.antialiased``); each scene's canny map is made by the model's own benchmark (what the
+ControlNet was trained on) and by each tool of ``studio.toyworld.tool_maps.TOOLS`` (A1111/Forge's colour
+``cv2.Canny 100/200``, controlnet-aux, ComfyUI's core kornia Canny, a blurred grey-level recipe), and given to the
+studio as a ready map (``canny-map``, strength 1).
 
 A map is obeyed when the generated object's IoU with the scene's true silhouette (the benchmark map, filled) is
-≥ 0.8 (``studio.toyworld.evaluate.control_obeyed``). Prints one row per tool: mean IoU and the share obeyed.
+≥ 0.8 (``studio.toyworld.evaluate.control_obeyed``). Prints one row per tool: the share of empty maps (grey-level
+tools lose edges between colours of equal luminance), mean IoU, the share obeyed, and the share obeyed among the
+non-empty maps.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -31,61 +29,46 @@ from studio.core import settings as settings_mod
 from studio.core.request import ControlSpec, GenerationRequest
 from studio.engine.engine import Engine
 from studio.store.assets import AssetStore
-from studio.toyworld import render_scene, scene_prompt
+from studio.toyworld import render_scene, scene_prompt, tool_maps
 from studio.toyworld.evaluate import control_obeyed, control_silhouette
 
-
-def _gray(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-
-
-def _rgb(edges: np.ndarray) -> np.ndarray:
-    return np.repeat(edges[:, :, None], 3, axis=2)
-
-
-def cv2_canny(image: np.ndarray) -> np.ndarray:
-    return _rgb(cv2.Canny(_gray(image), 100, 200))
-
-
-def controlnet_aux_canny(image: np.ndarray) -> np.ndarray:
-    from controlnet_aux import CannyDetector
-
-    out = CannyDetector()(Image.fromarray(image), detect_resolution=image.shape[0], image_resolution=image.shape[0])
-    return np.asarray(out.convert("RGB"))
-
-
-def blurred_canny(image: np.ndarray) -> np.ndarray:
-    return _rgb(cv2.Canny(cv2.GaussianBlur(_gray(image), (5, 5), 0), 50, 150))
-
-
-TOOLS = {
-    "benchmark": None,
-    "cv2 100/200": cv2_canny,
-    "controlnet-aux": controlnet_aux_canny,
-    "blur + cv2 50/150": blurred_canny,
-}
+TOOLS = {"benchmark": None, **tool_maps.TOOLS}
 
 
 def measure(engine: Engine, assets: AssetStore, n: int, steps: int) -> list[dict]:
     """One row per tool: mean IoU and share obeyed over ``n`` held-out scenes (scene k with seed k)."""
     size = engine.defaults().width
-    rendered = [render_scene(s, size, 77_000 + i) for i, s in enumerate(held_out_scenes("canny", n))]
+    scenes = held_out_scenes("canny", n)
+    rendered = [render_scene(s, size, 77_000 + i) for i, s in enumerate(scenes)]
+    smooth = [tool_maps.antialiased(s, size, 77_000 + i) for i, s in enumerate(scenes)]
     truths = [control_silhouette(r.control("canny"), "canny") for r in rendered]
     rows = []
     for name, tool in TOOLS.items():
-        ious = []
+        ious, empty = [], []
         for k, r in enumerate(rendered):
-            control_map = r.control("canny") if tool is None else tool(r.image)
+            control_map = r.control("canny") if tool is None else tool(smooth[k])
+            empty.append(tool_maps.empty_map(control_map))
             ref = assets.put_image(Image.fromarray(control_map))
             request = GenerationRequest(
                 prompt=scene_prompt(r.scene), steps=steps, seed=k, controls=(ControlSpec("canny-map", ref),)
             )
             image = engine.generate(request, assets=assets).images[0]
             ious.append(control_obeyed(np.asarray(image), truths[k], "canny")[0])
-        rows.append(
-            {"tool": name, "n": n, "mean_iou": float(np.mean(ious)), "obeyed": float(np.mean(np.array(ious) >= 0.8))}
+        obeyed, filled = np.array(ious) >= 0.8, ~np.array(empty)
+        row = {
+            "tool": name,
+            "n": n,
+            "empty": float(np.mean(empty)),
+            "mean_iou": float(np.mean(ious)),
+            "obeyed": float(np.mean(obeyed)),
+            "obeyed_non_empty": float(np.mean(obeyed[filled])) if filled.any() else 0.0,
+        }
+        rows.append(row)
+        print(
+            f"{name:32s} n={n}  empty {row['empty']:.2f}  mean IoU {row['mean_iou']:.3f}  obeyed {row['obeyed']:.2f}"
+            f"  (non-empty maps: {row['obeyed_non_empty']:.2f})",
+            flush=True,
         )
-        print(f"{name:20s} n={n}  mean IoU {rows[-1]['mean_iou']:.3f}  obeyed {rows[-1]['obeyed']:.2f}", flush=True)
     return rows
 
 

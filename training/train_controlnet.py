@@ -39,7 +39,7 @@ from diffusers import AutoencoderKL, FluxControlNetModel, FluxPipeline
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
 from studio.engine.conditioning.control import UNION_MODES
-from studio.toyworld import render_scene, scene_prompt, scene_set
+from studio.toyworld import render_scene, scene_prompt, scene_set, tool_maps
 from studio.toyworld.grammar import STICK_FIGURE
 from training import portable_checkpoint, torch_state, train_base
 from training.data import size_suffix
@@ -83,18 +83,6 @@ def pick_kind(scene_has_figure: bool, rng: np.random.Generator) -> str:
     return KINDS[int(rng.integers(2))]
 
 
-def tool_canny(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A canny map as other tools draw it from the antialiased image: ``cv2.Canny`` (one-pixel edges) with the low
-    threshold drawn from [50, 150] and the high one twice that, after a 5×5 Gaussian blur half of the time."""
-    import cv2
-
-    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    if rng.random() < 0.5:
-        gray = cv2.GaussianBlur(gray, (5, 5), 0)
-    low = int(rng.integers(50, 151))
-    return np.repeat(cv2.Canny(gray, low, 2 * low)[:, :, None], 3, axis=2)
-
-
 @torch.no_grad()
 def build_data(
     seed: int,
@@ -107,12 +95,13 @@ def build_data(
 ) -> ControlData:
     """Render and VAE-encode the training scenes and their control maps (cached in ``run_dir`` per size and VAE
     encoder), then embed the prompts with ``model_dir``'s text encoders (seconds; they change as the base trains).
-    ``canny_tools``: the share of canny samples whose map is drawn the way other tools do (``tool_canny``)."""
+    ``canny_tools``: the share of canny samples whose map is drawn the way other tools draw it from the antialiased
+    scene (``studio.toyworld.tool_maps.training_map``)."""
     scenes = scene_set("one", n_one, seed=seed * 2 + 101, split="train")
     scenes += scene_set("two", n_two, seed=seed * 2 + 102, split="train")
     vae = AutoencoderKL.from_pretrained(model_dir / "vae").eval()
     stamp = train_base.encoder_stamp(vae)
-    tools = f"_tools{canny_tools:g}" if canny_tools else ""
+    tools = f"_aatools{canny_tools:g}" if canny_tools else ""
     cache = run_dir / f"control_latents_s{seed}_{n_one}x1_{n_two}x2{size_suffix(spec.native_size)}{tools}.pt"
     saved = torch_state.load(cache) if cache.exists() else None
     if saved is None or saved["stamp"] != stamp:
@@ -127,7 +116,10 @@ def build_data(
             kind = pick_kind(any(o.shape == STICK_FIGURE for o in scene.objects), rng)
             images[i], controls[i] = rendered.image, rendered.control(kind)
             if kind == "canny" and canny_tools and tool_rng.random() < canny_tools:
-                controls[i] = tool_canny(rendered.image, tool_rng)
+                smooth = tool_maps.antialiased(scene, size, seed * 7_000_003 + i)
+                tool_map = tool_maps.training_map(smooth, tool_rng)
+                if tool_map is not None:  # an empty grey-level map teaches nothing: keep the own map then
+                    controls[i] = tool_map
             modes.append(UNION_MODES[kind])
         saved = {
             "latents": pack(vae, images),
@@ -349,7 +341,7 @@ def arg_parser() -> argparse.ArgumentParser:
         "--canny-tools",
         type=float,
         default=0.0,
-        help="share of canny samples whose map is drawn as other tools draw it (cv2.Canny on the antialiased image)",
+        help="share of canny samples whose map is drawn as other tools draw it from the antialiased scene",
     )
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR, help="checkpoint, data cache and log folder")
     parser.add_argument(

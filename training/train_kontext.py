@@ -87,10 +87,22 @@ def encode_images(vae: AutoencoderKL, images: np.ndarray, batch: int = 64) -> to
     return torch.cat(out)
 
 
+def kind_cycle(weights: str) -> tuple[str, ...]:
+    """The order kinds take in an edit batch: ``"background=3,move=2"`` repeats those kinds (others once)."""
+    counts = dict.fromkeys(KINDS, 1)
+    for part in filter(None, (p.strip() for p in weights.split(","))):
+        kind, _, n = part.partition("=")
+        if kind not in counts or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--kind-weights: {part!r} is not KIND=N with KIND one of {', '.join(KINDS)} and N ≥ 1")
+        counts[kind] = int(n)
+    return tuple(k for k in KINDS for _ in range(counts[k]))
+
+
 class Data:
     """Encoded families: latents, token ids per scene prompt and per instruction, edit pairs per kind."""
 
     def __init__(self, args: argparse.Namespace, spec: MiniSpec) -> None:
+        self.kind_cycle = kind_cycle(args.kind_weights)
         fam: Families = build_families(args.families, spec.native_size, args.seed)
         cache = args.run_dir / f"latents_fam{args.families}_s{args.seed}_{spec.native_size}px.pt"
         vae = AutoencoderKL.from_pretrained(args.model_dir / "vae").eval()
@@ -126,10 +138,11 @@ class Data:
         return self._ids[prompt]
 
     def edit_batch(self, gen: torch.Generator, batch: int) -> tuple:
-        """(reference latents, target latents, CLIP ids, T5 ids) for ``batch`` edits, kind b mod 4."""
+        """(reference latents, target latents, CLIP ids, T5 ids) for ``batch`` edits; sample b's kind is
+        ``kind_cycle[b mod its length]`` (the four kinds in turn unless ``--kind-weights`` says otherwise)."""
         refs, tgts, clips, t5s = [], [], [], []
         for b in range(batch):
-            kind = KINDS[b % len(KINDS)]
+            kind = self.kind_cycle[b % len(self.kind_cycle)]
             pairs = self.edits[kind]
             pair = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
             clip, t5 = self.instruction_ids(self.fam.prompt(kind, pair.numpy()))
@@ -246,6 +259,7 @@ def train(args: argparse.Namespace) -> None:
     start = last_ckpt = last_eval = time.time()
     t_log, losses = time.time(), {"edit": [], "t2i": []}
     models.train()
+    first_step = step
     while step < args.steps:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         t2i = args.t2i_every > 0 and step % args.t2i_every == args.t2i_every - 1
@@ -267,7 +281,7 @@ def train(args: argparse.Namespace) -> None:
             pred = pred[:, :seq_len]
         loss = F.mse_loss(pred, noise - x0)
         for g, base in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = base * lr_scale(step, args.warmup)
+            g["lr"] = base * lr_scale(step, args.warmup, step - first_step, args.decay_steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(models.parameters(), 1.0)
@@ -312,8 +326,14 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=16, help="a multiple of 4 keeps the kinds balanced")
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument(
+        "--kind-weights", default="", help='share of each edit kind per batch, e.g. "background=3,move=2" (others 1)'
+    )
     parser.add_argument("--text-lr-mult", type=float, default=0.5)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument(
+        "--decay-steps", type=int, default=0, help="cosine lr decay to 0.1x over this many steps of this run (0: none)"
+    )
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--p-uncond", type=float, default=0.1, help="empty prompts in the text-to-image batches")
     parser.add_argument("--p-visited", type=float, default=0.3)
