@@ -1,6 +1,6 @@
 """Structure guidance on flux-mini: IoU with the control silhouette, with and without its ControlNet.
 
-    python -m benchmarks.controls [--n 24] [--steps 4] [--json out.json]
+    python -m benchmarks.controls [--n 24] [--steps 4] [--kinds canny depth pose] [--configs ...] [--json out.json]
 
 Held-out toy scenes (one object; for pose, scenes whose object is a stick figure) are rendered with their control
 maps (TOYWORLD.md); each is generated from its prompt through the studio engine with the map as a ready-made
@@ -61,15 +61,18 @@ def held_out_scenes(kind: str, n: int) -> list:
     return scenes
 
 
-def measure(engine: Engine, assets: AssetStore, kind: str, n: int, steps: int) -> list[dict]:
-    """One row per config for this control kind."""
+def measure(
+    engine: Engine, assets: AssetStore, kind: str, n: int, steps: int, configs: tuple[str, ...] = tuple(CONFIGS)
+) -> list[dict]:
+    """One row per config (of ``configs``) for this control kind."""
     size = engine.defaults().width
     rendered = [render_scene(s, size, 77_000 + i) for i, s in enumerate(held_out_scenes(kind, n))]
     maps = [r.control(kind) for r in rendered]
     refs = [assets.put_image(Image.fromarray(m)) for m in maps]
     silhouettes = [control_silhouette(m, kind) for m in maps]
     rows = []
-    for name, setting in CONFIGS.items():
+    for name in configs:
+        setting = CONFIGS[name]
         ious, started = [], time.perf_counter()
         for k, r in enumerate(rendered):
             controls = ()
@@ -121,6 +124,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--kinds", nargs="+", default=["canny", "depth", "pose"], choices=["canny", "depth", "pose"])
+    parser.add_argument(
+        "--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS), help="rows to run (default: all)"
+    )
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     engine = Engine(settings_mod.from_env({**os.environ, "STUDIO_DATA_DIR": tmp}, threads=args.threads))
@@ -129,8 +136,8 @@ def main() -> None:
     engine.generate(GenerationRequest(prompt="a red circle in the center on a white background", seed=0))
     transformer, rss_before = engine.pipe.transformer, rss_mib()
     rows = []
-    for kind in ("canny", "depth", "pose"):
-        rows += measure(engine, assets, kind, args.n, args.steps)
+    for kind in args.kinds:
+        rows += measure(engine, assets, kind, args.n, args.steps, tuple(args.configs))
     rss_after = rss_mib()
     same_base = engine.pipe.transformer is transformer
     print(f"IoU with the control silhouette, {args.n} held-out scenes per kind, {args.steps} steps, seeds 0..n-1")
@@ -141,7 +148,9 @@ def main() -> None:
         )
     plain = sum(r["seconds"] for r in rows if r["config"] == "no control")
     full = sum(r["seconds"] for r in rows if r["config"] == "strength 1.0")
-    print(f"time with control (strength 1.0) / without: {full / plain:.2f}")
+    ratio = full / plain if plain and full else None
+    if ratio is not None:
+        print(f"time with control (strength 1.0) / without: {ratio:.2f}")
     print(
         f"RSS {rss_before:.1f} MiB before the ControlNet, {rss_after:.1f} MiB after "
         f"(+{rss_after - rss_before:.1f}); base transformer reused: {same_base}"
@@ -151,7 +160,7 @@ def main() -> None:
             json.dumps(
                 {
                     "rows": rows,
-                    "time_ratio": full / plain,
+                    "time_ratio": ratio,
                     "rss_before_mib": rss_before,
                     "rss_after_mib": rss_after,
                     "base_reused": same_base,
