@@ -56,7 +56,14 @@ def test_every_stage_gets_all_of_its_options_and_the_128px_recipe():
     ]
     assert base[-1].decay_start == 31_912 and {b.size for b in base} == {128} and {b.init for b in base} == {None}
     assert {b.model_dir for b in base} == {Path("somewhere/flux-mini")}
-    assert [(c.steps, c.lr, c.init) for c in stages["controlnet"]] == [(4781, 3e-4, None), (6325, 1e-4, None)]
+    tools_init = Path("somewhere/flux-mini-controlnet-union")
+    assert [(c.steps, c.lr, c.init, c.canny_tools, c.seed, c.n_one) for c in stages["controlnet"]] == [
+        (4781, 3e-4, None, 0.0, 3, 6000),
+        (6325, 1e-4, None, 0.0, 3, 6000),
+        (2615, 1e-4, tools_init, 0.7, 8, 3000),
+        (3866, 5e-5, tools_init, 0.7, 8, 3000),
+    ]
+    assert {c.run_dir.name for c in stages["controlnet"]} == {"controlnet", "controlnet_tools"}
     lora = stages["lora"][0]
     assert (lora.steps, lora.rank, lora.batch, lora.n_train) == (5000, 16, 16, 2048)
     gan = stages["decoder_gan"]

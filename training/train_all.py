@@ -17,7 +17,9 @@ Stages (the model card's "How the 128-px family was made", from random init inst
    5 000 steps on a cosine to 2.5e-5; 36 912 steps in all (the 64-px base's 18 830 plus the 128-px base's 18 082).
    The final EMA is exported (the shipped base is the last step too).
 6. ``controlnet``: ``training.train_controlnet`` against that base, started from it (``make_controlnet``), batch
-   32: lr 3e-4 to step 4 781, then lr 1e-4 to 6 325.
+   32: lr 3e-4 to step 4 781, then lr 1e-4 to 6 325; then a fresh run from that net with 70 % of the canny maps
+   drawn the way other tools draw them (``--canny-tools 0.7``, seed + 5, 3 000 + 1 000 scenes): lr 1e-4 to step
+   2 615, then 5e-5 to 3 866.
 7. ``lora``: ``training.train_outlined_lora`` on that base (5 000 steps, rank 16, batch 16, lr 1e-3, 2 048 scenes)
    into ``OUT/loras`` (+ the kohya copy), measured at true CFG 1 and 3.
 8. ``decoder_gan``: the decoder of 4. fine-tuned on the base's own estimates with the patch-GAN, batch 8, lr 1e-4,
@@ -67,6 +69,8 @@ FULL = {
     "base_eval": (20.0, 32),  # every N minutes, n held-out prompts
     "controlnet": ((4781, 3e-4), (6325, 1e-4)),
     "controlnet_data": (6000, 2000),
+    "controlnet_tools": ((2615, 1e-4), (3866, 5e-5)),  # then on tool-drawn canny maps, a fresh run
+    "controlnet_tools_data": (3000, 1000),
     "controlnet_batch": 32,
     "lora": {"steps": 5000, "batch": 16, "n_train": 2048, "n_eval": 40, "true_cfg": [1.0, 3.0]},
     "gan": ((1000, 0.5, 0.6), (1800, 0.8, 0.8)),  # (up to step, GAN weight, stick-figure share)
@@ -90,6 +94,8 @@ SMOKE = {
     "base_eval": (1e9, 2),  # only the final evaluation
     "controlnet": ((2, 3e-4), (3, 1e-4)),
     "controlnet_data": (6, 4),
+    "controlnet_tools": ((2, 1e-4), (3, 5e-5)),
+    "controlnet_tools_data": (6, 4),
     "controlnet_batch": 2,
     "lora": {"steps": 2, "batch": 2, "n_train": 4, "n_eval": 1, "true_cfg": [1.0]},
     "gan": ((2, 0.5, 0.6), (3, 0.8, 0.8)),
@@ -201,26 +207,31 @@ def base_stage_args(args: argparse.Namespace, plan: dict) -> list[argparse.Names
 
 
 def controlnet_stage_args(args: argparse.Namespace, plan: dict) -> list[argparse.Namespace]:
-    """``training.train_controlnet`` options for its two phases, against the rebuilt base."""
-    n_one, n_two = plan["controlnet_data"]
-    return [
-        _parse(
-            train_controlnet.arg_parser(),
-            {
-                "seed": args.seed,
-                "size": plan["size"],
-                "steps": steps,
-                "lr": lr,
-                "batch": plan["controlnet_batch"],
-                "n_one": n_one,
-                "n_two": n_two,
-                "threads": args.threads,
-                "model": args.out / MODEL,
-                "run_dir": args.out / "runs" / "controlnet",
-                "out": args.out / CONTROLNET,
-            },
-        )
-        for steps, lr in plan["controlnet"]
+    """``training.train_controlnet`` options for its phases, against the rebuilt base: two on the toy world's own
+    maps, then a fresh run from that net (seed + 5) with 70 % of the canny maps drawn the way other tools draw
+    them (``--canny-tools 0.7``), at lr 1e-4 and then 5e-5."""
+
+    def phase(steps: int, lr: float, data: tuple[int, int], run: str, extra: dict) -> argparse.Namespace:
+        options = {
+            "seed": args.seed,
+            "size": plan["size"],
+            "steps": steps,
+            "lr": lr,
+            "batch": plan["controlnet_batch"],
+            "n_one": data[0],
+            "n_two": data[1],
+            "threads": args.threads,
+            "model": args.out / MODEL,
+            "run_dir": args.out / "runs" / run,
+            "out": args.out / CONTROLNET,
+        }
+        return _parse(train_controlnet.arg_parser(), {**options, **extra})
+
+    tools = {"seed": args.seed + 5, "canny_tools": 0.7, "init": args.out / CONTROLNET}
+    own = [phase(steps, lr, plan["controlnet_data"], "controlnet", {}) for steps, lr in plan["controlnet"]]
+    return own + [
+        phase(steps, lr, plan["controlnet_tools_data"], "controlnet_tools", tools)
+        for steps, lr in plan["controlnet_tools"]
     ]
 
 
