@@ -187,3 +187,21 @@ def test_depth_preprocessing_runs_the_depth_anything_found_in_the_annotator_fold
         assert len(studio.engine._control_maps) == 1  # the replay reused the annotated map (keyed by input hash)
     finally:
         studio.close()
+
+
+def test_a_canny_map_without_edges_is_refused_naming_the_fix(control_studio):
+    from studio.engine.conditioning.control import require_edges
+
+    studio = control_studio
+    blank = studio.store.assets.put_image(Image.new("RGB", (64, 64), "black"))
+    flat = studio.store.assets.put_image(Image.new("RGB", (64, 64), (40, 160, 60)))
+    for spec in (ControlSpec("canny-map", blank), ControlSpec("canny", flat)):
+        with pytest.raises(StudioError, match="no edges.*lower its thresholds"):
+            studio.generate(GenerationRequest(prompt=PROMPT, seed=1, controls=(spec,)))
+    # one-pixel lines of a 1024-px map scaled down to the model's size are faint, not missing
+    big = np.zeros((1024, 1024, 3), np.uint8)
+    big[200:800, 200] = big[200, 200:800] = 255
+    faint = Image.fromarray(big).resize((128, 128), Image.Resampling.LANCZOS)
+    assert np.asarray(faint).max() < 128 and require_edges("canny-map", faint) is faint
+    black = Image.new("RGB", (64, 64), "black")
+    assert require_edges("depth-map", black) is black  # an all-far depth map is a map

@@ -384,7 +384,8 @@ class Engine:
         assert req.width and req.height
         size = (req.width, req.height)
         opened = lambda: edit.input_image(context.assets, spec.image, "RGB", req.width, req.height)  # noqa: E731
-        return self._control_maps.get(spec.kind, spec.preprocess, spec.image, opened, size)
+        mapped = self._control_maps.get(spec.kind, spec.preprocess, spec.image, opened, size)
+        return control.require_edges(spec.kind, mapped)
 
     def _controlnet(self, kind: str) -> tuple[Any, int | None]:
         """The ControlNet for a control kind and its union mode (``control.controlnet_source``), loaded once."""

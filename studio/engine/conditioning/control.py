@@ -106,6 +106,23 @@ def annotate(kind: str, image: Image.Image, preprocess: bool, annotators: Path |
     return annotate_with_weights(base, image, annotators)
 
 
+def require_edges(kind: str, control_map: Image.Image) -> Image.Image:
+    """``control_map`` as is, unless it is a canny map without edges (nothing for a ControlNet to follow): then a
+    StudioError naming the fix. Faint lines (a large map scaled down) still count as edges."""
+    if kind.removesuffix("-map") != "canny":
+        return control_map
+    import numpy as np
+
+    if int((np.asarray(control_map.convert("L")) > 8).sum()) >= 8:
+        return control_map
+    raise StudioError(
+        "the canny map has no edges, so the ControlNet would have nothing to follow — use an image with visible "
+        "outlines; a canny tool that works on the grey image (ComfyUI's core Canny node) loses the outline between "
+        "colours of equal brightness: lower its thresholds, or give the picture itself with the kind 'canny' (edges "
+        "found on the colour image)"
+    )
+
+
 @torch.no_grad()
 def encode_control(pipe: Any, image: Image.Image, width: int, height: int, batch: int) -> torch.Tensor:
     """Control map → packed VAE latents (deterministic: the latent mode), as InstantX-style ControlNets expect."""
