@@ -10,8 +10,8 @@ studio as a ready map (``canny-map``, strength 1).
 
 A map is obeyed when the generated object's IoU with the scene's true silhouette (the benchmark map, filled) is
 ≥ 0.8 (``studio.toyworld.evaluate.control_obeyed``). Prints one row per tool: the share of empty maps (grey-level
-tools lose edges between colours of equal luminance), mean IoU, the share obeyed, and the share obeyed among the
-non-empty maps.
+tools lose edges between colours of equal luminance; the studio refuses such a map, so it counts as IoU 0), mean
+IoU, the share obeyed, and the share obeyed among the non-empty maps.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def measure(engine: Engine, assets: AssetStore, n: int, steps: int) -> list[dict
         for k, r in enumerate(rendered):
             control_map = r.control("canny") if tool is None else tool(smooth[k])
             empty.append(tool_maps.empty_map(control_map))
+            if empty[-1]:  # the studio refuses a canny map without edges (control.require_edges): not obeyed
+                ious.append(0.0)
+                continue
             ref = assets.put_image(Image.fromarray(control_map))
             request = GenerationRequest(
                 prompt=scene_prompt(r.scene), steps=steps, seed=k, controls=(ControlSpec("canny-map", ref),)
