@@ -110,6 +110,11 @@ class Families:
     def prompt(self, kind: str, pair: np.ndarray) -> str:
         return instruction(kind, self.scenes[int(pair[0])], self.scenes[int(pair[1])])
 
+    def figure_edits(self) -> dict[str, np.ndarray]:
+        """The edits of each kind whose reference or result holds a stick figure (in ``edits`` order)."""
+        figure = np.array([s.objects[0].shape == "stick figure" for s in self.scenes])
+        return {kind: pairs[figure[pairs].any(axis=1)] for kind, pairs in self.edits.items()}
+
 
 def build_families(n: int, size: int, seed: int = 0) -> Families:
     """Render ``n`` families at ``size`` px and list their training edits (train-split objects only)."""

@@ -123,6 +123,8 @@ class Data:
         self.scene_clip, self.scene_t5 = tokenize(self.clip_tok, self.t5_tok, prompts, self.max_len)
         self.empty_clip, self.empty_t5 = tokenize(self.clip_tok, self.t5_tok, [""], self.max_len)
         self.edits = {k: torch.from_numpy(v) for k, v in fam.edits.items()}
+        self.figure_share = args.figure_share
+        self.figure_edits = {k: torch.from_numpy(v) for k, v in fam.figure_edits().items()}
         self._ids: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         counts = {k: len(v) for k, v in fam.edits.items()}
         print(
@@ -139,11 +141,13 @@ class Data:
 
     def edit_batch(self, gen: torch.Generator, batch: int) -> tuple:
         """(reference latents, target latents, CLIP ids, T5 ids) for ``batch`` edits; sample b's kind is
-        ``kind_cycle[b mod its length]`` (the four kinds in turn unless ``--kind-weights`` says otherwise)."""
+        ``kind_cycle[b mod its length]`` (the four kinds in turn unless ``--kind-weights`` says otherwise); with
+        ``--figure-share`` that share of them is drawn from the edits with a stick figure."""
         refs, tgts, clips, t5s = [], [], [], []
         for b in range(batch):
             kind = self.kind_cycle[b % len(self.kind_cycle)]
-            pairs = self.edits[kind]
+            figure = self.figure_share > 0 and float(torch.rand(1, generator=gen)) < self.figure_share
+            pairs = self.figure_edits[kind] if figure else self.edits[kind]
             pair = pairs[int(torch.randint(len(pairs), (1,), generator=gen))]
             clip, t5 = self.instruction_ids(self.fam.prompt(kind, pair.numpy()))
             refs.append(int(pair[0]))
@@ -328,6 +332,9 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument(
         "--kind-weights", default="", help='share of each edit kind per batch, e.g. "background=3,move=2" (others 1)'
+    )
+    parser.add_argument(
+        "--figure-share", type=float, default=0.0, help="share of edits drawn among those with a stick figure (0: any)"
     )
     parser.add_argument("--text-lr-mult", type=float, default=0.5)
     parser.add_argument("--warmup", type=int, default=100)
