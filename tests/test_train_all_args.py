@@ -62,8 +62,13 @@ def test_every_stage_gets_all_of_its_options_and_the_128px_recipe():
         (6325, 1e-4, None, 0.0, 3, 6000),
         (2615, 1e-4, tools_init, 0.7, 8, 3000),
         (3866, 5e-5, tools_init, 0.7, 8, 3000),
+        (5040, 5e-5, tools_init, 0.8, 9, 3000),
     ]
-    assert {c.run_dir.name for c in stages["controlnet"]} == {"controlnet", "controlnet_tools"}
+    assert [c.run_dir.name for c in stages["controlnet"]][-3:] == [
+        "controlnet_tools",
+        "controlnet_tools",
+        "controlnet_tools2",
+    ]
     lora = stages["lora"][0]
     assert (lora.steps, lora.rank, lora.batch, lora.n_train) == (5000, 16, 16, 2048)
     gan = stages["decoder_gan"]

@@ -19,7 +19,8 @@ Stages (the model card's "How the 128-px family was made", from random init inst
 6. ``controlnet``: ``training.train_controlnet`` against that base, started from it (``make_controlnet``), batch
    32: lr 3e-4 to step 4 781, then lr 1e-4 to 6 325; then a fresh run from that net with 70 % of the canny maps
    drawn the way other tools draw them (``--canny-tools 0.7``, seed + 5, 3 000 + 1 000 scenes): lr 1e-4 to step
-   2 615, then 5e-5 to 3 866.
+   2 615, then 5e-5 to 3 866; then one more fresh run from that net on new scenes (``--canny-tools 0.8``,
+   seed + 6): lr 5e-5 to step 5 040.
 7. ``lora``: ``training.train_outlined_lora`` on that base (5 000 steps, rank 16, batch 16, lr 1e-3, 2 048 scenes)
    into ``OUT/loras`` (+ the kohya copy), measured at true CFG 1 and 3.
 8. ``decoder_gan``: the decoder of 4. fine-tuned on the base's own estimates with the patch-GAN, batch 8, lr 1e-4,
@@ -71,6 +72,7 @@ FULL = {
     "controlnet_data": (6000, 2000),
     "controlnet_tools": ((2615, 1e-4), (3866, 5e-5)),  # then on tool-drawn canny maps, a fresh run
     "controlnet_tools_data": (3000, 1000),
+    "controlnet_tools2": ((5040, 5e-5),),  # then again on new scenes, 80 % tool maps, a fresh run
     "controlnet_batch": 32,
     "lora": {"steps": 5000, "batch": 16, "n_train": 2048, "n_eval": 40, "true_cfg": [1.0, 3.0]},
     "gan": ((1000, 0.5, 0.6), (1800, 0.8, 0.8)),  # (up to step, GAN weight, stick-figure share)
@@ -96,6 +98,7 @@ SMOKE = {
     "controlnet_data": (6, 4),
     "controlnet_tools": ((2, 1e-4), (3, 5e-5)),
     "controlnet_tools_data": (6, 4),
+    "controlnet_tools2": ((2, 5e-5),),
     "controlnet_batch": 2,
     "lora": {"steps": 2, "batch": 2, "n_train": 4, "n_eval": 1, "true_cfg": [1.0]},
     "gan": ((2, 0.5, 0.6), (3, 0.8, 0.8)),
@@ -209,7 +212,7 @@ def base_stage_args(args: argparse.Namespace, plan: dict) -> list[argparse.Names
 def controlnet_stage_args(args: argparse.Namespace, plan: dict) -> list[argparse.Namespace]:
     """``training.train_controlnet`` options for its phases, against the rebuilt base: two on the toy world's own
     maps, then a fresh run from that net (seed + 5) with 70 % of the canny maps drawn the way other tools draw
-    them (``--canny-tools 0.7``), at lr 1e-4 and then 5e-5."""
+    them (``--canny-tools 0.7``), at lr 1e-4 and then 5e-5, then another fresh run on new scenes (seed + 6, 80 %)."""
 
     def phase(steps: int, lr: float, data: tuple[int, int], run: str, extra: dict) -> argparse.Namespace:
         options = {
@@ -228,11 +231,13 @@ def controlnet_stage_args(args: argparse.Namespace, plan: dict) -> list[argparse
         return _parse(train_controlnet.arg_parser(), {**options, **extra})
 
     tools = {"seed": args.seed + 5, "canny_tools": 0.7, "init": args.out / CONTROLNET}
-    own = [phase(steps, lr, plan["controlnet_data"], "controlnet", {}) for steps, lr in plan["controlnet"]]
-    return own + [
-        phase(steps, lr, plan["controlnet_tools_data"], "controlnet_tools", tools)
-        for steps, lr in plan["controlnet_tools"]
-    ]
+    tools2 = {**tools, "seed": args.seed + 6, "canny_tools": 0.8}
+    runs = (
+        ("controlnet", plan["controlnet_data"], {}, plan["controlnet"]),
+        ("controlnet_tools", plan["controlnet_tools_data"], tools, plan["controlnet_tools"]),
+        ("controlnet_tools2", plan["controlnet_tools_data"], tools2, plan["controlnet_tools2"]),
+    )
+    return [phase(steps, lr, data, run, extra) for run, data, extra, phases in runs for steps, lr in phases]
 
 
 def lora_stage_args(args: argparse.Namespace, plan: dict) -> argparse.Namespace:
